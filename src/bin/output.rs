@@ -1,0 +1,282 @@
+//! How the command line prints sizes, times, entries and reports.
+
+use serde_json::{json, Value};
+use sheaf::index::path::display;
+use sheaf::pack::FoldSummary;
+use sheaf::read::verify::VerifyReport;
+use sheaf::{Dataset, Entry, EntryKind};
+use std::io::{self, Write};
+
+/// Parses a size such as `4096`, `512KiB`, `4MiB`, `1G` (units are binary: K = KiB).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("invalid size {text:?}: expected e.g. 4MiB"))?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        other => {
+            return Err(format!(
+                "unknown size unit {other:?}: use B, KiB, MiB, GiB or TiB"
+            ))
+        }
+    };
+    number
+        .checked_mul(1 << shift)
+        .ok_or_else(|| format!("size {text:?} is too large"))
+}
+
+/// Formats a byte count with a binary unit.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// Formats nanoseconds since the epoch as UTC `YYYY-MM-DD HH:MM:SS`.
+pub fn utc_time(mtime_ns: i64) -> String {
+    let secs = mtime_ns.div_euclid(1_000_000_000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(month <= 2), month, day)
+}
+
+/// `ls -l` style mode string.
+pub fn mode_string(kind: EntryKind, mode: u32) -> String {
+    let type_char = match kind {
+        EntryKind::Dir => 'd',
+        EntryKind::Symlink => 'l',
+        _ => '-',
+    };
+    let bits = "rwxrwxrwx";
+    let perms: String = bits
+        .chars()
+        .enumerate()
+        .map(|(i, c)| if mode & (0o400 >> i) != 0 { c } else { '-' })
+        .collect();
+    format!("{type_char}{perms}")
+}
+
+/// The target of a symlink entry, read and checked; `None` for other kinds.
+pub fn symlink_target(dataset: &Dataset, entry: &Entry) -> sheaf::Result<Option<Vec<u8>>> {
+    if entry.kind != EntryKind::Symlink {
+        return Ok(None);
+    }
+    let (at, _) = dataset
+        .lookup(&entry.path)?
+        .ok_or_else(|| sheaf::Error::NotFound {
+            path: display(&entry.path),
+        })?;
+    Ok(Some(dataset.read_link(at)?.to_vec()))
+}
+
+/// One line of `ls`: raw name bytes (names need not be UTF-8).
+pub fn write_ls_line(
+    out: &mut impl Write,
+    entry: &Entry,
+    name: &[u8],
+    long: bool,
+    link: Option<&[u8]>,
+) -> io::Result<()> {
+    if long {
+        write!(
+            out,
+            "{} {:>12} {}  ",
+            mode_string(entry.kind, entry.mode),
+            entry.len,
+            utc_time(entry.mtime_ns)
+        )?;
+    }
+    out.write_all(name)?;
+    if let (true, Some(target)) = (long, link) {
+        out.write_all(b" -> ")?;
+        out.write_all(target)?;
+    }
+    out.write_all(b"\n")
+}
+
+/// The JSON form of an entry, shared by `ls --json` and `stat --json`.
+pub fn entry_json(entry: &Entry, link: Option<&[u8]>, container: Option<&str>) -> Value {
+    let mut value = json!({
+        "path": display(&entry.path),
+        "kind": entry.kind,
+        "size": entry.len,
+        "mode": entry.mode,
+        "mtime_ns": entry.mtime_ns,
+    });
+    if std::str::from_utf8(&entry.path).is_err() {
+        value["path_bytes"] = json!(entry.path);
+    }
+    if let Some(target) = link {
+        value["target"] = json!(display(target));
+    }
+    if let Some(container) = container {
+        value["container"] = json!(container);
+        value["offset"] = json!(entry.offset);
+        value["stored_len"] = json!(entry.stored_len);
+        value["codec"] = json!(entry.codec);
+        value["xxh3"] = json!(format!("{:016x}", entry.xxh3));
+    }
+    value
+}
+
+/// One NDJSON line of `ls --json`.
+pub fn write_json_line(out: &mut impl Write, entry: &Entry, link: Option<&[u8]>) -> io::Result<()> {
+    serde_json::to_writer(&mut *out, &entry_json(entry, link, None))?;
+    out.write_all(b"\n")
+}
+
+/// Human form of `stat`.
+pub fn print_stat(entry: &Entry, link: Option<&[u8]>, container: Option<&str>) {
+    let kind = match entry.kind {
+        EntryKind::File => "file (folded)",
+        EntryKind::External => "file (kept as an ordinary file)",
+        EntryKind::Dir => "directory",
+        EntryKind::Symlink => "symlink",
+    };
+    println!("  path: {}", display(&entry.path));
+    println!("  kind: {kind}");
+    println!("  size: {}", entry.len);
+    println!(
+        "  mode: {:06o} ({})",
+        entry.mode,
+        mode_string(entry.kind, entry.mode)
+    );
+    println!(
+        " mtime: {} UTC ({} ns)",
+        utc_time(entry.mtime_ns),
+        entry.mtime_ns
+    );
+    if let Some(target) = link {
+        println!("target: {}", display(target));
+    }
+    if let Some(container) = container.filter(|_| entry.kind.is_stored()) {
+        println!(
+            "stored: {container} at {} ({} bytes, codec {:?})",
+            entry.offset, entry.stored_len, entry.codec
+        );
+    }
+    if entry.kind != EntryKind::Dir {
+        println!("  xxh3: {:016x}", entry.xxh3);
+    }
+}
+
+/// Human form of the fold summary.
+pub fn print_fold_summary(s: &FoldSummary) {
+    println!(
+        "folded {} files ({}) and {} symlinks into {} containers ({} stored{})",
+        s.files_folded,
+        human_bytes(s.bytes_folded),
+        s.symlinks,
+        s.containers,
+        human_bytes(s.bytes_stored),
+        if s.containers_reused > 0 {
+            format!(", {} reused from an interrupted run", s.containers_reused)
+        } else {
+            String::new()
+        }
+    );
+    println!(
+        "kept {} large files ({}) as they are; {} directories recorded",
+        s.files_kept,
+        human_bytes(s.bytes_kept),
+        s.dirs
+    );
+    if s.special_skipped > 0 {
+        println!("skipped {} sockets, FIFOs or devices", s.special_skipped);
+    }
+    if s.originals_removed > 0 || s.originals_changed > 0 {
+        println!(
+            "removed {} folded originals; kept {} that changed during the fold",
+            s.originals_removed, s.originals_changed
+        );
+    }
+    println!(
+        "objects to track: {} -> {} ({:.2}% fewer)",
+        s.objects_before, s.objects_after, s.reduction_percent
+    );
+    let rate = (s.bytes_folded + s.bytes_kept) as f64 / s.elapsed_secs.max(1e-9);
+    println!(
+        "dataset {} in {:.2} s ({}/s)",
+        s.dataset.display(),
+        s.elapsed_secs,
+        human_bytes(rate as u64)
+    );
+}
+
+/// Human form of the verify report: every fault, then a summary line.
+pub fn print_verify_report(report: &VerifyReport) {
+    for fault in &report.faults {
+        match &fault.path {
+            Some(path) => println!("FAULT {} [{}]: {}", fault.file, path, fault.problem),
+            None => println!("FAULT {}: {}", fault.file, fault.problem),
+        }
+    }
+    println!(
+        "checked {} containers, {} entries, {} files and links ({}): {}",
+        report.containers,
+        report.entries,
+        report.checked,
+        human_bytes(report.bytes),
+        if report.is_clean() {
+            "all good".to_string()
+        } else {
+            format!("{} faults", report.faults.len())
+        }
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_binary_units() {
+        assert_eq!(parse_size("4MiB").unwrap(), 4 << 20);
+        assert_eq!(parse_size("1G").unwrap(), 1 << 30);
+        assert_eq!(parse_size("512").unwrap(), 512);
+        assert!(parse_size("4 parsecs").is_err());
+    }
+
+    #[test]
+    fn times_format_as_utc() {
+        assert_eq!(utc_time(0), "1970-01-01 00:00:00");
+        assert_eq!(utc_time(1_700_000_000_000_000_000), "2023-11-14 22:13:20");
+        assert_eq!(mode_string(EntryKind::File, 0o100644), "-rw-r--r--");
+    }
+}

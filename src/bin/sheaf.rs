@@ -1,0 +1,359 @@
+//! The `sheaf` command line: parses flags, draws progress, prints results and maps errors to
+//! exit codes. All the work is done by the library.
+
+mod output;
+mod progress;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use sheaf::pack::{self, Compression, ContainerLimits, FoldOptions, Target};
+use sheaf::read::{unfold, verify};
+use sheaf::{Dataset, EntryKind};
+use std::ffi::OsString;
+use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Exit status when `verify` finds faults.
+const EXIT_FAULTS: u8 = 3;
+
+#[derive(Parser)]
+#[command(
+    name = "sheaf",
+    version,
+    about = "Fold small files into large indexed containers and read them back by their original paths",
+    after_help = "Exit status: 0 success, 1 error, 2 usage error, 3 `verify` found faults.\n\n\
+                  Example:\n  sheaf fold ./images ./images.sheaf\n  sheaf ls ./images.sheaf train -l\n  \
+                  sheaf cat ./images.sheaf train/cat/0001.jpg > cat.jpg\n  sheaf verify ./images.sheaf"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Fold a directory tree into a dataset: small files into containers, large ones kept as is.
+    Fold(FoldArgs),
+    /// List a directory of a dataset.
+    Ls(LsArgs),
+    /// Show the metadata of one entry.
+    Stat(StatArgs),
+    /// Write the original bytes of files to standard output.
+    Cat(CatArgs),
+    /// Check every checksum of a dataset and report every fault.
+    Verify(VerifyArgs),
+    /// Restore the plain tree of a dataset, byte-identical, modes and mtimes kept.
+    Unfold(UnfoldArgs),
+}
+
+#[derive(Args)]
+struct FoldArgs {
+    /// The tree to fold.
+    src: PathBuf,
+    /// The new dataset root (must be missing or empty). Omit with --in-place.
+    #[arg(required_unless_present = "in_place", conflicts_with = "in_place")]
+    dst: Option<PathBuf>,
+    /// Fold SRC where it lies: containers go into SRC/.sheaf/, large files stay.
+    #[arg(long)]
+    in_place: bool,
+    /// With --in-place: delete folded originals once their containers are written, synced and
+    /// verified.
+    #[arg(long, requires = "in_place")]
+    remove_originals: bool,
+    /// Files smaller than this are folded; others are kept as ordinary files (B, KiB, MiB, GiB).
+    #[arg(long, default_value = "4MiB", value_parser = output::parse_size)]
+    threshold: u64,
+    /// Target size of one container.
+    #[arg(long, default_value = "1GiB", value_parser = output::parse_size)]
+    container_size: u64,
+    /// Most entries in one container.
+    #[arg(long, default_value_t = pack::DEFAULT_MAX_ENTRIES)]
+    max_entries: usize,
+    /// Per-entry compression: none, zstd[:LEVEL] or auto[:LEVEL] (zstd only where it saves space).
+    #[arg(long, default_value = "none")]
+    compress: Compression,
+    /// Worker threads (default: all cores).
+    #[arg(short, long)]
+    jobs: Option<usize>,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
+    /// No progress bars.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+struct LsArgs {
+    /// The dataset root.
+    dataset: PathBuf,
+    /// A directory or file inside the dataset (default: the root).
+    #[arg(default_value = "")]
+    path: OsString,
+    /// Long listing: mode, size, mtime.
+    #[arg(short, long)]
+    long: bool,
+    /// Everything below PATH, as full paths.
+    #[arg(short = 'R', long)]
+    recursive: bool,
+    /// One JSON object per line.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct StatArgs {
+    /// The dataset root.
+    dataset: PathBuf,
+    /// The entry.
+    path: OsString,
+    /// Print as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct CatArgs {
+    /// The dataset root.
+    dataset: PathBuf,
+    /// Files to print, in order.
+    #[arg(required = true)]
+    paths: Vec<OsString>,
+}
+
+#[derive(Args)]
+struct VerifyArgs {
+    /// The dataset root.
+    dataset: PathBuf,
+    /// Worker threads (default: all cores).
+    #[arg(short, long)]
+    jobs: Option<usize>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+    /// No progress bars.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+struct UnfoldArgs {
+    /// The dataset root.
+    dataset: PathBuf,
+    /// Where to restore the tree (must be missing or empty).
+    out: PathBuf,
+    /// Worker threads (default: all cores).
+    #[arg(short, long)]
+    jobs: Option<usize>,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
+    /// No progress bars.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sheaf: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<io::Error>()
+            .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
+    })
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Fold(args) => fold(args),
+        Command::Ls(args) => ls(args),
+        Command::Stat(args) => stat(args),
+        Command::Cat(args) => cat(args),
+        Command::Verify(args) => verify(args),
+        Command::Unfold(args) => unfold(args),
+    }
+}
+
+fn set_jobs(jobs: Option<usize>) -> Result<()> {
+    if let Some(n) = jobs {
+        if n == 0 {
+            bail!("--jobs must be at least 1");
+        }
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .context("starting worker threads")?;
+    }
+    Ok(())
+}
+
+fn open(dataset: &PathBuf) -> Result<Dataset> {
+    Dataset::open(dataset).with_context(|| format!("opening dataset {}", dataset.display()))
+}
+
+fn fold(args: FoldArgs) -> Result<ExitCode> {
+    set_jobs(args.jobs)?;
+    let target = match args.dst {
+        Some(dst) => Target::NewRoot { src: args.src, dst },
+        None => Target::InPlace { dir: args.src },
+    };
+    let options = FoldOptions {
+        threshold: args.threshold,
+        limits: ContainerLimits {
+            bytes: args.container_size,
+            entries: args.max_entries,
+        },
+        compression: args.compress,
+        remove_originals: args.remove_originals,
+    };
+    let bars = progress::Bars::new(args.quiet);
+    let summary = pack::fold(&target, &options, &bars).context("fold failed")?;
+    bars.finish();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        output::print_fold_summary(&summary);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn ls(args: LsArgs) -> Result<ExitCode> {
+    let dataset = open(&args.dataset)?;
+    let path = args.path.as_bytes();
+    let target = dataset.stat(path)?;
+    let entries = if target.kind != EntryKind::Dir {
+        vec![target]
+    } else if args.recursive {
+        dataset
+            .walk_under(path)?
+            .map(|item| item.map(|(_, e)| e))
+            .collect::<sheaf::Result<_>>()?
+    } else {
+        dataset.list(path)?
+    };
+    let mut out = io::BufWriter::new(io::stdout().lock());
+    for entry in &entries {
+        let link = output::symlink_target(&dataset, entry)?;
+        if args.json {
+            output::write_json_line(&mut out, entry, link.as_deref())?;
+        } else {
+            let name = if args.recursive || entry.kind != EntryKind::Dir && entry.path == path {
+                &entry.path[..]
+            } else {
+                sheaf::index::path::file_name(&entry.path)
+            };
+            output::write_ls_line(&mut out, entry, name, args.long, link.as_deref())?;
+        }
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn stat(args: StatArgs) -> Result<ExitCode> {
+    let dataset = open(&args.dataset)?;
+    let path = args.path.as_bytes();
+    let entry = dataset.stat(path)?;
+    let location = dataset.lookup(&entry.path)?.map(|(at, _)| at);
+    let container = location.map(|at| dataset.catalog().rows()[at.container].name.clone());
+    let link = output::symlink_target(&dataset, &entry)?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&output::entry_json(
+                &entry,
+                link.as_deref(),
+                container.as_deref()
+            ))?
+        );
+    } else {
+        output::print_stat(&entry, link.as_deref(), container.as_deref());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cat(args: CatArgs) -> Result<ExitCode> {
+    let dataset = open(&args.dataset)?;
+    let mut out = io::stdout().lock();
+    let mut failed = false;
+    for path in &args.paths {
+        if let Err(e) = cat_one(&dataset, path.as_bytes(), &mut out) {
+            if is_broken_pipe(&e) {
+                return Err(e);
+            }
+            eprintln!("sheaf: cat: {e:#}");
+            failed = true;
+        }
+    }
+    out.flush()?;
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Writes one file; its bytes are checked before the first byte goes out.
+fn cat_one(dataset: &Dataset, path: &[u8], out: &mut impl Write) -> Result<()> {
+    let (at, entry) = dataset.resolve(path)?;
+    match entry.kind {
+        EntryKind::External => {
+            dataset.verify_external(&entry)?;
+            io::copy(&mut dataset.open_external(&entry)?, out)?;
+        }
+        EntryKind::Dir => bail!("is a directory"),
+        _ => out.write_all(&dataset.container(at.container)?.read_row(at.row)?)?,
+    }
+    Ok(())
+}
+
+fn verify(args: VerifyArgs) -> Result<ExitCode> {
+    set_jobs(args.jobs)?;
+    let dataset = open(&args.dataset)?;
+    let bars = progress::Bars::new(args.quiet);
+    let report = verify::verify(&dataset, &bars);
+    bars.finish();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        output::print_verify_report(&report);
+    }
+    Ok(if report.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAULTS)
+    })
+}
+
+fn unfold(args: UnfoldArgs) -> Result<ExitCode> {
+    set_jobs(args.jobs)?;
+    let dataset = open(&args.dataset)?;
+    let bars = progress::Bars::new(args.quiet);
+    let summary = unfold::unfold(&dataset, &args.out, &bars)
+        .with_context(|| format!("unfold into {} failed", args.out.display()))?;
+    bars.finish();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        println!(
+            "restored {} files ({}), {} directories, {} symlinks into {}",
+            summary.files,
+            output::human_bytes(summary.bytes),
+            summary.dirs,
+            summary.symlinks,
+            args.out.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,107 @@
+//! The library's error type: one enum, variants by meaning, messages that say what to do next.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Everything the sheaf library can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A path that the dataset does not hold.
+    #[error("no such path in the dataset: {path}")]
+    NotFound { path: String },
+
+    /// A path that cannot name an entry (`..`, NUL, empty components, ...).
+    #[error("invalid path {path:?}: {reason}")]
+    InvalidPath { path: String, reason: &'static str },
+
+    /// The entry exists but is not what the operation needs (a directory to `cat`, ...).
+    #[error("{path}: {reason}")]
+    WrongKind { path: String, reason: &'static str },
+
+    /// A container, catalog or index whose bytes do not make sense.
+    #[error("corrupt {file}: {reason}")]
+    Corrupt { file: PathBuf, reason: String },
+
+    /// Stored bytes whose checksum does not match the index: never returned as data.
+    #[error(
+        "checksum mismatch for {path} in {file}: expected xxh3 {expected:016x}, found {found:016x}"
+    )]
+    ChecksumMismatch {
+        file: PathBuf,
+        path: String,
+        expected: u64,
+        found: u64,
+    },
+
+    /// A file written by a format version this build cannot read.
+    #[error(
+        "{file} has format version {found}; this build reads versions {oldest} to {newest}: \
+         upgrade sheaf to read it"
+    )]
+    UnsupportedVersion {
+        file: PathBuf,
+        found: u16,
+        oldest: u16,
+        newest: u16,
+    },
+
+    /// A directory that holds no published dataset.
+    #[error("{root} is not a sheaf dataset (no .sheaf/catalog.sheaf): fold a tree into it first")]
+    NotADataset { root: PathBuf },
+
+    /// A fold target that would overwrite or nest with something it must not.
+    #[error("{path}: {reason}")]
+    Refused { path: PathBuf, reason: String },
+
+    /// An operating-system error on a named path.
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// The library's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Wraps an I/O error with the operation and the path it failed on.
+    pub fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Error::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// A corrupt-file error with a formatted reason.
+    pub fn corrupt(file: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Error::Corrupt {
+            file: file.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// True when the error means the data on disk is damaged (as opposed to absent or refused).
+    pub fn is_data_fault(&self) -> bool {
+        matches!(
+            self,
+            Error::Corrupt { .. }
+                | Error::ChecksumMismatch { .. }
+                | Error::UnsupportedVersion { .. }
+        )
+    }
+}
+
+/// Extension to attach an operation and path to `io::Result`s.
+pub(crate) trait IoContext<T> {
+    fn ctx(self, op: &'static str, path: impl Into<PathBuf>) -> Result<T>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn ctx(self, op: &'static str, path: impl Into<PathBuf>) -> Result<T> {
+        self.map_err(|e| Error::io(op, path, e))
+    }
+}

@@ -1,0 +1,221 @@
+//! The dataset catalog: one row per container with the path range it covers.
+//!
+//! See formats/SPEC.md, "The catalog".
+
+use super::footer::{FileKind, Footer, FOOTER_LEN};
+use super::ipc;
+use super::path::{cmp_paths, display};
+use super::FORMAT_VERSION;
+use crate::error::{Error, IoContext, Result};
+use arrow_array::{
+    ArrayRef, BinaryArray, FixedSizeBinaryArray, RecordBatch, StringArray, UInt32Array, UInt64Array,
+};
+use arrow_buffer::Buffer;
+use arrow_schema::DataType;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use xxhash_rust::xxh3::xxh3_64;
+
+/// The catalog's file name inside a dataset's `.sheaf/` directory.
+pub const CATALOG_FILE: &str = "catalog.sheaf";
+
+/// Schema metadata key for the fold threshold the dataset was made with.
+pub const META_THRESHOLD: &str = "sheaf.threshold";
+
+/// One container of a dataset.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CatalogRow {
+    /// File name of the container under `.sheaf/containers/`.
+    pub name: String,
+    /// Path of the container's first entry.
+    pub first_path: Vec<u8>,
+    /// Path of the container's last entry.
+    pub last_path: Vec<u8>,
+    /// Entries in the container.
+    pub entry_count: u64,
+    /// Length of the container file.
+    pub file_len: u64,
+    /// The container footer's index checksum, binding this row to that exact file.
+    pub index_xxh3: u64,
+    /// xxh3-128 of the whole container file.
+    pub content_id: u128,
+    /// The generation that wrote the container.
+    pub generation: u32,
+}
+
+/// A decoded catalog.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Catalog {
+    rows: Vec<CatalogRow>,
+    metadata: HashMap<String, String>,
+}
+
+const COLUMNS: [(&str, DataType); 8] = [
+    ("name", DataType::Utf8),
+    ("first_path", DataType::Binary),
+    ("last_path", DataType::Binary),
+    ("entry_count", DataType::UInt64),
+    ("file_len", DataType::UInt64),
+    ("index_xxh3", DataType::UInt64),
+    ("content_id", DataType::FixedSizeBinary(16)),
+    ("generation", DataType::UInt32),
+];
+
+impl Catalog {
+    /// A catalog of `rows`, which must be in path order and not overlap.
+    pub fn new(rows: Vec<CatalogRow>, metadata: HashMap<String, String>) -> Self {
+        Catalog { rows, metadata }
+    }
+
+    /// The containers, in path order.
+    pub fn rows(&self) -> &[CatalogRow] {
+        &self.rows
+    }
+
+    /// Schema metadata (informational key-value pairs).
+    pub fn metadata(&self) -> &HashMap<String, String> {
+        &self.metadata
+    }
+
+    /// Reads and validates the catalog file at `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path).ctx("read", path)?;
+        Self::from_buffer(Buffer::from_vec(bytes), path)
+    }
+
+    /// Validates a catalog held in `bytes`.
+    pub fn from_buffer(bytes: Buffer, file: &Path) -> Result<Self> {
+        let file_len = bytes.len() as u64;
+        let tail = &bytes[bytes.len().saturating_sub(FOOTER_LEN)..];
+        let footer = Footer::decode(tail, file_len, FileKind::Catalog, file)?;
+        let index =
+            bytes.slice_with_length(footer.index_offset as usize, footer.index_len as usize);
+        if xxh3_64(&index) != footer.index_xxh3 {
+            return Err(Error::corrupt(file, "catalog checksum mismatch"));
+        }
+        let (batch, metadata) = ipc::decode(&index, file)?;
+        let rows = decode_rows(&batch, file)?;
+        if rows.len() as u64 != footer.entry_count {
+            return Err(Error::corrupt(
+                file,
+                "catalog row count disagrees with its footer",
+            ));
+        }
+        check_ranges(&rows).map_err(|reason| Error::corrupt(file, reason))?;
+        Ok(Catalog { rows, metadata })
+    }
+
+    /// Encodes the catalog as a complete file.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let rows = &self.rows;
+        let u64s = |f: fn(&CatalogRow) -> u64| -> ArrayRef {
+            Arc::new(UInt64Array::from_iter_values(rows.iter().map(f)))
+        };
+        let ids: Vec<u8> = rows
+            .iter()
+            .flat_map(|r| r.content_id.to_be_bytes())
+            .collect();
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r.name.as_str()),
+            )),
+            Arc::new(BinaryArray::from_iter_values(
+                rows.iter().map(|r| r.first_path.as_slice()),
+            )),
+            Arc::new(BinaryArray::from_iter_values(
+                rows.iter().map(|r| r.last_path.as_slice()),
+            )),
+            u64s(|r| r.entry_count),
+            u64s(|r| r.file_len),
+            u64s(|r| r.index_xxh3),
+            Arc::new(FixedSizeBinaryArray::new(16, Buffer::from_vec(ids), None)),
+            Arc::new(UInt32Array::from_iter_values(
+                rows.iter().map(|r| r.generation),
+            )),
+        ];
+        let batch =
+            RecordBatch::try_new(ipc::schema(&COLUMNS), columns).expect("columns match schema");
+        let index = ipc::encode(&batch, self.metadata.clone())?;
+        let footer = Footer {
+            index_offset: 0,
+            index_len: index.len() as u64,
+            index_xxh3: xxh3_64(&index),
+            entry_count: rows.len() as u64,
+            data_len: 0,
+            version: FORMAT_VERSION,
+            kind: FileKind::Catalog,
+        };
+        let mut out = index;
+        out.extend_from_slice(&footer.encode());
+        Ok(out)
+    }
+}
+
+fn decode_rows(batch: &RecordBatch, file: &Path) -> Result<Vec<CatalogRow>> {
+    let name = ipc::column::<StringArray>(batch, "name", &DataType::Utf8, file)?;
+    let first = ipc::column::<BinaryArray>(batch, "first_path", &DataType::Binary, file)?;
+    let last = ipc::column::<BinaryArray>(batch, "last_path", &DataType::Binary, file)?;
+    let entry_count = ipc::column::<UInt64Array>(batch, "entry_count", &DataType::UInt64, file)?;
+    let file_len = ipc::column::<UInt64Array>(batch, "file_len", &DataType::UInt64, file)?;
+    let index_xxh3 = ipc::column::<UInt64Array>(batch, "index_xxh3", &DataType::UInt64, file)?;
+    let content_id = ipc::column::<FixedSizeBinaryArray>(
+        batch,
+        "content_id",
+        &DataType::FixedSizeBinary(16),
+        file,
+    )?;
+    let generation = ipc::column::<UInt32Array>(batch, "generation", &DataType::UInt32, file)?;
+    let mut rows = Vec::with_capacity(batch.num_rows());
+    for i in 0..batch.num_rows() {
+        let container_name = name.value(i);
+        if !is_safe_container_name(container_name) {
+            return Err(Error::corrupt(
+                file,
+                format!("hostile container name {container_name:?}"),
+            ));
+        }
+        rows.push(CatalogRow {
+            name: container_name.to_owned(),
+            first_path: first.value(i).to_vec(),
+            last_path: last.value(i).to_vec(),
+            entry_count: entry_count.value(i),
+            file_len: file_len.value(i),
+            index_xxh3: index_xxh3.value(i),
+            content_id: u128::from_be_bytes(content_id.value(i).try_into().expect("16 bytes")),
+            generation: generation.value(i),
+        });
+    }
+    Ok(rows)
+}
+
+/// A container name may not leave `.sheaf/containers/`.
+fn is_safe_container_name(name: &str) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+}
+
+/// Checks that every container covers a non-empty range and that ranges are in order and
+/// disjoint, so binary search over them is sound.
+fn check_ranges(rows: &[CatalogRow]) -> std::result::Result<(), String> {
+    for (i, row) in rows.iter().enumerate() {
+        if row.entry_count == 0 || cmp_paths(&row.first_path, &row.last_path).is_gt() {
+            return Err(format!(
+                "container {} has an empty or inverted path range",
+                row.name
+            ));
+        }
+        if i > 0 && cmp_paths(&rows[i - 1].last_path, &row.first_path).is_ge() {
+            return Err(format!(
+                "container {} starts at {:?}, inside the range of the one before",
+                row.name,
+                display(&row.first_path)
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,281 @@
+//! Containers: entry bytes, then the index block, then the footer. Reading maps the file and
+//! serves entries zero-copy; writing streams entries and appends index and footer at the end.
+//!
+//! See formats/SPEC.md, "Containers".
+
+use super::entry::{encode_index, Codec, Entry, EntryIndex};
+use super::footer::{FileKind, Footer, FOOTER_LEN, INDEX_ALIGNMENT};
+use super::path::{cmp_paths, display};
+use super::{FORMAT_VERSION, MAX_ENTRY_LEN};
+use crate::error::{Error, IoContext, Result};
+use arrow_buffer::Buffer;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::ptr::NonNull;
+use std::sync::Arc;
+use xxhash_rust::xxh3::{xxh3_64, Xxh3};
+
+/// A container opened for reading.
+#[derive(Debug)]
+pub struct Container {
+    file: PathBuf,
+    bytes: Buffer,
+    footer: Footer,
+    index: EntryIndex,
+}
+
+impl Container {
+    /// Maps the container file at `path` and validates its footer and index.
+    pub fn open(path: &Path) -> Result<Self> {
+        let bytes = map_file(path)?;
+        Self::from_buffer(bytes, path.to_path_buf())
+    }
+
+    /// Validates a container held in memory (or mapped) as `bytes`.
+    pub fn from_buffer(bytes: Buffer, file: PathBuf) -> Result<Self> {
+        let file_len = bytes.len() as u64;
+        let tail = &bytes[bytes.len().saturating_sub(FOOTER_LEN)..];
+        let footer = Footer::decode(tail, file_len, FileKind::Container, &file)?;
+        let index_bytes =
+            bytes.slice_with_length(footer.index_offset as usize, footer.index_len as usize);
+        let found = xxh3_64(&index_bytes);
+        if found != footer.index_xxh3 {
+            return Err(Error::corrupt(
+                &file,
+                format!(
+                    "index checksum mismatch (footer {:016x}, index {found:016x})",
+                    footer.index_xxh3
+                ),
+            ));
+        }
+        let index = EntryIndex::parse(&index_bytes, &file)?;
+        if index.len() as u64 != footer.entry_count {
+            return Err(Error::corrupt(
+                &file,
+                format!(
+                    "footer counts {} entries, index holds {}",
+                    footer.entry_count,
+                    index.len()
+                ),
+            ));
+        }
+        Ok(Container {
+            file,
+            bytes,
+            footer,
+            index,
+        })
+    }
+
+    /// The file this container was read from.
+    pub fn file(&self) -> &Path {
+        &self.file
+    }
+
+    /// The decoded footer.
+    pub fn footer(&self) -> &Footer {
+        &self.footer
+    }
+
+    /// The entry index.
+    pub fn index(&self) -> &EntryIndex {
+        &self.index
+    }
+
+    /// xxh3-128 of the whole file: the container's content id.
+    pub fn content_id(&self) -> u128 {
+        xxhash_rust::xxh3::xxh3_128(&self.bytes)
+    }
+
+    /// The original bytes of row `row` (a file's content or a symlink's target), checked
+    /// against the index checksum. Uncompressed entries are returned without a copy.
+    pub fn read_row(&self, row: usize) -> Result<Buffer> {
+        let entry = self.index.entry(row);
+        if !entry.kind.is_stored() {
+            return Err(Error::WrongKind {
+                path: display(&entry.path),
+                reason: "has no bytes stored in a container",
+            });
+        }
+        let stored = self.stored_bytes(&entry)?;
+        let bytes = match entry.codec {
+            Codec::None => stored,
+            Codec::Zstd => self.decompress(&entry, &stored)?,
+        };
+        let found = xxh3_64(&bytes);
+        if bytes.len() as u64 != entry.len || found != entry.xxh3 {
+            return Err(Error::ChecksumMismatch {
+                file: self.file.clone(),
+                path: display(&entry.path),
+                expected: entry.xxh3,
+                found,
+            });
+        }
+        Ok(bytes)
+    }
+
+    fn stored_bytes(&self, entry: &Entry) -> Result<Buffer> {
+        let in_range = entry
+            .offset
+            .checked_add(entry.stored_len)
+            .is_some_and(|end| end <= self.footer.data_len);
+        if !in_range {
+            return Err(Error::corrupt(
+                &self.file,
+                format!(
+                    "entry {:?} points at [{}, +{}), outside the {} data bytes",
+                    display(&entry.path),
+                    entry.offset,
+                    entry.stored_len,
+                    self.footer.data_len
+                ),
+            ));
+        }
+        if entry.len > MAX_ENTRY_LEN
+            || (entry.codec == Codec::None && entry.stored_len != entry.len)
+        {
+            return Err(Error::corrupt(
+                &self.file,
+                format!("entry {:?} has inconsistent lengths", display(&entry.path)),
+            ));
+        }
+        Ok(self
+            .bytes
+            .slice_with_length(entry.offset as usize, entry.stored_len as usize))
+    }
+
+    fn decompress(&self, entry: &Entry, stored: &[u8]) -> Result<Buffer> {
+        let out = zstd::bulk::decompress(stored, entry.len as usize).map_err(|e| {
+            Error::corrupt(
+                &self.file,
+                format!("entry {:?}: zstd: {e}", display(&entry.path)),
+            )
+        })?;
+        Ok(Buffer::from_vec(out))
+    }
+}
+
+/// Maps a whole file read-only as an Arrow buffer that keeps the mapping alive.
+pub fn map_file(path: &Path) -> Result<Buffer> {
+    let file = File::open(path).ctx("open", path)?;
+    let len = file.metadata().ctx("stat", path)?.len();
+    if len < FOOTER_LEN as u64 {
+        return Err(Error::corrupt(
+            path,
+            format!("{len} bytes is too short to be a sheaf file (truncated?)"),
+        ));
+    }
+    // SAFETY: sheaf files are immutable once published (written under a temporary name and
+    // renamed); the mapping is only read.
+    let map = unsafe { memmap2::Mmap::map(&file) }.ctx("map", path)?;
+    let ptr = NonNull::new(map.as_ptr() as *mut u8).expect("mmap of a non-empty file is non-null");
+    let len = map.len();
+    // SAFETY: `ptr` and `len` describe the mapping, which the Arc keeps alive as long as any
+    // slice of the buffer exists.
+    Ok(unsafe { Buffer::from_custom_allocation(ptr, len, Arc::new(map)) })
+}
+
+/// What a finished container looks like, for the catalog.
+#[derive(Clone, Debug)]
+pub struct WrittenContainer {
+    /// Length of the whole file.
+    pub file_len: u64,
+    /// The footer written.
+    pub footer: Footer,
+    /// xxh3-128 of the whole file.
+    pub content_id: u128,
+    /// First and last entry paths.
+    pub first_path: Vec<u8>,
+    /// Last entry path.
+    pub last_path: Vec<u8>,
+}
+
+/// Streams entries into a new container file.
+pub struct ContainerWriter {
+    file: PathBuf,
+    out: BufWriter<File>,
+    offset: u64,
+    entries: Vec<Entry>,
+    hasher: Xxh3,
+}
+
+impl ContainerWriter {
+    /// Creates (truncating) the container file at `path`.
+    pub fn create(path: &Path) -> Result<Self> {
+        let file = File::create(path).ctx("create", path)?;
+        Ok(ContainerWriter {
+            file: path.to_path_buf(),
+            out: BufWriter::with_capacity(1 << 20, file),
+            offset: 0,
+            entries: Vec::new(),
+            hasher: Xxh3::new(),
+        })
+    }
+
+    /// Adds an entry. `stored` is what goes into the container (empty for directories and
+    /// external files); the entry's offset and stored length are set here.
+    ///
+    /// Entries must arrive in path order.
+    pub fn add(&mut self, mut entry: Entry, stored: &[u8]) -> Result<()> {
+        if let Some(last) = self.entries.last() {
+            assert!(
+                cmp_paths(&last.path, &entry.path).is_lt(),
+                "container entries must be added in path order"
+            );
+        }
+        entry.stored_len = stored.len() as u64;
+        entry.offset = if entry.kind.is_stored() {
+            self.offset
+        } else {
+            0
+        };
+        self.write(stored)?;
+        self.entries.push(entry);
+        Ok(())
+    }
+
+    /// Entries added so far.
+    pub fn entry_count(&self) -> usize {
+        self.entries.len()
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        self.out.write_all(bytes).ctx("write", &self.file)?;
+        self.hasher.update(bytes);
+        self.offset += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Writes padding, index and footer, and syncs the file to disk.
+    pub fn finish(mut self) -> Result<WrittenContainer> {
+        let data_len = self.offset;
+        let padding = (INDEX_ALIGNMENT - data_len % INDEX_ALIGNMENT) % INDEX_ALIGNMENT;
+        self.write(&vec![0u8; padding as usize])?;
+        let index = encode_index(&self.entries)?;
+        let footer = Footer {
+            index_offset: self.offset,
+            index_len: index.len() as u64,
+            index_xxh3: xxh3_64(&index),
+            entry_count: self.entries.len() as u64,
+            data_len,
+            version: FORMAT_VERSION,
+            kind: FileKind::Container,
+        };
+        self.write(&index)?;
+        self.write(&footer.encode())?;
+        let file = self
+            .out
+            .into_inner()
+            .map_err(|e| Error::io("write", &self.file, e.into_error()))?;
+        file.sync_all().ctx("sync", &self.file)?;
+        let path_of = |e: Option<&Entry>| e.map(|e| e.path.clone()).unwrap_or_default();
+        Ok(WrittenContainer {
+            file_len: self.offset,
+            footer,
+            content_id: self.hasher.digest128(),
+            first_path: path_of(self.entries.first()),
+            last_path: path_of(self.entries.last()),
+        })
+    }
+}

@@ -1,0 +1,285 @@
+//! Entries and the per-container index block that lists them, sorted in path order.
+//!
+//! See formats/SPEC.md, "The container index".
+
+use super::ipc;
+use super::path::{check_entry_path, cmp_paths, display};
+use crate::error::{Error, Result};
+use arrow_array::{
+    Array, ArrayRef, BinaryArray, Int64Array, RecordBatch, UInt32Array, UInt64Array, UInt8Array,
+};
+use arrow_buffer::Buffer;
+use arrow_schema::DataType;
+use std::cmp::Ordering;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// What an entry is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+#[repr(u8)]
+pub enum EntryKind {
+    /// A regular file whose bytes are stored in the container.
+    File = 0,
+    /// A directory (no bytes).
+    Dir = 1,
+    /// A symbolic link whose target is stored in the container like file bytes.
+    Symlink = 2,
+    /// A regular file at or above the fold threshold, kept as an ordinary file at its path
+    /// under the dataset root.
+    External = 3,
+}
+
+impl EntryKind {
+    /// Decodes the `kind` column value.
+    pub fn from_byte(byte: u8) -> Option<Self> {
+        match byte {
+            0 => Some(EntryKind::File),
+            1 => Some(EntryKind::Dir),
+            2 => Some(EntryKind::Symlink),
+            3 => Some(EntryKind::External),
+            _ => None,
+        }
+    }
+
+    /// True for entries whose bytes live inside the container.
+    pub fn is_stored(self) -> bool {
+        matches!(self, EntryKind::File | EntryKind::Symlink)
+    }
+
+    /// True for entries that read as regular files.
+    pub fn is_file(self) -> bool {
+        matches!(self, EntryKind::File | EntryKind::External)
+    }
+}
+
+/// How an entry's bytes are stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+#[repr(u8)]
+pub enum Codec {
+    /// The original bytes.
+    None = 0,
+    /// One zstd frame holding the original bytes.
+    Zstd = 1,
+}
+
+impl Codec {
+    /// Decodes the `codec` column value.
+    pub fn from_byte(byte: u8) -> Option<Self> {
+        match byte {
+            0 => Some(Codec::None),
+            1 => Some(Codec::Zstd),
+            _ => None,
+        }
+    }
+}
+
+/// One row of a container index: an entry's metadata and where its bytes are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// Path relative to the dataset root, components separated by `/`, not necessarily UTF-8.
+    pub path: Vec<u8>,
+    /// What the entry is.
+    pub kind: EntryKind,
+    /// Offset of the stored bytes in the container (0 when nothing is stored).
+    pub offset: u64,
+    /// Bytes stored in the container (the compressed length when compressed).
+    pub stored_len: u64,
+    /// Original length: file size, symlink target length, 0 for directories.
+    pub len: u64,
+    /// How the stored bytes are encoded.
+    pub codec: Codec,
+    /// xxh3-64 of the original bytes (0 for directories).
+    pub xxh3: u64,
+    /// The original `st_mode`, file type bits included.
+    pub mode: u32,
+    /// Modification time, nanoseconds since the Unix epoch.
+    pub mtime_ns: i64,
+}
+
+const COLUMNS: [(&str, DataType); 9] = [
+    ("path", DataType::Binary),
+    ("kind", DataType::UInt8),
+    ("offset", DataType::UInt64),
+    ("stored_len", DataType::UInt64),
+    ("len", DataType::UInt64),
+    ("codec", DataType::UInt8),
+    ("xxh3", DataType::UInt64),
+    ("mode", DataType::UInt32),
+    ("mtime_ns", DataType::Int64),
+];
+
+/// Encodes entries (already in path order) as an index block.
+pub fn encode_index(entries: &[Entry]) -> Result<Vec<u8>> {
+    let u64s = |f: fn(&Entry) -> u64| -> ArrayRef {
+        Arc::new(UInt64Array::from_iter_values(entries.iter().map(f)))
+    };
+    let u8s = |f: fn(&Entry) -> u8| -> ArrayRef {
+        Arc::new(UInt8Array::from_iter_values(entries.iter().map(f)))
+    };
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(BinaryArray::from_iter_values(
+            entries.iter().map(|e| e.path.as_slice()),
+        )),
+        u8s(|e| e.kind as u8),
+        u64s(|e| e.offset),
+        u64s(|e| e.stored_len),
+        u64s(|e| e.len),
+        u8s(|e| e.codec as u8),
+        u64s(|e| e.xxh3),
+        Arc::new(UInt32Array::from_iter_values(
+            entries.iter().map(|e| e.mode),
+        )),
+        Arc::new(Int64Array::from_iter_values(
+            entries.iter().map(|e| e.mtime_ns),
+        )),
+    ];
+    let batch = RecordBatch::try_new(ipc::schema(&COLUMNS), columns).expect("columns match schema");
+    ipc::encode(&batch, HashMap::new())
+}
+
+/// A decoded index block: typed, zero-copy views of its columns.
+#[derive(Debug, Clone)]
+pub struct EntryIndex {
+    file: PathBuf,
+    path: BinaryArray,
+    kind: UInt8Array,
+    offset: UInt64Array,
+    stored_len: UInt64Array,
+    len: UInt64Array,
+    codec: UInt8Array,
+    xxh3: UInt64Array,
+    mode: UInt32Array,
+    mtime_ns: Int64Array,
+}
+
+impl EntryIndex {
+    /// Decodes an index block held in `buf` (a slice of the container's memory map).
+    ///
+    /// Column types, nulls, kind and codec values are checked here; path validity and order are
+    /// checked where paths are used (and all at once by [`EntryIndex::check_paths`]).
+    pub fn parse(buf: &Buffer, file: &Path) -> Result<Self> {
+        let (batch, _) = ipc::decode(buf, file)?;
+        let index = EntryIndex {
+            file: file.to_path_buf(),
+            path: ipc::column::<BinaryArray>(&batch, "path", &DataType::Binary, file)?.clone(),
+            kind: ipc::column::<UInt8Array>(&batch, "kind", &DataType::UInt8, file)?.clone(),
+            offset: ipc::column::<UInt64Array>(&batch, "offset", &DataType::UInt64, file)?.clone(),
+            stored_len: ipc::column::<UInt64Array>(&batch, "stored_len", &DataType::UInt64, file)?
+                .clone(),
+            len: ipc::column::<UInt64Array>(&batch, "len", &DataType::UInt64, file)?.clone(),
+            codec: ipc::column::<UInt8Array>(&batch, "codec", &DataType::UInt8, file)?.clone(),
+            xxh3: ipc::column::<UInt64Array>(&batch, "xxh3", &DataType::UInt64, file)?.clone(),
+            mode: ipc::column::<UInt32Array>(&batch, "mode", &DataType::UInt32, file)?.clone(),
+            mtime_ns: ipc::column::<Int64Array>(&batch, "mtime_ns", &DataType::Int64, file)?
+                .clone(),
+        };
+        if let Some(bad) = index
+            .kind
+            .values()
+            .iter()
+            .find(|&&k| EntryKind::from_byte(k).is_none())
+        {
+            return Err(Error::corrupt(
+                file,
+                format!("unknown entry kind {bad} in the index"),
+            ));
+        }
+        if let Some(bad) = index
+            .codec
+            .values()
+            .iter()
+            .find(|&&c| Codec::from_byte(c).is_none())
+        {
+            return Err(Error::corrupt(
+                file,
+                format!("unknown codec {bad} in the index"),
+            ));
+        }
+        Ok(index)
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.path.len()
+    }
+
+    /// True when the index lists no entries.
+    pub fn is_empty(&self) -> bool {
+        self.path.is_empty()
+    }
+
+    /// The path of row `row`, as stored (unchecked).
+    pub fn path(&self, row: usize) -> &[u8] {
+        self.path.value(row)
+    }
+
+    /// The kind of row `row`.
+    pub fn kind(&self, row: usize) -> EntryKind {
+        EntryKind::from_byte(self.kind.value(row)).expect("validated at parse")
+    }
+
+    /// Row `row` as an owned entry.
+    pub fn entry(&self, row: usize) -> Entry {
+        Entry {
+            path: self.path(row).to_vec(),
+            kind: self.kind(row),
+            offset: self.offset.value(row),
+            stored_len: self.stored_len.value(row),
+            len: self.len.value(row),
+            codec: Codec::from_byte(self.codec.value(row)).expect("validated at parse"),
+            xxh3: self.xxh3.value(row),
+            mode: self.mode.value(row),
+            mtime_ns: self.mtime_ns.value(row),
+        }
+    }
+
+    /// The first row for which `before(path)` is false, given that `before` is true for a
+    /// prefix of the rows and false for the rest.
+    pub fn partition_point(&self, mut before: impl FnMut(&[u8]) -> bool) -> usize {
+        let (mut lo, mut hi) = (0, self.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if before(self.path(mid)) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+
+    /// The row holding exactly `path`, by binary search.
+    pub fn find(&self, path: &[u8]) -> Option<usize> {
+        let row = self.partition_point(|p| cmp_paths(p, path) == Ordering::Less);
+        (row < self.len() && self.path(row) == path).then_some(row)
+    }
+
+    /// Checks every path for safety and strict path order; returns every problem found.
+    pub fn check_paths(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for row in 0..self.len() {
+            let path = self.path(row);
+            if let Err(reason) = check_entry_path(path) {
+                problems.push(format!(
+                    "row {row}: hostile path {:?}: {reason}",
+                    display(path)
+                ));
+            }
+            if row > 0 && cmp_paths(self.path(row - 1), path) != Ordering::Less {
+                problems.push(format!(
+                    "row {row}: {:?} is out of path order",
+                    display(path)
+                ));
+            }
+        }
+        problems
+    }
+
+    /// The file this index was read from, for messages.
+    pub fn file(&self) -> &Path {
+        &self.file
+    }
+}

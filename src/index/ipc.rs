@@ -1,0 +1,130 @@
+//! Arrow IPC file encoding and zero-copy decoding of the single record batch an index holds.
+//!
+//! See formats/SPEC.md, "Index blocks".
+
+use crate::error::{Error, Result};
+use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_buffer::Buffer;
+use arrow_ipc::reader::{read_footer_length, FileDecoder};
+use arrow_ipc::writer::FileWriter;
+use arrow_schema::{DataType, Schema};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Encodes one record batch as an Arrow IPC file with the given schema metadata.
+pub fn encode(batch: &RecordBatch, metadata: HashMap<String, String>) -> Result<Vec<u8>> {
+    let schema = batch.schema().as_ref().clone().with_metadata(metadata);
+    let batch = batch
+        .clone()
+        .with_schema(Arc::new(schema.clone()))
+        .expect("same fields");
+    let mut writer = FileWriter::try_new(Vec::new(), &schema).map_err(arrow_bug)?;
+    writer.write(&batch).map_err(arrow_bug)?;
+    writer.finish().map_err(arrow_bug)?;
+    writer.into_inner().map_err(arrow_bug)
+}
+
+fn arrow_bug(e: arrow_schema::ArrowError) -> Error {
+    Error::io("encode index", "<memory>", std::io::Error::other(e))
+}
+
+/// Decodes the single record batch of an Arrow IPC file held in `buf`, without copying
+/// aligned buffers, and returns it with the schema metadata.
+///
+/// Every offset taken from the file is checked before it is used; the Arrow decoder validates
+/// the arrays themselves. Any panic inside the decoder on hostile input becomes an error.
+pub fn decode(buf: &Buffer, file: &Path) -> Result<(RecordBatch, HashMap<String, String>)> {
+    let corrupt = |reason: String| Error::corrupt(file, format!("index block: {reason}"));
+    let result = std::panic::catch_unwind(|| decode_unguarded(buf));
+    match result {
+        Ok(inner) => inner.map_err(corrupt),
+        Err(_) => Err(corrupt("the Arrow decoder rejected the index".into())),
+    }
+}
+
+fn decode_unguarded(
+    buf: &Buffer,
+) -> std::result::Result<(RecordBatch, HashMap<String, String>), String> {
+    let len = buf.len();
+    if len < 10 {
+        return Err(format!("{len} bytes is too short for an Arrow IPC file"));
+    }
+    let trailer: [u8; 10] = buf[len - 10..].try_into().expect("10 bytes");
+    let footer_len = read_footer_length(trailer).map_err(|e| e.to_string())?;
+    let footer_start = (len - 10)
+        .checked_sub(footer_len)
+        .ok_or_else(|| format!("Arrow footer length {footer_len} exceeds the block"))?;
+    let footer = arrow_ipc::root_as_footer(&buf[footer_start..len - 10])
+        .map_err(|e| format!("Arrow footer: {e}"))?;
+    let fb_schema = footer.schema().ok_or("Arrow footer has no schema")?;
+    let schema = arrow_ipc::convert::try_fb_to_schema(fb_schema).map_err(|e| e.to_string())?;
+    let metadata = schema
+        .metadata()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    if footer.dictionaries().is_some_and(|d| !d.is_empty()) {
+        return Err("unexpected dictionary batches".into());
+    }
+    let blocks = footer
+        .recordBatches()
+        .ok_or("Arrow footer lists no record batches")?;
+    if blocks.len() != 1 {
+        return Err(format!("expected one record batch, found {}", blocks.len()));
+    }
+    let block = blocks.get(0);
+    let start = usize::try_from(block.offset()).map_err(|_| "negative batch offset")?;
+    let meta_len =
+        usize::try_from(block.metaDataLength()).map_err(|_| "negative metadata length")?;
+    let body_len = usize::try_from(block.bodyLength()).map_err(|_| "negative body length")?;
+    let block_len = meta_len
+        .checked_add(body_len)
+        .ok_or("batch length overflows")?;
+    match start.checked_add(block_len) {
+        Some(end) if end <= footer_start => {}
+        _ => return Err("record batch lies outside the index block".into()),
+    }
+    let data = buf.slice_with_length(start, block_len);
+    let decoder = FileDecoder::new(Arc::new(schema), footer.version());
+    let batch = decoder
+        .read_record_batch(block, &data)
+        .map_err(|e| e.to_string())?
+        .ok_or("empty record batch message")?;
+    Ok((batch, metadata))
+}
+
+/// Returns the named column, checking its type and that it holds no nulls.
+pub fn column<'a, T: Array + 'static>(
+    batch: &'a RecordBatch,
+    name: &str,
+    data_type: &DataType,
+    file: &Path,
+) -> Result<&'a T> {
+    let corrupt = |reason: String| Error::corrupt(file, format!("index column `{name}`: {reason}"));
+    let array: &ArrayRef = batch
+        .column_by_name(name)
+        .ok_or_else(|| corrupt("missing".into()))?;
+    if array.data_type() != data_type {
+        return Err(corrupt(format!(
+            "type {} where {data_type} was expected",
+            array.data_type()
+        )));
+    }
+    if array.null_count() != 0 {
+        return Err(corrupt("holds nulls".into()));
+    }
+    array
+        .as_any()
+        .downcast_ref::<T>()
+        .ok_or_else(|| corrupt("unexpected array layout".into()))
+}
+
+/// Builds a schema of non-nullable fields.
+pub fn schema(fields: &[(&str, DataType)]) -> Arc<Schema> {
+    let fields: Vec<_> = fields
+        .iter()
+        .map(|(name, ty)| arrow_schema::Field::new(*name, ty.clone(), false))
+        .collect();
+    Arc::new(Schema::new(fields))
+}

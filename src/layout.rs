@@ -1,0 +1,66 @@
+//! Where a dataset's files live under its root. See formats/SPEC.md, "Dataset layout".
+
+use std::path::{Path, PathBuf};
+
+/// The directory under a dataset root that holds sheaf's own files.
+pub const SHEAF_DIR: &str = ".sheaf";
+
+/// Where containers live, under [`SHEAF_DIR`].
+pub const CONTAINERS_DIR: &str = "containers";
+
+/// Where an unfinished fold keeps its temporary files, under [`SHEAF_DIR`].
+pub const STAGING_DIR: &str = "staging";
+
+/// The paths of one dataset root.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    root: PathBuf,
+}
+
+impl Layout {
+    /// The layout of the dataset rooted at `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Layout { root: root.into() }
+    }
+
+    /// The dataset root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `ROOT/.sheaf`.
+    pub fn sheaf_dir(&self) -> PathBuf {
+        self.root.join(SHEAF_DIR)
+    }
+
+    /// `ROOT/.sheaf/catalog.sheaf`: its presence is what makes a dataset published.
+    pub fn catalog(&self) -> PathBuf {
+        self.sheaf_dir().join(crate::index::catalog::CATALOG_FILE)
+    }
+
+    /// `ROOT/.sheaf/containers`.
+    pub fn containers_dir(&self) -> PathBuf {
+        self.sheaf_dir().join(CONTAINERS_DIR)
+    }
+
+    /// The file of the named container.
+    pub fn container(&self, name: &str) -> PathBuf {
+        self.containers_dir().join(name)
+    }
+
+    /// `ROOT/.sheaf/staging`.
+    pub fn staging_dir(&self) -> PathBuf {
+        self.sheaf_dir().join(STAGING_DIR)
+    }
+
+    /// Where an external (large) file lives: at its original path under the root.
+    pub fn external(&self, path: &[u8]) -> PathBuf {
+        use std::os::unix::ffi::OsStrExt;
+        self.root.join(std::ffi::OsStr::from_bytes(path))
+    }
+}
+
+/// The file name of container `seq` of generation `generation`.
+pub fn container_name(generation: u32, seq: u32) -> String {
+    format!("g{generation:06}-c{seq:08}.sheaf")
+}

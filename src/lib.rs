@@ -1,0 +1,21 @@
+//! sheaf folds small files into large indexed containers and serves them back under their
+//! original paths.
+//!
+//! - [`pack::fold`] turns a directory tree into a dataset: containers of small files, each
+//!   ending in an Arrow index, a catalog of containers, and large files kept as they are.
+//! - [`Dataset`] opens a dataset and looks up, reads, stats, lists and walks its entries.
+//! - [`read::verify::verify`] and [`read::unfold::unfold`] check and restore a dataset.
+//!
+//! The bytes on disk are specified in formats/SPEC.md.
+
+pub mod error;
+pub mod fs;
+pub mod index;
+pub mod layout;
+pub mod pack;
+pub mod progress;
+pub mod read;
+
+pub use error::{Error, Result};
+pub use index::{Codec, Entry, EntryKind};
+pub use read::{Dataset, Location};

@@ -1,0 +1,324 @@
+//! Folding: walk the source, plan containers over the sorted paths, write them in parallel,
+//! publish the catalog atomically, and (in place, when asked) remove the folded originals.
+
+mod plan;
+mod publish;
+mod walk;
+mod write;
+
+pub use plan::ContainerLimits;
+pub use walk::{mtime_ns, SourceEntry};
+
+use crate::error::{Error, IoContext, Result};
+use crate::index::path::cmp_paths;
+use crate::index::{CatalogRow, EntryKind, MAX_ENTRY_LEN};
+use crate::layout::{container_name, Layout};
+use crate::progress::Progress;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Instant;
+
+/// Default fold threshold: files below it are folded.
+pub const DEFAULT_THRESHOLD: u64 = 4 << 20;
+
+/// Default target size of a container.
+pub const DEFAULT_CONTAINER_SIZE: u64 = 1 << 30;
+
+/// Default most entries per container.
+pub const DEFAULT_MAX_ENTRIES: usize = 1 << 20;
+
+/// Per-entry compression.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum Compression {
+    /// Store bytes as they are.
+    None,
+    /// Compress every entry with zstd at this level.
+    Zstd(i32),
+    /// Compress with zstd at this level and keep it only where it saves space.
+    Auto(i32),
+}
+
+/// zstd level used when none is given.
+pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
+
+impl FromStr for Compression {
+    type Err = String;
+
+    fn from_str(text: &str) -> std::result::Result<Self, String> {
+        let (name, level) = match text.split_once(':') {
+            Some((name, level)) => {
+                let level: i32 = level
+                    .parse()
+                    .map_err(|_| format!("invalid zstd level {level:?}"))?;
+                if !(1..=22).contains(&level) {
+                    return Err(format!("zstd level {level} is outside 1..=22"));
+                }
+                (name, level)
+            }
+            None => (text, DEFAULT_ZSTD_LEVEL),
+        };
+        match name {
+            "none" if !text.contains(':') => Ok(Compression::None),
+            "zstd" => Ok(Compression::Zstd(level)),
+            "auto" => Ok(Compression::Auto(level)),
+            _ => Err(format!(
+                "unknown compression {text:?}: use none, zstd[:LEVEL] or auto[:LEVEL]"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Compression {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Compression::None => write!(f, "none"),
+            Compression::Zstd(level) => write!(f, "zstd:{level}"),
+            Compression::Auto(level) => write!(f, "auto:{level}"),
+        }
+    }
+}
+
+/// How to fold.
+#[derive(Clone, Debug)]
+pub struct FoldOptions {
+    /// Regular files smaller than this are folded; the rest are kept as ordinary files.
+    pub threshold: u64,
+    /// Container size and entry limits.
+    pub limits: ContainerLimits,
+    /// Per-entry compression.
+    pub compression: Compression,
+    /// In place only: delete folded originals once their containers are written, synced and
+    /// verified.
+    pub remove_originals: bool,
+}
+
+impl Default for FoldOptions {
+    fn default() -> Self {
+        FoldOptions {
+            threshold: DEFAULT_THRESHOLD,
+            limits: ContainerLimits {
+                bytes: DEFAULT_CONTAINER_SIZE,
+                entries: DEFAULT_MAX_ENTRIES,
+            },
+            compression: Compression::None,
+            remove_originals: false,
+        }
+    }
+}
+
+/// Where to fold from and to.
+#[derive(Clone, Debug)]
+pub enum Target {
+    /// Fold `src` into a new dataset root `dst`.
+    NewRoot { src: PathBuf, dst: PathBuf },
+    /// Fold `dir` where it lies: containers under `dir/.sheaf/`, large files stay.
+    InPlace { dir: PathBuf },
+}
+
+/// What a fold did.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct FoldSummary {
+    /// The dataset root written.
+    pub dataset: PathBuf,
+    /// Regular files folded into containers.
+    pub files_folded: u64,
+    /// Symbolic links folded.
+    pub symlinks: u64,
+    /// Directories recorded.
+    pub dirs: u64,
+    /// Files at or above the threshold, kept as ordinary files.
+    pub files_kept: u64,
+    /// Sockets, FIFOs and devices skipped (they hold no data).
+    pub special_skipped: u64,
+    /// Containers in the dataset.
+    pub containers: u64,
+    /// Containers a resumed fold found complete and kept.
+    pub containers_reused: u64,
+    /// Original bytes of the folded files.
+    pub bytes_folded: u64,
+    /// Bytes stored in containers (after compression).
+    pub bytes_stored: u64,
+    /// Bytes of the files kept as they are.
+    pub bytes_kept: u64,
+    /// Files and symlinks the storage system tracked before: every non-directory object.
+    pub objects_before: u64,
+    /// Files it tracks after: containers, the catalog, kept files and originals left in place.
+    pub objects_after: u64,
+    /// `1 - objects_after / objects_before`, in percent.
+    pub reduction_percent: f64,
+    /// In place: folded originals deleted.
+    pub originals_removed: u64,
+    /// In place: originals kept because they changed after they were folded.
+    pub originals_changed: u64,
+    /// Wall time in seconds.
+    pub elapsed_secs: f64,
+}
+
+/// Folds a tree into a dataset. Nothing is visible as a dataset until the catalog is
+/// published, the last step; an interrupted fold is completed by running it again.
+pub fn fold(
+    target: &Target,
+    options: &FoldOptions,
+    progress: &dyn Progress,
+) -> Result<FoldSummary> {
+    let started = Instant::now();
+    check_options(options)?;
+    let (src, root) = match target {
+        Target::NewRoot { src, dst } => {
+            publish::check_new_root(src, dst)?;
+            (src.as_path(), dst.as_path())
+        }
+        Target::InPlace { dir } => (dir.as_path(), dir.as_path()),
+    };
+    if !src.is_dir() {
+        return Err(Error::Refused {
+            path: src.to_path_buf(),
+            reason: "the source is not a directory".into(),
+        });
+    }
+    if options.remove_originals && !matches!(target, Target::InPlace { .. }) {
+        return Err(Error::Refused {
+            path: src.to_path_buf(),
+            reason: "--remove-originals only applies to an in-place fold".into(),
+        });
+    }
+    let layout = Layout::new(root);
+    publish::refuse_published(&layout)?;
+    progress.phase("scan", 0, 0);
+    let in_place = matches!(target, Target::InPlace { .. });
+    let walked = walk::walk(src, options.threshold, in_place)?;
+    for special in &walked.skipped_special {
+        progress.warn(&format!(
+            "skipped {} (not a file, directory or symlink)",
+            special.display()
+        ));
+    }
+    let mut entries = walked.entries;
+    entries.sort_unstable_by(|a, b| cmp_paths(&a.path, &b.path));
+    let staging = publish::prepare_staging(&layout, options)?;
+    let ranges = plan::plan_containers(&entries, options.limits);
+    let total_bytes = entries
+        .iter()
+        .filter(|e| e.kind != EntryKind::Dir)
+        .map(|e| e.len)
+        .sum();
+    progress.phase("fold", entries.len() as u64, total_bytes);
+    let sources = write::Sources {
+        src,
+        copy_externals_to: (!in_place).then_some(root),
+    };
+    let mut rows = Vec::with_capacity(ranges.len());
+    let mut reused = 0;
+    for (seq, range) in ranges.iter().enumerate() {
+        let name = container_name(0, seq as u32);
+        let planned = &entries[range.clone()];
+        let row = match publish::reusable_container(&layout, &name, planned, &sources, options) {
+            Some(row) => {
+                reused += 1;
+                progress.advance(planned.len() as u64, planned.iter().map(|e| e.len).sum());
+                row
+            }
+            None => {
+                let partial = write::staging_path(&staging, &name);
+                let written =
+                    write::write_container(&partial, planned, &sources, options, progress)?;
+                let final_path = layout.container(&name);
+                std::fs::rename(&partial, &final_path).ctx("rename", &partial)?;
+                publish::row_for(&name, &written)
+            }
+        };
+        rows.push(row);
+    }
+    publish::sync_dir(&layout.containers_dir())?;
+    let catalog = publish::publish_catalog(&layout, rows, options)?;
+    let mut summary = summarize(
+        &entries,
+        &catalog,
+        walked.skipped_special.len() as u64,
+        in_place,
+    );
+    summary.containers_reused = reused;
+    summary.dataset = root.to_path_buf();
+    if options.remove_originals {
+        let (removed, changed) = publish::remove_originals(&layout, progress)?;
+        summary.originals_removed = removed;
+        summary.originals_changed = changed;
+    }
+    summary.objects_after = objects_after(&summary, in_place);
+    summary.reduction_percent = reduction(summary.objects_before, summary.objects_after);
+    summary.elapsed_secs = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+fn check_options(options: &FoldOptions) -> Result<()> {
+    let refuse = |reason: String| Error::Refused {
+        path: PathBuf::from("--threshold"),
+        reason,
+    };
+    if options.threshold == 0 || options.threshold > MAX_ENTRY_LEN + 1 {
+        return Err(refuse(format!(
+            "the threshold must be between 1 byte and {} bytes",
+            MAX_ENTRY_LEN + 1
+        )));
+    }
+    if options.limits.bytes == 0 || options.limits.entries == 0 {
+        return Err(Error::Refused {
+            path: PathBuf::from("--container-size"),
+            reason: "container limits must be positive".into(),
+        });
+    }
+    Ok(())
+}
+
+fn summarize(
+    entries: &[SourceEntry],
+    catalog: &[CatalogRow],
+    special: u64,
+    _in_place: bool,
+) -> FoldSummary {
+    let mut s = FoldSummary {
+        containers: catalog.len() as u64,
+        special_skipped: special,
+        ..Default::default()
+    };
+    for e in entries {
+        match e.kind {
+            EntryKind::File => {
+                s.files_folded += 1;
+                s.bytes_folded += e.len;
+            }
+            EntryKind::Symlink => s.symlinks += 1,
+            EntryKind::Dir => s.dirs += 1,
+            EntryKind::External => {
+                s.files_kept += 1;
+                s.bytes_kept += e.len;
+            }
+        }
+    }
+    s.bytes_stored = catalog.iter().map(|r| r.file_len).sum();
+    s.objects_before = s.files_folded + s.symlinks + s.files_kept;
+    s
+}
+
+/// Non-directory objects the storage system tracks after the fold.
+fn objects_after(s: &FoldSummary, in_place: bool) -> u64 {
+    let sheaf_files = s.containers + 1;
+    let left_in_place = if in_place {
+        s.files_folded + s.symlinks - s.originals_removed
+    } else {
+        0
+    };
+    sheaf_files + s.files_kept + left_in_place
+}
+
+fn reduction(before: u64, after: u64) -> f64 {
+    if before == 0 {
+        return 0.0;
+    }
+    100.0 * (1.0 - after as f64 / before as f64)
+}
+
+/// True when `path` names a directory holding a published dataset.
+pub fn is_dataset(path: &Path) -> bool {
+    Layout::new(path).catalog().is_file()
+}

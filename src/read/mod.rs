@@ -1,0 +1,460 @@
+//! The reader: open a published dataset, look paths up, read, stat, list and walk.
+//!
+//! A lookup is a binary search over the catalog's path ranges, then one in a container index;
+//! containers are mapped lazily on first use, so opening a dataset costs one small file.
+
+pub mod unfold;
+pub mod verify;
+
+use crate::error::{Error, IoContext, Result};
+use crate::index::path::{self, cmp_paths, display, is_inside, normalize_user_path, SEPARATOR};
+use crate::index::{Catalog, Container, Entry, EntryKind};
+use crate::layout::Layout;
+use arrow_buffer::Buffer;
+use std::cmp::Ordering;
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+use xxhash_rust::xxh3::Xxh3;
+
+/// How many symbolic links a path may pass through before resolution gives up.
+const MAX_SYMLINK_HOPS: usize = 40;
+
+/// Where an entry sits: container number in the catalog and row in its index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Location {
+    /// Position of the container in the catalog.
+    pub container: usize,
+    /// Row in the container's index.
+    pub row: usize,
+}
+
+/// A published dataset opened for reading.
+#[derive(Debug)]
+pub struct Dataset {
+    layout: Layout,
+    catalog: Catalog,
+    containers: Vec<OnceLock<Arc<Container>>>,
+}
+
+impl Dataset {
+    /// Opens the dataset rooted at `root` by reading its catalog.
+    pub fn open(root: impl AsRef<Path>) -> Result<Self> {
+        let layout = Layout::new(root.as_ref());
+        let catalog_path = layout.catalog();
+        let catalog = match Catalog::open(&catalog_path) {
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NotADataset {
+                    root: layout.root().to_path_buf(),
+                })
+            }
+            other => other?,
+        };
+        let containers = (0..catalog.rows().len()).map(|_| OnceLock::new()).collect();
+        Ok(Dataset {
+            layout,
+            catalog,
+            containers,
+        })
+    }
+
+    /// The dataset's file layout.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// The catalog.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// Number of entries (files, directories, symlinks, external files) in the dataset.
+    pub fn entry_count(&self) -> u64 {
+        self.catalog.rows().iter().map(|r| r.entry_count).sum()
+    }
+
+    /// Container `i` of the catalog, mapped on first use and checked against its catalog row.
+    pub fn container(&self, i: usize) -> Result<Arc<Container>> {
+        if let Some(open) = self.containers[i].get() {
+            return Ok(open.clone());
+        }
+        let row = &self.catalog.rows()[i];
+        let file = self.layout.container(&row.name);
+        let container = Container::open(&file)?;
+        let matches = container.footer().index_xxh3 == row.index_xxh3
+            && container.footer().entry_count == row.entry_count
+            && container.index().path(0) == row.first_path.as_slice()
+            && container.index().path(container.index().len() - 1) == row.last_path.as_slice();
+        if !matches {
+            return Err(Error::corrupt(
+                &file,
+                "does not match its catalog row (the container was replaced or the catalog is stale)",
+            ));
+        }
+        Ok(self.containers[i]
+            .get_or_init(|| Arc::new(container))
+            .clone())
+    }
+
+    /// The first location at which `before(path)` is false, where `before` holds for a prefix of
+    /// the dataset's entries in path order.
+    fn seek(&self, before: impl Fn(&[u8]) -> bool) -> Result<Option<Location>> {
+        let rows = self.catalog.rows();
+        let container = rows.partition_point(|r| before(&r.last_path));
+        if container == rows.len() {
+            return Ok(None);
+        }
+        let row = self.container(container)?.index().partition_point(&before);
+        Ok(Some(Location { container, row }))
+    }
+
+    /// The location after `at`, crossing into the next container when needed.
+    fn next(&self, at: Location) -> Option<Location> {
+        let count = self.catalog.rows()[at.container].entry_count as usize;
+        if at.row + 1 < count {
+            Some(Location {
+                row: at.row + 1,
+                ..at
+            })
+        } else if at.container + 1 < self.catalog.rows().len() {
+            Some(Location {
+                container: at.container + 1,
+                row: 0,
+            })
+        } else {
+            None
+        }
+    }
+
+    /// The entry at a location.
+    pub fn entry_at(&self, at: Location) -> Result<Entry> {
+        Ok(self.container(at.container)?.index().entry(at.row))
+    }
+
+    /// Finds the entry with exactly this (index-form) path.
+    pub fn lookup(&self, path: &[u8]) -> Result<Option<(Location, Entry)>> {
+        let Some(at) = self.seek(|p| cmp_paths(p, path) == Ordering::Less)? else {
+            return Ok(None);
+        };
+        let container = self.container(at.container)?;
+        if at.row < container.index().len() && container.index().path(at.row) == path {
+            return Ok(Some((at, container.index().entry(at.row))));
+        }
+        Ok(None)
+    }
+
+    /// Metadata of a user-supplied path, without following a final symlink. The root (`""`,
+    /// `"."` or `"/"`) is a directory.
+    pub fn stat(&self, user_path: &[u8]) -> Result<Entry> {
+        let path = normalize(user_path)?;
+        if path.is_empty() {
+            return Ok(root_entry());
+        }
+        self.lookup(&path)?
+            .map(|(_, e)| e)
+            .ok_or_else(|| not_found(&path))
+    }
+
+    /// The bytes of a regular file, following symlinks inside the dataset. Bytes are checked
+    /// against the index checksum before they are returned.
+    pub fn read(&self, user_path: &[u8]) -> Result<Buffer> {
+        let (at, entry) = self.resolve(user_path)?;
+        match entry.kind {
+            EntryKind::File => self.container(at.container)?.read_row(at.row),
+            EntryKind::External => self.read_external(&entry),
+            EntryKind::Dir => Err(Error::WrongKind {
+                path: display(&entry.path),
+                reason: "is a directory",
+            }),
+            EntryKind::Symlink => unreachable!("resolve follows symlinks"),
+        }
+    }
+
+    /// The target of a symbolic link, checked against the index checksum.
+    pub fn read_link(&self, at: Location) -> Result<Buffer> {
+        self.container(at.container)?.read_row(at.row)
+    }
+
+    /// Resolves a user-supplied path to a non-symlink entry, following links that stay inside
+    /// the dataset.
+    pub fn resolve(&self, user_path: &[u8]) -> Result<(Location, Entry)> {
+        let mut path = normalize(user_path)?;
+        for _ in 0..MAX_SYMLINK_HOPS {
+            let (at, entry) = match self.lookup(&path)? {
+                Some(found) => found,
+                None if path.is_empty() => {
+                    return Err(Error::WrongKind {
+                        path: "/".into(),
+                        reason: "is a directory",
+                    })
+                }
+                None => return Err(not_found(&path)),
+            };
+            if entry.kind != EntryKind::Symlink {
+                return Ok((at, entry));
+            }
+            let target = self.read_link(at)?;
+            path =
+                join_link_target(path::parent(&path), &target).ok_or_else(|| Error::WrongKind {
+                    path: display(&entry.path),
+                    reason: "is a symlink that points outside the dataset",
+                })?;
+        }
+        Err(Error::WrongKind {
+            path: display(user_path),
+            reason: "too many levels of symbolic links",
+        })
+    }
+
+    /// The direct children of a directory, in path order.
+    pub fn list(&self, user_dir: &[u8]) -> Result<Vec<Entry>> {
+        let dir = normalize(user_dir)?;
+        if !dir.is_empty() && self.stat(&dir)?.kind != EntryKind::Dir {
+            return Err(Error::WrongKind {
+                path: display(&dir),
+                reason: "is not a directory",
+            });
+        }
+        let mut children = Vec::new();
+        let mut at = self.seek(|p| cmp_paths(p, &dir) != Ordering::Greater)?;
+        while let Some(here) = at {
+            let entry = self.entry_at(here)?;
+            if !is_inside(&entry.path, &dir) {
+                break;
+            }
+            let child = direct_child(&dir, entry);
+            at = if child.kind == EntryKind::Dir {
+                let end = child.path.clone();
+                self.seek(|p| cmp_paths(p, &end) != Ordering::Greater || is_inside(p, &end))?
+            } else {
+                self.next(here)
+            };
+            children.push(child);
+        }
+        Ok(children)
+    }
+
+    /// Every entry of the dataset in path order. A container that cannot be opened yields one
+    /// error and the walk goes on with the next container.
+    pub fn walk(&self) -> Walk<'_> {
+        self.walk_from(Location {
+            container: 0,
+            row: 0,
+        })
+    }
+
+    /// Every entry from `start` on, in path order.
+    pub fn walk_from(&self, start: Location) -> Walk<'_> {
+        Walk {
+            dataset: self,
+            container: start.container,
+            row: start.row,
+            current: None,
+        }
+    }
+
+    /// Every entry below a directory (the whole dataset for the root), in path order.
+    pub fn walk_under(
+        &self,
+        user_dir: &[u8],
+    ) -> Result<impl Iterator<Item = Result<(Location, Entry)>> + '_> {
+        let dir = normalize(user_dir)?;
+        let start = self.seek(|p| cmp_paths(p, &dir) != Ordering::Greater)?;
+        let walk = match start {
+            Some(at) => self.walk_from(at),
+            None => self.walk_from(Location {
+                container: self.containers.len(),
+                row: 0,
+            }),
+        };
+        Ok(walk.take_while(move |item| {
+            item.as_ref()
+                .map_or(true, |(_, e)| is_inside(&e.path, &dir))
+        }))
+    }
+
+    /// Opens an external file for streaming, refusing to follow a symlink in its place.
+    pub fn open_external(&self, entry: &Entry) -> Result<File> {
+        use std::os::unix::fs::OpenOptionsExt;
+        path::check_entry_path(&entry.path).map_err(|reason| Error::InvalidPath {
+            path: display(&entry.path),
+            reason,
+        })?;
+        let file = self.layout.external(&entry.path);
+        let handle = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&file)
+            .ctx("open external file", &file)?;
+        let len = handle.metadata().ctx("stat", &file)?.len();
+        if len != entry.len {
+            return Err(Error::corrupt(
+                &file,
+                format!(
+                    "external file is {len} bytes, the index says {} (changed since the fold?)",
+                    entry.len
+                ),
+            ));
+        }
+        Ok(handle)
+    }
+
+    /// Reads an external file whole, checked against the index checksum.
+    pub fn read_external(&self, entry: &Entry) -> Result<Buffer> {
+        let file = self.layout.external(&entry.path);
+        let mut bytes = Vec::with_capacity(entry.len as usize);
+        self.open_external(entry)?
+            .read_to_end(&mut bytes)
+            .ctx("read", &file)?;
+        check_external(&file, entry, xxhash_rust::xxh3::xxh3_64(&bytes))?;
+        Ok(Buffer::from_vec(bytes))
+    }
+
+    /// Streams an external file once to check its checksum, without keeping it in memory.
+    pub fn verify_external(&self, entry: &Entry) -> Result<()> {
+        let file = self.layout.external(&entry.path);
+        let mut hasher = Xxh3::new();
+        let mut reader = self.open_external(entry)?;
+        let mut chunk = vec![0u8; 1 << 20];
+        loop {
+            let n = reader.read(&mut chunk).ctx("read", &file)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&chunk[..n]);
+        }
+        check_external(&file, entry, hasher.digest())
+    }
+}
+
+/// Iterator over every entry of a dataset; see [`Dataset::walk`].
+pub struct Walk<'a> {
+    dataset: &'a Dataset,
+    container: usize,
+    row: usize,
+    current: Option<Arc<Container>>,
+}
+
+impl Iterator for Walk<'_> {
+    type Item = Result<(Location, Entry)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if self.container >= self.dataset.containers.len() {
+                return None;
+            }
+            let current = match &self.current {
+                Some(open) => open,
+                None => match self.dataset.container(self.container) {
+                    Ok(open) => self.current.insert(open),
+                    Err(e) => {
+                        self.container += 1;
+                        return Some(Err(e));
+                    }
+                },
+            };
+            if self.row < current.index().len() {
+                let at = Location {
+                    container: self.container,
+                    row: self.row,
+                };
+                self.row += 1;
+                return Some(Ok((at, current.index().entry(at.row))));
+            }
+            self.container += 1;
+            self.row = 0;
+            self.current = None;
+        }
+    }
+}
+
+/// Fails unless `found` is the checksum the index holds for an external file.
+pub(crate) fn check_external(file: &Path, entry: &Entry, found: u64) -> Result<()> {
+    if found != entry.xxh3 {
+        return Err(Error::ChecksumMismatch {
+            file: file.to_path_buf(),
+            path: display(&entry.path),
+            expected: entry.xxh3,
+            found,
+        });
+    }
+    Ok(())
+}
+
+fn normalize(user_path: &[u8]) -> Result<Vec<u8>> {
+    normalize_user_path(user_path).map_err(|reason| Error::InvalidPath {
+        path: display(user_path),
+        reason,
+    })
+}
+
+fn not_found(path: &[u8]) -> Error {
+    Error::NotFound {
+        path: display(path),
+    }
+}
+
+/// The synthetic entry for the dataset root.
+pub fn root_entry() -> Entry {
+    Entry {
+        path: Vec::new(),
+        kind: EntryKind::Dir,
+        offset: 0,
+        stored_len: 0,
+        len: 0,
+        codec: crate::index::Codec::None,
+        xxh3: 0,
+        mode: 0o040755,
+        mtime_ns: 0,
+    }
+}
+
+/// The child of `dir` on the way to `entry`: the entry itself when it is a direct child, or a
+/// synthetic directory when an index omits an intermediate directory.
+fn direct_child(dir: &[u8], entry: Entry) -> Entry {
+    let start = if dir.is_empty() { 0 } else { dir.len() + 1 };
+    match entry.path[start..].iter().position(|&b| b == SEPARATOR) {
+        None => entry,
+        Some(i) => Entry {
+            path: entry.path[..start + i].to_vec(),
+            mtime_ns: entry.mtime_ns,
+            ..root_entry()
+        },
+    }
+}
+
+/// Joins a relative symlink target to the link's directory, resolving `.` and `..`; `None` when
+/// the target is absolute or climbs above the root.
+fn join_link_target(link_dir: &[u8], target: &[u8]) -> Option<Vec<u8>> {
+    if target.first() == Some(&SEPARATOR) {
+        return None;
+    }
+    let mut parts: Vec<&[u8]> = link_dir
+        .split(|&b| b == SEPARATOR)
+        .filter(|c| !c.is_empty())
+        .collect();
+    for component in target.split(|&b| b == SEPARATOR) {
+        match component {
+            b"" | b"." => {}
+            b".." => {
+                parts.pop()?;
+            }
+            name => parts.push(name),
+        }
+    }
+    Some(parts.join(&SEPARATOR))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::join_link_target;
+
+    #[test]
+    fn link_targets_resolve_inside_the_root_only() {
+        assert_eq!(join_link_target(b"a/b", b"../c").unwrap(), b"a/c");
+        assert_eq!(join_link_target(b"", b"./x/y").unwrap(), b"x/y");
+        assert!(join_link_target(b"a", b"../../etc").is_none());
+        assert!(join_link_target(b"a", b"/etc/passwd").is_none());
+    }
+}

@@ -1,0 +1,129 @@
+//! `verify`: every checksum of a dataset, every fault reported rather than the first.
+
+use super::Dataset;
+use crate::error::Error;
+use crate::index::path::display;
+use crate::index::{Container, EntryKind};
+use crate::progress::Progress;
+use rayon::prelude::*;
+
+/// One problem found by [`verify`].
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Fault {
+    /// The container, catalog or external file at fault.
+    pub file: String,
+    /// The entry at fault, when the problem belongs to one.
+    pub path: Option<String>,
+    /// What is wrong.
+    pub problem: String,
+}
+
+/// What [`verify`] checked and found.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct VerifyReport {
+    /// Containers checked.
+    pub containers: usize,
+    /// Index entries seen.
+    pub entries: u64,
+    /// Entries whose bytes were read and checksummed (files, symlinks, external files).
+    pub checked: u64,
+    /// Bytes read and checksummed.
+    pub bytes: u64,
+    /// Every fault found.
+    pub faults: Vec<Fault>,
+}
+
+impl VerifyReport {
+    /// True when nothing was wrong.
+    pub fn is_clean(&self) -> bool {
+        self.faults.is_empty()
+    }
+}
+
+/// Checks every container against the catalog, every path for safety and order, and every
+/// entry's bytes against its checksum.
+pub fn verify(dataset: &Dataset, progress: &dyn Progress) -> VerifyReport {
+    let rows = dataset.catalog().rows();
+    let total_bytes = rows.iter().map(|r| r.file_len).sum();
+    progress.phase("verify", dataset.entry_count(), total_bytes);
+    let mut report = VerifyReport::default();
+    for (i, row) in rows.iter().enumerate() {
+        report.containers += 1;
+        let file = dataset.layout().container(&row.name);
+        let name = file.display().to_string();
+        let container = match dataset.container(i) {
+            Ok(c) => c,
+            Err(e) => {
+                report.faults.push(Fault {
+                    file: name,
+                    path: None,
+                    problem: e.to_string(),
+                });
+                continue;
+            }
+        };
+        if container.content_id() != row.content_id {
+            report.faults.push(Fault {
+                file: name.clone(),
+                path: None,
+                problem: "whole-file checksum differs from the catalog".into(),
+            });
+        }
+        for problem in container.index().check_paths() {
+            report.faults.push(Fault {
+                file: name.clone(),
+                path: None,
+                problem,
+            });
+        }
+        verify_entries(dataset, &container, &name, &mut report, progress);
+    }
+    report
+}
+
+/// The result of checking one entry: bytes checksummed, or the fault found.
+type Outcome = Result<u64, Fault>;
+
+fn verify_entries(
+    dataset: &Dataset,
+    container: &Container,
+    name: &str,
+    report: &mut VerifyReport,
+    progress: &dyn Progress,
+) {
+    let index = container.index();
+    let outcomes: Vec<(EntryKind, Outcome)> = (0..index.len())
+        .into_par_iter()
+        .map(|row| {
+            let entry = index.entry(row);
+            let checked = match entry.kind {
+                EntryKind::File | EntryKind::Symlink => container.read_row(row).map(|_| entry.len),
+                EntryKind::External => dataset.verify_external(&entry).map(|_| entry.len),
+                EntryKind::Dir => Ok(0),
+            };
+            progress.advance(1, *checked.as_ref().unwrap_or(&0));
+            let outcome = checked.map_err(|e: Error| Fault {
+                file: match entry.kind {
+                    EntryKind::External => {
+                        dataset.layout().external(&entry.path).display().to_string()
+                    }
+                    _ => name.to_owned(),
+                },
+                path: Some(display(&entry.path)),
+                problem: e.to_string(),
+            });
+            (entry.kind, outcome)
+        })
+        .collect();
+    report.entries += index.len() as u64;
+    for (kind, outcome) in outcomes {
+        match outcome {
+            Ok(bytes) if kind != EntryKind::Dir => {
+                report.checked += 1;
+                report.bytes += bytes;
+            }
+            Ok(_) => {}
+            Err(fault) => report.faults.push(fault),
+        }
+    }
+}
