@@ -152,6 +152,14 @@ impl Catalog {
     }
 }
 
+/// Decodes a catalog's index block and checks its rows.
+pub(crate) fn decode_index(index: &Buffer, file: &Path) -> Result<Catalog> {
+    let (batch, metadata) = ipc::decode(index, file)?;
+    let rows = decode_rows(&batch, file)?;
+    check_ranges(&rows).map_err(|reason| Error::corrupt(file, reason))?;
+    Ok(Catalog { rows, metadata })
+}
+
 fn decode_rows(batch: &RecordBatch, file: &Path) -> Result<Vec<CatalogRow>> {
     let name = ipc::column::<StringArray>(batch, "name", &DataType::Utf8, file)?;
     let first = ipc::column::<BinaryArray>(batch, "first_path", &DataType::Binary, file)?;

@@ -86,12 +86,46 @@ fn decode_unguarded(
         _ => return Err("record batch lies outside the index block".into()),
     }
     let data = buf.slice_with_length(start, block_len);
+    check_buffer_bounds(&data[..meta_len], body_len)?;
     let decoder = FileDecoder::new(Arc::new(schema), footer.version());
     let batch = decoder
         .read_record_batch(block, &data)
         .map_err(|e| e.to_string())?
         .ok_or("empty record batch message")?;
     Ok((batch, metadata))
+}
+
+/// Checks that every buffer the record batch message names lies inside the batch body and is
+/// 8-byte aligned, as the Arrow format requires, before the decoder slices anything.
+fn check_buffer_bounds(meta: &[u8], body_len: usize) -> std::result::Result<(), String> {
+    const CONTINUATION: [u8; 4] = [0xff; 4];
+    let prefix = if meta.starts_with(&CONTINUATION) {
+        8
+    } else {
+        4
+    };
+    let flatbuffer = meta
+        .get(prefix..)
+        .ok_or("record batch metadata is truncated")?;
+    let message = arrow_ipc::root_as_message(flatbuffer)
+        .map_err(|e| format!("record batch metadata: {e}"))?;
+    let batch = message
+        .header_as_record_batch()
+        .ok_or("the block is not a record batch")?;
+    for buffer in batch.buffers().into_iter().flatten() {
+        let (offset, len) = (buffer.offset(), buffer.length());
+        let inside = offset >= 0
+            && len >= 0
+            && offset
+                .checked_add(len)
+                .is_some_and(|end| end as u64 <= body_len as u64);
+        if !inside || offset % 8 != 0 {
+            return Err(format!(
+                "a column buffer [{offset}, +{len}) lies outside the {body_len}-byte batch body"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Returns the named column, checking its type and that it holds no nulls.

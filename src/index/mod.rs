@@ -47,3 +47,21 @@ pub fn parse_untrusted(bytes: &[u8]) -> usize {
     }
     rows
 }
+
+/// Decodes untrusted bytes directly as a container index block and as a catalog index block,
+/// touching every row: the entry point of the index fuzz target. Returns the rows read.
+pub fn parse_untrusted_index(bytes: &[u8]) -> usize {
+    let buffer = arrow_buffer::Buffer::from(bytes.to_vec());
+    let name = std::path::Path::new("<fuzz>");
+    let mut rows = 0;
+    if let Ok(index) = EntryIndex::parse(&buffer, name) {
+        rows += (0..index.len())
+            .map(|row| index.entry(row).path.len().min(1))
+            .sum::<usize>();
+        rows += index.check_paths().len();
+    }
+    if let Ok(catalog) = catalog::decode_index(&buffer, name) {
+        rows += catalog.rows().len();
+    }
+    rows
+}

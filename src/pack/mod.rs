@@ -184,6 +184,7 @@ pub fn fold(
     }
     let layout = Layout::new(root);
     publish::refuse_published(&layout)?;
+    let _lock = publish::lock_root(&layout)?;
     progress.phase("scan", 0, 0);
     let in_place = matches!(target, Target::InPlace { .. });
     let walked = walk::walk(src, options.threshold, in_place)?;

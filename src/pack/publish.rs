@@ -91,6 +91,49 @@ pub fn refuse_published(layout: &Layout) -> Result<()> {
     Ok(())
 }
 
+/// Holds the exclusive fold lock of a dataset root for as long as it lives.
+pub struct FoldLock {
+    file: File,
+    path: PathBuf,
+}
+
+impl Drop for FoldLock {
+    fn drop(&mut self) {
+        // Removed while still held, so a later fold never locks a stale inode we unlinked.
+        let _ = fs::remove_file(&self.path);
+        let _ = &self.file;
+    }
+}
+
+/// Takes the fold lock of a dataset root, so two folds never write the same root at once.
+pub fn lock_root(layout: &Layout) -> Result<FoldLock> {
+    use std::os::fd::AsRawFd;
+    let dir = layout.sheaf_dir();
+    fs::create_dir_all(&dir).ctx("create directory", &dir)?;
+    let path = dir.join("fold.lock");
+    let file = File::create(&path).ctx("create", &path)?;
+    // SAFETY: flock on a descriptor we own; the lock is released when the file is closed.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(Error::Refused {
+            path: layout.root().to_path_buf(),
+            reason: "another fold is writing this dataset right now".into(),
+        });
+    }
+    let same_inode = |a: &fs::Metadata, b: &fs::Metadata| {
+        use std::os::unix::fs::MetadataExt;
+        a.dev() == b.dev() && a.ino() == b.ino()
+    };
+    let held = file.metadata().ctx("stat", &path)?;
+    if !fs::metadata(&path).is_ok_and(|now| same_inode(&held, &now)) {
+        return Err(Error::Refused {
+            path: layout.root().to_path_buf(),
+            reason: "another fold finished while this one started: run it again".into(),
+        });
+    }
+    refuse_published(layout)?;
+    Ok(FoldLock { file, path })
+}
+
 /// Makes the `.sheaf/` directories and the staging area. Containers left by an unfinished fold
 /// with other settings are discarded (nothing references them); with the same settings they are
 /// kept for reuse.

@@ -1,0 +1,6 @@
+//! Fuzzes the footer, index and entry decoding of containers (and catalogs) with arbitrary bytes.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    sheaf::index::parse_untrusted(data);
+});

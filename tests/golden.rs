@@ -1,0 +1,263 @@
+//! Golden fixtures: a dataset written by every format version stays readable, and the current
+//! writer still produces the current version's bytes exactly.
+//!
+//! A missing fixture is written by this test (commit it); an existing one is never rewritten.
+
+use sheaf::index::footer::FOOTER_LEN;
+use sheaf::index::{Container, FORMAT_VERSION};
+use sheaf::pack::{fold, Compression, ContainerLimits, FoldOptions, Target};
+use sheaf::progress::Silent;
+use sheaf::{Dataset, EntryKind};
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+/// Fixed mtime of every fixture entry: 2001-09-09 01:46:40.123456789 UTC.
+const MTIME_NS: i64 = 1_000_000_000_123_456_789;
+
+/// The fixture tree: (path, content) for files, with a symlink, an empty directory and two
+/// files above the fixture threshold (external entries).
+fn fixture_files() -> Vec<(String, Vec<u8>)> {
+    let mut files = Vec::new();
+    for split in ["train", "val"] {
+        for class in ["cat", "dog"] {
+            for i in 0..4 {
+                let content = format!("{split}/{class}/{i}: ").repeat(i + 1).into_bytes();
+                files.push((format!("{split}/{class}/{i:04}.jpg"), content));
+            }
+        }
+    }
+    files.push(("labels.json".into(), br#"{"cat": 0, "dog": 1}"#.to_vec()));
+    files.push(("empty-file".into(), Vec::new()));
+    files.push((
+        "big/weights.bin".into(),
+        (0..600u32).map(|i| (i * 7 % 251) as u8).collect(),
+    ));
+    files.push((
+        "big/notes.txt".into(),
+        b"exactly at the threshold.".repeat(8)[..200].to_vec(),
+    ));
+    files
+}
+
+fn build_source(root: &Path) {
+    for (path, content) in fixture_files() {
+        let file = root.join(&path);
+        fs::create_dir_all(file.parent().unwrap()).unwrap();
+        fs::write(&file, content).unwrap();
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    fs::create_dir_all(root.join("empty-dir")).unwrap();
+    std::os::unix::fs::symlink("train/cat/0000.jpg", root.join("first-cat")).unwrap();
+    fs::set_permissions(
+        root.join("big/weights.bin"),
+        fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    let mtime = filetime::FileTime::from_unix_time(
+        MTIME_NS / 1_000_000_000,
+        (MTIME_NS % 1_000_000_000) as u32,
+    );
+    for path in walk(root) {
+        if path.is_dir() && !path.is_symlink() {
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        filetime::set_symlink_file_times(&path, mtime, mtime).unwrap();
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for child in fs::read_dir(dir).unwrap() {
+        let path = child.unwrap().path();
+        if path.is_dir() && !path.is_symlink() {
+            out.extend(walk(&path));
+        }
+        out.push(path);
+    }
+    out
+}
+
+fn fixture_options() -> FoldOptions {
+    FoldOptions {
+        threshold: 200,
+        limits: ContainerLimits {
+            bytes: 256,
+            entries: 1000,
+        },
+        compression: Compression::None,
+        remove_originals: false,
+    }
+}
+
+fn fixture_dir(version: u16) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/v{version}"))
+}
+
+/// Folds the fixture tree into `dst` with the fixture settings.
+fn fold_fixture(dst: &Path) {
+    let src = tempfile::tempdir().unwrap();
+    build_source(src.path());
+    let target = Target::NewRoot {
+        src: src.path().to_path_buf(),
+        dst: dst.to_path_buf(),
+    };
+    fold(&target, &fixture_options(), &Silent).unwrap();
+}
+
+fn ensure_current_fixture() -> PathBuf {
+    static WRITING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_writer = WRITING.lock().unwrap();
+    let dir = fixture_dir(FORMAT_VERSION);
+    if !dir.join(".sheaf/catalog.sheaf").exists() {
+        fold_fixture(&dir);
+        eprintln!("wrote the golden fixture {}: commit it", dir.display());
+    }
+    dir
+}
+
+/// Every version's fixture must keep reading: contents, metadata, listing and verify.
+#[test]
+fn every_fixture_version_still_reads() {
+    ensure_current_fixture();
+    for version in sheaf::index::OLDEST_SUPPORTED_VERSION..=FORMAT_VERSION {
+        let dataset = Dataset::open(fixture_dir(version)).unwrap();
+        for (path, content) in fixture_files() {
+            assert_eq!(
+                dataset.read(path.as_bytes()).unwrap().as_slice(),
+                &content[..],
+                "v{version} {path}"
+            );
+            let entry = dataset.stat(path.as_bytes()).unwrap();
+            assert_eq!(entry.mtime_ns, MTIME_NS, "v{version} {path}");
+            let expected_kind = if content.len() >= 200 {
+                EntryKind::External
+            } else {
+                EntryKind::File
+            };
+            assert_eq!(entry.kind, expected_kind, "v{version} {path}");
+        }
+        assert_eq!(
+            dataset.stat(b"big/weights.bin").unwrap().mode & 0o777,
+            0o600
+        );
+        assert_eq!(dataset.stat(b"empty-dir").unwrap().kind, EntryKind::Dir);
+        assert_eq!(
+            dataset.read(b"first-cat").unwrap().as_slice(),
+            b"train/cat/0: "
+        );
+        let names: Vec<_> = dataset
+            .list(b"")
+            .unwrap()
+            .into_iter()
+            .map(|e| e.path)
+            .collect();
+        let expected: Vec<&[u8]> = vec![
+            b"big",
+            b"empty-dir",
+            b"empty-file",
+            b"first-cat",
+            b"labels.json",
+            b"train",
+            b"val",
+        ];
+        assert_eq!(names, expected);
+        assert!(
+            dataset.catalog().rows().len() > 1,
+            "the fixture spans several containers"
+        );
+        let report = sheaf::read::verify::verify(&dataset, &Silent);
+        assert!(report.is_clean(), "v{version}: {:?}", report.faults);
+    }
+}
+
+/// While the format version stays the same, the writer must produce the same bytes.
+#[test]
+fn current_writer_reproduces_the_current_fixture_byte_for_byte() {
+    let fixture = ensure_current_fixture();
+    let fresh = tempfile::tempdir().unwrap();
+    let dst = fresh.path().join("dataset");
+    fold_fixture(&dst);
+    let sheaf_files = |root: &Path| {
+        let mut files: Vec<PathBuf> = walk(&root.join(".sheaf"))
+            .into_iter()
+            .filter(|p| p.is_file())
+            .collect();
+        files.sort();
+        files
+            .into_iter()
+            .map(|p| {
+                (
+                    p.strip_prefix(root).unwrap().to_path_buf(),
+                    fs::read(&p).unwrap(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let (old, new) = (sheaf_files(&fixture), sheaf_files(&dst));
+    assert_eq!(old.len(), new.len());
+    for ((old_path, old_bytes), (new_path, new_bytes)) in old.iter().zip(&new) {
+        assert_eq!(old_path, new_path);
+        assert!(
+            old_bytes == new_bytes,
+            "{} changed without a format version bump",
+            old_path.display()
+        );
+    }
+}
+
+/// Rewrites the index checksum and footer checksum so a mutated index reaches the Arrow
+/// decoder, as a hostile writer would.
+fn reseal(bytes: &mut [u8]) {
+    let len = bytes.len();
+    let footer = len - FOOTER_LEN;
+    let offset = u64::from_le_bytes(bytes[footer..footer + 8].try_into().unwrap()) as usize;
+    let index_len = u64::from_le_bytes(bytes[footer + 8..footer + 16].try_into().unwrap()) as usize;
+    let index_sum = xxhash_rust::xxh3::xxh3_64(&bytes[offset..offset + index_len]);
+    bytes[footer + 16..footer + 24].copy_from_slice(&index_sum.to_le_bytes());
+    let footer_sum = xxhash_rust::xxh3::xxh3_64(&bytes[footer..footer + 48]);
+    bytes[footer + 48..footer + 56].copy_from_slice(&footer_sum.to_le_bytes());
+}
+
+/// Every single-byte corruption of an index, resealed so checksums pass, is either rejected
+/// with an error or yields an index whose reads are all checked: never a panic, never wrong
+/// bytes.
+#[test]
+fn resealed_index_corruptions_never_panic_or_return_unchecked_bytes() {
+    let fixture = ensure_current_fixture();
+    let row = &Dataset::open(&fixture).unwrap().catalog().rows()[0].clone();
+    let original = fs::read(fixture.join(".sheaf/containers").join(&row.name)).unwrap();
+    let footer = original.len() - FOOTER_LEN;
+    let index_start = u64::from_le_bytes(original[footer..footer + 8].try_into().unwrap()) as usize;
+    let clean = Container::from_buffer(arrow_buffer_of(&original), "clean".into()).unwrap();
+    let mut accepted = 0;
+    for at in index_start..footer {
+        for flip in [0x01u8, 0x80, 0xff] {
+            let mut bytes = original.clone();
+            bytes[at] ^= flip;
+            reseal(&mut bytes);
+            sheaf::index::parse_untrusted(&bytes);
+            let Ok(container) = Container::from_buffer(arrow_buffer_of(&bytes), "mutated".into())
+            else {
+                continue;
+            };
+            accepted += 1;
+            for i in 0..container.index().len() {
+                if let Ok(data) = container.read_row(i) {
+                    let entry = container.index().entry(i);
+                    assert_eq!(xxhash_rust::xxh3::xxh3_64(&data), entry.xxh3);
+                    if let Some(j) = clean.index().find(&entry.path) {
+                        if clean.index().entry(j).xxh3 == entry.xxh3 {
+                            assert_eq!(data.as_slice(), clean.read_row(j).unwrap().as_slice());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    eprintln!("{accepted} resealed mutations decoded without error; all their reads were checked");
+}
+
+fn arrow_buffer_of(bytes: &[u8]) -> arrow_buffer::Buffer {
+    arrow_buffer::Buffer::from(bytes.to_vec())
+}
