@@ -164,12 +164,10 @@ pub fn fold(
     let started = Instant::now();
     check_options(options)?;
     let (src, root) = match target {
-        Target::NewRoot { src, dst } => {
-            publish::check_new_root(src, dst)?;
-            (src.as_path(), dst.as_path())
-        }
+        Target::NewRoot { src, dst } => (src.as_path(), dst.as_path()),
         Target::InPlace { dir } => (dir.as_path(), dir.as_path()),
     };
+    // Every refusal comes before the first write (check_new_root creates a missing DST).
     if !src.is_dir() {
         return Err(Error::Refused {
             path: src.to_path_buf(),
@@ -181,6 +179,9 @@ pub fn fold(
             path: src.to_path_buf(),
             reason: "--remove-originals only applies to an in-place fold".into(),
         });
+    }
+    if let Target::NewRoot { src, dst } = target {
+        publish::check_new_root(src, dst)?;
     }
     let layout = Layout::new(root);
     publish::refuse_published(&layout)?;
@@ -230,6 +231,7 @@ pub fn fold(
         };
         rows.push(row);
     }
+    publish::remove_unlisted_containers(&layout, &rows)?;
     publish::sync_dir(&layout.containers_dir())?;
     let catalog = publish::publish_catalog(&layout, rows, options)?;
     let mut summary = summarize(

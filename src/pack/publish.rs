@@ -13,7 +13,7 @@ use crate::index::{Catalog, CatalogRow, Codec, Container, EntryKind};
 use crate::layout::{Layout, SHEAF_DIR};
 use crate::progress::Progress;
 use crate::read::Dataset;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io::Write;
@@ -213,6 +213,21 @@ pub fn reusable_container(
             last_path: index.path(index.len() - 1).to_vec(),
         },
     ))
+}
+
+/// Removes containers that an earlier, interrupted run of the same fold left but this run's
+/// plan does not list (the source shrank in between), so no orphan outlives the publish.
+pub fn remove_unlisted_containers(layout: &Layout, rows: &[CatalogRow]) -> Result<()> {
+    let dir = layout.containers_dir();
+    let listed: HashSet<&OsStr> = rows.iter().map(|r| OsStr::new(&r.name)).collect();
+    for child in fs::read_dir(&dir).ctx("read directory", &dir)? {
+        let child = child.ctx("read directory", &dir)?;
+        if !listed.contains(child.file_name().as_os_str()) {
+            let stale = child.path();
+            fs::remove_file(&stale).ctx("remove stale container", &stale)?;
+        }
+    }
+    Ok(())
 }
 
 /// The catalog row describing a written container.

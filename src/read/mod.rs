@@ -177,7 +177,7 @@ impl Dataset {
     }
 
     /// Resolves a user-supplied path to a non-symlink entry, following links that stay inside
-    /// the dataset.
+    /// the dataset, in the last component and in the directories on the way to it.
     pub fn resolve(&self, user_path: &[u8]) -> Result<(Location, Entry)> {
         let mut path = normalize(user_path)?;
         for _ in 0..MAX_SYMLINK_HOPS {
@@ -189,22 +189,48 @@ impl Dataset {
                         reason: "is a directory",
                     })
                 }
-                None => return Err(not_found(&path)),
+                None => match self.symlinked_ancestor(&path)? {
+                    Some(found) => found,
+                    None => return Err(not_found(&path)),
+                },
             };
             if entry.kind != EntryKind::Symlink {
                 return Ok((at, entry));
             }
+            let rest = path
+                .get(entry.path.len() + 1..)
+                .unwrap_or_default()
+                .to_vec();
             let target = self.read_link(at)?;
-            path =
-                join_link_target(path::parent(&path), &target).ok_or_else(|| Error::WrongKind {
+            path = join_link_target(path::parent(&entry.path), &target).ok_or_else(|| {
+                Error::WrongKind {
                     path: display(&entry.path),
                     reason: "is a symlink that points outside the dataset",
-                })?;
+                }
+            })?;
+            if !rest.is_empty() {
+                if !path.is_empty() {
+                    path.push(SEPARATOR);
+                }
+                path.extend_from_slice(&rest);
+            }
         }
         Err(Error::WrongKind {
             path: display(user_path),
             reason: "too many levels of symbolic links",
         })
+    }
+
+    /// The first proper ancestor of `path` that is a symlink, if any.
+    fn symlinked_ancestor(&self, path: &[u8]) -> Result<Option<(Location, Entry)>> {
+        for (i, _) in path.iter().enumerate().filter(|(_, &b)| b == SEPARATOR) {
+            if let Some((at, entry)) = self.lookup(&path[..i])? {
+                if entry.kind == EntryKind::Symlink {
+                    return Ok(Some((at, entry)));
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// The direct children of a directory, in path order.

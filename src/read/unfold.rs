@@ -100,21 +100,23 @@ fn prepare_output(out: &Path) -> Result<()> {
 /// Writes one regular file, never with unchecked bytes: folded entries are checked before the
 /// write; an external file is checked as it streams, and its copy removed if the check fails.
 fn restore_file(dataset: &Dataset, at: Location, entry: &Entry, target: &Path) -> Result<u64> {
+    // Checked before the file is created, so a damaged entry leaves nothing behind.
+    let folded = match entry.kind {
+        EntryKind::External => None,
+        _ => Some(dataset.container(at.container)?.read_row(at.row)?),
+    };
     let mut out = OpenOptions::new()
         .write(true)
         .create_new(true)
         .custom_flags(libc::O_NOFOLLOW)
         .open(target)
         .ctx("create", target)?;
-    if entry.kind == EntryKind::External {
-        if let Err(e) = copy_external(dataset, entry, &mut out, target) {
-            drop(out);
-            let _ = fs::remove_file(target);
-            return Err(e);
-        }
-    } else {
-        let bytes = dataset.container(at.container)?.read_row(at.row)?;
+    if let Some(bytes) = folded {
         out.write_all(&bytes).ctx("write", target)?;
+    } else if let Err(e) = copy_external(dataset, entry, &mut out, target) {
+        drop(out);
+        let _ = fs::remove_file(target);
+        return Err(e);
     }
     drop(out);
     set_mode_and_mtime(target, entry)?;

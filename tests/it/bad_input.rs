@@ -1,0 +1,648 @@
+//! Damaged and hostile input: every fault is an error with a clear message, never wrong bytes,
+//! and `verify` reports all of them.
+
+use crate::util::*;
+use sheaf::index::{Catalog, CatalogRow, ContainerWriter};
+use sheaf::layout::{container_name, Layout};
+use sheaf::{Codec, Dataset, Entry, EntryKind};
+use std::collections::{BTreeSet, HashMap};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// A folded dataset with several containers, a symlink and an external file.
+struct Fixture {
+    tmp: Scratch,
+    dst: PathBuf,
+    before: Snapshot,
+}
+
+const EXTERNAL: &str = "ext/big.bin";
+
+fn fixture() -> Fixture {
+    let tmp = tempdir();
+    let src = tmp.path().join("src");
+    generate(&src, 150, 31);
+    let t = Tree::new(&src);
+    t.file(EXTERNAL, &Rng::new(2).bytes(4000));
+    t.symlink("ext/link", "big.bin");
+    let before = snapshot(&src, false);
+    let dst = tmp.path().join("dst");
+    fold(&src, &dst, &["--container-size", "16KiB"]).success();
+    assert!(containers(&dst).len() >= 3);
+    Fixture { tmp, dst, before }
+}
+
+impl Fixture {
+    /// Folded files (path and entry) of container `i`, read before any damage.
+    fn files_in(&self, i: usize) -> Vec<Entry> {
+        let dataset = Dataset::open(&self.dst).unwrap();
+        dataset
+            .walk()
+            .map(|item| item.unwrap())
+            .filter(|(at, e)| at.container == i && e.kind == EntryKind::File && e.len >= 16)
+            .map(|(_, e)| e)
+            .collect()
+    }
+
+    fn container(&self, i: usize) -> PathBuf {
+        containers(&self.dst)[i].clone()
+    }
+
+    fn original(&self, path: &[u8]) -> Vec<u8> {
+        match &self.before[path].content {
+            Content::File(bytes) => bytes.clone(),
+            other => panic!("{other:?} is not a file"),
+        }
+    }
+
+    /// A pristine copy of the dataset to damage.
+    fn copy(&self, name: &str) -> PathBuf {
+        let to = self.tmp.path().join(name);
+        copy_tree(&self.dst, &to);
+        to
+    }
+}
+
+fn name_of(file: &Path) -> String {
+    file.file_name().unwrap().to_string_lossy().into_owned()
+}
+
+#[test]
+fn a_truncated_container_is_reported_wherever_it_was_cut() {
+    let fx = fixture();
+    let victim = fx.files_in(1)[0].path.clone();
+    let healthy = fx.files_in(0)[0].path.clone();
+    let len = fs::metadata(fx.container(1)).unwrap().len();
+    let footer = footer_of(&fs::read(fx.container(1)).unwrap());
+    let cuts = [
+        0,
+        1,
+        63,
+        64,
+        footer.data_len / 2,
+        footer.index_offset + 3,
+        len - 64,
+        len - 1,
+    ];
+    for (n, cut) in cuts.into_iter().enumerate() {
+        let ds = fx.copy(&format!("cut-{n}"));
+        let file = containers(&ds)[1].clone();
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&file)
+            .unwrap()
+            .set_len(cut)
+            .unwrap();
+
+        let cat = run!("cat", ds, bpath(&victim)).fails_with(1).no_stdout();
+        assert!(
+            cat.stderr.contains("corrupt") && cat.stderr.contains(&name_of(&file)),
+            "cut at {cut}: {}",
+            cat.stderr
+        );
+        // Other containers still serve their files.
+        let ok = run!("cat", ds, bpath(&healthy)).success();
+        assert_eq!(ok.stdout, fx.original(&healthy));
+        let verify = run!("verify", ds).fails_with(3);
+        let report = verify.stdout_str();
+        assert!(
+            report.contains(&format!("FAULT {}", file.display())),
+            "cut at {cut}: {report}"
+        );
+    }
+}
+
+#[test]
+fn a_flipped_bit_in_a_file_is_an_error_never_data() {
+    let fx = fixture();
+    let files = fx.files_in(0);
+    let (good1, bad, good2) = (&files[0], &files[1], &files[2]);
+    let ds = fx.copy("flipped");
+    flip_bit(&containers(&ds)[0], bad.offset + bad.len / 2, 3);
+
+    // Alone: no byte of the damaged file reaches stdout.
+    let cat = run!("cat", ds, bpath(&bad.path)).fails_with(1).no_stdout();
+    assert!(cat.stderr.contains("checksum mismatch"), "{}", cat.stderr);
+    assert!(
+        cat.stderr
+            .contains(&String::from_utf8_lossy(&bad.path).into_owned()),
+        "{}",
+        cat.stderr
+    );
+    // Between two good files: exactly the good files' bytes, and a failing exit status.
+    let mixed = run!(
+        "cat",
+        ds,
+        bpath(&good1.path),
+        bpath(&bad.path),
+        bpath(&good2.path)
+    )
+    .fails_with(1);
+    let mut expected = fx.original(&good1.path);
+    expected.extend(fx.original(&good2.path));
+    assert!(mixed.stdout == expected, "cat mixed good and bad bytes");
+
+    // The library refuses the same way.
+    let dataset = Dataset::open(&ds).unwrap();
+    assert!(matches!(
+        dataset.read(&bad.path),
+        Err(sheaf::Error::ChecksumMismatch { .. })
+    ));
+    assert_eq!(
+        &dataset.read(&good1.path).unwrap()[..],
+        fx.original(&good1.path)
+    );
+
+    let verify = run!("verify", "--json", ds).fails_with(3).json();
+    let faulty: Vec<&str> = verify["faults"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["path"].as_str())
+        .collect();
+    assert_eq!(faulty, vec![String::from_utf8_lossy(&bad.path)]);
+
+    // unfold refuses, and leaves no file with wrong (or no) bytes at the damaged path.
+    let out = fx.tmp.path().join("out");
+    run!("unfold", ds, out)
+        .fails_with(1)
+        .stderr_has("checksum mismatch");
+    let restored = out.join(bpath(&bad.path));
+    assert!(
+        !restored.exists(),
+        "unfold left {} behind ({} bytes) after refusing it",
+        restored.display(),
+        fs::metadata(&restored).map(|m| m.len()).unwrap_or(0)
+    );
+}
+
+#[test]
+fn verify_reports_every_damaged_entry_not_just_the_first() {
+    let fx = fixture();
+    let in0 = fx.files_in(0);
+    let in2 = fx.files_in(2);
+    let damaged = [&in0[3], &in0[in0.len() - 1], &in2[0]];
+    let ds = fx.copy("many-faults");
+    flip_bit(&containers(&ds)[0], damaged[0].offset, 0);
+    flip_bit(
+        &containers(&ds)[0],
+        damaged[1].offset + damaged[1].len - 1,
+        7,
+    );
+    flip_bit(&containers(&ds)[2], damaged[2].offset + 5, 1);
+
+    let verify = run!("verify", "--json", ds).fails_with(3).json();
+    let faults = verify["faults"].as_array().unwrap();
+    let paths: BTreeSet<String> = faults
+        .iter()
+        .filter_map(|f| f["path"].as_str().map(str::to_owned))
+        .collect();
+    let expected: BTreeSet<String> = damaged
+        .iter()
+        .map(|e| String::from_utf8_lossy(&e.path).into_owned())
+        .collect();
+    assert_eq!(paths, expected);
+    // Besides the entries, only the whole-file checksums of the two damaged containers.
+    for fault in faults.iter().filter(|f| f["path"].is_null()) {
+        assert!(
+            fault["problem"]
+                .as_str()
+                .unwrap()
+                .contains("whole-file checksum"),
+            "{fault}"
+        );
+    }
+    assert_eq!(faults.len(), 3 + 2);
+    assert_eq!(num(&verify, "containers"), containers(&ds).len() as u64);
+
+    // The human report lists each one and counts them.
+    let human = run!("verify", ds).fails_with(3).stdout_str();
+    for path in &expected {
+        assert!(human.contains(&format!("[{path}]")), "{human}");
+    }
+    assert!(human.contains("5 faults"), "{human}");
+}
+
+#[test]
+fn a_flipped_bit_in_an_index_or_footer_is_a_checksum_error() {
+    let fx = fixture();
+    let victim = fx.files_in(1)[0].path.clone();
+
+    let ds = fx.copy("index-flip");
+    let file = containers(&ds)[1].clone();
+    let footer = footer_of(&fs::read(&file).unwrap());
+    flip_bit(&file, footer.index_offset + footer.index_len / 2, 4);
+    run!("cat", ds, bpath(&victim))
+        .fails_with(1)
+        .no_stdout()
+        .stderr_has("index checksum mismatch");
+    let verify = run!("verify", ds).fails_with(3).stdout_str();
+    assert!(verify.contains("index checksum mismatch"), "{verify}");
+
+    let ds = fx.copy("footer-flip");
+    let file = containers(&ds)[1].clone();
+    let len = fs::metadata(&file).unwrap().len();
+    flip_bit(&file, len - 64 + 33, 2); // data_len, covered by the footer checksum
+    run!("cat", ds, bpath(&victim))
+        .fails_with(1)
+        .no_stdout()
+        .stderr_has("footer checksum mismatch");
+
+    let ds = fx.copy("catalog-flip");
+    let cat_len = fs::metadata(catalog(&ds)).unwrap().len();
+    flip_bit(&catalog(&ds), cat_len / 3, 5);
+    for args in [vec!["ls"], vec!["verify"], vec!["stat", "ext"]] {
+        let mut full: Vec<std::ffi::OsString> = vec![args[0].into(), ds.clone().into()];
+        full.extend(args[1..].iter().map(Into::into));
+        sheaf(full)
+            .fails_with(1)
+            .no_stdout()
+            .stderr_has("catalog checksum mismatch");
+    }
+}
+
+#[test]
+fn foreign_files_and_wrong_magic_are_not_read_as_containers() {
+    let fx = fixture();
+    let victim = fx.files_in(0)[0].path.clone();
+
+    let ds = fx.copy("magic");
+    let file = containers(&ds)[0].clone();
+    let mut bytes = fs::read(&file).unwrap();
+    let n = bytes.len();
+    bytes[n - 8..].copy_from_slice(b"NOTSHEAF");
+    fs::write(&file, bytes).unwrap();
+    run!("cat", ds, bpath(&victim))
+        .fails_with(1)
+        .no_stdout()
+        .stderr_has("footer magic is missing");
+
+    let ds = fx.copy("foreign");
+    let file = containers(&ds)[0].clone();
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.resize(fs::metadata(&file).unwrap().len() as usize, 0x42);
+    fs::write(&file, png).unwrap();
+    run!("cat", ds, bpath(&victim))
+        .fails_with(1)
+        .no_stdout()
+        .stderr_has("not a sheaf container");
+    let verify = run!("verify", ds).fails_with(3).stdout_str();
+    assert!(verify.contains("not a sheaf container"), "{verify}");
+
+    // A container put where the catalog should be is refused as the wrong kind of file.
+    let ds = fx.copy("swapped");
+    fs::copy(containers(&ds)[0].clone(), catalog(&ds)).unwrap();
+    run!("ls", ds)
+        .fails_with(1)
+        .stderr_has("is a sheaf container, expected a catalog");
+}
+
+#[test]
+fn a_file_from_a_future_format_version_asks_for_an_upgrade() {
+    let fx = fixture();
+    let victim = fx.files_in(0)[0].path.clone();
+    let ds = fx.copy("future-container");
+    let file = containers(&ds)[0].clone();
+    rewrite_footer(&file, |f| f[40..42].copy_from_slice(&2u16.to_le_bytes()));
+    assert_eq!(footer_of(&fs::read(&file).unwrap()).version, 2);
+    let cat = run!("cat", ds, bpath(&victim)).fails_with(1).no_stdout();
+    assert!(
+        cat.stderr.contains("format version 2") && cat.stderr.contains("upgrade sheaf"),
+        "{}",
+        cat.stderr
+    );
+    let verify = run!("verify", ds).fails_with(3).stdout_str();
+    assert!(verify.contains("upgrade sheaf"), "{verify}");
+
+    let ds = fx.copy("future-catalog");
+    rewrite_footer(&catalog(&ds), |f| {
+        f[40..42].copy_from_slice(&7u16.to_le_bytes())
+    });
+    run!("ls", ds)
+        .fails_with(1)
+        .stderr_has("format version 7; this build reads versions 1 to 1");
+}
+
+#[test]
+fn a_missing_container_fails_its_own_files_only() {
+    let fx = fixture();
+    let lost = fx.files_in(1)[0].path.clone();
+    let kept = fx.files_in(2)[0].path.clone();
+    let ds = fx.copy("lost-container");
+    let file = containers(&ds)[1].clone();
+    fs::remove_file(&file).unwrap();
+
+    let cat = run!("cat", ds, bpath(&lost)).fails_with(1).no_stdout();
+    assert!(
+        cat.stderr.contains(&name_of(&file)) && cat.stderr.contains("No such file"),
+        "{}",
+        cat.stderr
+    );
+    assert_eq!(
+        run!("cat", ds, bpath(&kept)).success().stdout,
+        fx.original(&kept)
+    );
+    let verify = run!("verify", "--json", ds).fails_with(3).json();
+    let faults = verify["faults"].as_array().unwrap();
+    assert_eq!(faults.len(), 1, "{verify:#}");
+    assert!(faults[0]["file"]
+        .as_str()
+        .unwrap()
+        .ends_with(&name_of(&file)));
+    // The containers after it were still checked.
+    assert!(num(&verify, "checked") > 0);
+}
+
+#[test]
+fn a_damaged_or_missing_catalog_stops_every_command_with_a_clear_message() {
+    let fx = fixture();
+    let ds = fx.copy("truncated-catalog");
+    let len = fs::metadata(catalog(&ds)).unwrap().len();
+    for cut in [len / 2, 10, 0] {
+        fs::OpenOptions::new()
+            .write(true)
+            .open(catalog(&ds))
+            .unwrap()
+            .set_len(cut)
+            .unwrap();
+        for command in ["ls", "verify"] {
+            let run = run!(command, ds).fails_with(1).no_stdout();
+            assert!(
+                run.stderr.contains("corrupt") && run.stderr.contains("catalog.sheaf"),
+                "cut at {cut}: {}",
+                run.stderr
+            );
+        }
+    }
+    fs::remove_file(catalog(&ds)).unwrap();
+    run!("cat", ds, EXTERNAL)
+        .fails_with(1)
+        .stderr_has("is not a sheaf dataset");
+    let plain = fx.tmp.path().join("src");
+    run!("ls", plain)
+        .fails_with(1)
+        .stderr_has("is not a sheaf dataset");
+}
+
+#[test]
+fn paths_that_are_missing_or_climb_out_are_refused() {
+    let fx = fixture();
+    let ds = &fx.dst;
+    run!("cat", ds, "no/such/file.txt")
+        .fails_with(1)
+        .no_stdout()
+        .stderr_has("no such path");
+    run!("stat", ds, "no/such/file.txt")
+        .fails_with(1)
+        .stderr_has("no such path");
+    run!("ls", ds, "no/such/dir")
+        .fails_with(1)
+        .stderr_has("no such path");
+    for climbing in ["../src/ext/big.bin", "ext/../ext/big.bin", "..", "ext/.."] {
+        run!("cat", ds, climbing)
+            .fails_with(1)
+            .no_stdout()
+            .stderr_has("`..` component");
+    }
+    run!("ls", ds, "../..")
+        .fails_with(1)
+        .stderr_has("invalid path");
+    // An absolute path means the dataset root, not the machine's.
+    run!("cat", ds, "/etc/passwd")
+        .fails_with(1)
+        .no_stdout()
+        .stderr_has("no such path");
+    assert_eq!(
+        run!("cat", ds, format!("/{EXTERNAL}")).success().stdout,
+        fx.original(EXTERNAL.as_bytes())
+    );
+}
+
+#[test]
+fn an_external_file_changed_after_the_fold_is_refused() {
+    let fx = fixture();
+    let original = fx.original(EXTERNAL.as_bytes());
+
+    // Same length, one byte different: only the checksum can tell.
+    let ds = fx.copy("edited");
+    let mut edited = original.clone();
+    edited[1234] ^= 0x20;
+    fs::write(ds.join(EXTERNAL), &edited).unwrap();
+    run!("cat", ds, EXTERNAL)
+        .fails_with(1)
+        .no_stdout()
+        .stderr_has("checksum mismatch");
+    // Through the link in the dataset, too.
+    run!("cat", ds, "ext/link").fails_with(1).no_stdout();
+    let verify = run!("verify", "--json", ds).fails_with(3).json();
+    let faults = verify["faults"].as_array().unwrap();
+    assert_eq!(faults.len(), 1, "{verify:#}");
+    assert_eq!(faults[0]["path"], EXTERNAL);
+    assert!(faults[0]["file"].as_str().unwrap().ends_with(EXTERNAL));
+    let out = fx.tmp.path().join("out");
+    run!("unfold", ds, out).fails_with(1);
+    assert!(
+        !out.join(EXTERNAL).exists(),
+        "unfold kept a copy that failed its checksum"
+    );
+
+    // Grown.
+    let ds = fx.copy("grown");
+    let mut grown = original.clone();
+    grown.extend_from_slice(b"appended");
+    fs::write(ds.join(EXTERNAL), &grown).unwrap();
+    run!("cat", ds, EXTERNAL)
+        .fails_with(1)
+        .no_stdout()
+        .stderr_has("changed since the fold");
+
+    // Replaced by a symlink to identical bytes elsewhere: not followed.
+    let ds = fx.copy("swapped-for-link");
+    let elsewhere = fx.tmp.path().join("elsewhere.bin");
+    fs::write(&elsewhere, &original).unwrap();
+    fs::remove_file(ds.join(EXTERNAL)).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, ds.join(EXTERNAL)).unwrap();
+    run!("cat", ds, EXTERNAL).fails_with(1).no_stdout();
+    run!("verify", ds).fails_with(3);
+
+    // Deleted.
+    let ds = fx.copy("deleted");
+    fs::remove_file(ds.join(EXTERNAL)).unwrap();
+    run!("cat", ds, EXTERNAL)
+        .fails_with(1)
+        .no_stdout()
+        .stderr_has("No such file");
+    run!("verify", ds).fails_with(3);
+}
+
+/// One entry to put into a hand-built container.
+fn entry(path: &[u8], kind: EntryKind, bytes: &[u8]) -> (Entry, Vec<u8>) {
+    let mode = match kind {
+        EntryKind::Dir => 0o040755,
+        EntryKind::Symlink => 0o120777,
+        _ => 0o100644,
+    };
+    let stored = if kind.is_stored() {
+        bytes.to_vec()
+    } else {
+        Vec::new()
+    };
+    let entry = Entry {
+        path: path.to_vec(),
+        kind,
+        offset: 0,
+        stored_len: 0,
+        len: bytes.len() as u64,
+        codec: Codec::None,
+        xxh3: if kind == EntryKind::Dir {
+            0
+        } else {
+            xxhash_rust::xxh3::xxh3_64(bytes)
+        },
+        mode,
+        mtime_ns: 1_000_000_000_000_000_000,
+    };
+    (entry, stored)
+}
+
+/// Writes a one-container dataset at `root` from entries in any order, with the library's
+/// own writer: what a hostile or buggy producer could hand a user.
+fn write_dataset(root: &Path, mut entries: Vec<(Entry, Vec<u8>)>) {
+    entries.sort_by(|a, b| sheaf::index::path::cmp_paths(&a.0.path, &b.0.path));
+    let layout = Layout::new(root);
+    fs::create_dir_all(layout.containers_dir()).unwrap();
+    let name = container_name(0, 0);
+    let mut writer = ContainerWriter::create(&layout.container(&name)).unwrap();
+    for (e, stored) in entries {
+        writer.add(e, &stored).unwrap();
+    }
+    let written = writer.finish().unwrap();
+    let row = CatalogRow {
+        name,
+        first_path: written.first_path,
+        last_path: written.last_path,
+        entry_count: written.footer.entry_count,
+        file_len: written.file_len,
+        index_xxh3: written.footer.index_xxh3,
+        content_id: written.content_id,
+        generation: 0,
+    };
+    let bytes = Catalog::new(vec![row], HashMap::new()).to_bytes().unwrap();
+    fs::write(layout.catalog(), bytes).unwrap();
+}
+
+#[test]
+fn hostile_paths_in_an_index_are_reported_and_never_written() {
+    let tmp = tempdir();
+    let victim = tmp.path().join("absolute-victim");
+    let absolute = victim.to_str().unwrap().as_bytes().to_vec();
+    let ds = tmp.path().join("hostile");
+    write_dataset(
+        &ds,
+        vec![
+            entry(b"ok.txt", EntryKind::File, b"fine\n"),
+            entry(b"../escaped.txt", EntryKind::File, b"escaped\n"),
+            entry(&absolute, EntryKind::File, b"absolute\n"),
+            entry(b"nul\0byte", EntryKind::File, b"nul\n"),
+            entry(b"dir/./dot", EntryKind::File, b"dot\n"),
+        ],
+    );
+
+    let verify = run!("verify", "--json", ds).fails_with(3).json();
+    let problems: Vec<String> = verify["faults"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["problem"].as_str().unwrap().to_owned())
+        .collect();
+    let hostile = problems
+        .iter()
+        .filter(|p| p.contains("hostile path"))
+        .count();
+    assert_eq!(hostile, 4, "{problems:#?}");
+    for needle in [
+        "`..` component",
+        "absolute path",
+        "NUL byte",
+        "`.` component",
+    ] {
+        assert!(
+            problems.iter().any(|p| p.contains(needle)),
+            "{needle}: {problems:#?}"
+        );
+    }
+
+    let out = tmp.path().join("out");
+    run!("unfold", ds, out)
+        .fails_with(1)
+        .stderr_has("invalid path");
+    assert!(!tmp.path().join("escaped.txt").exists());
+    assert!(!victim.exists());
+    let left: Vec<_> = fs::read_dir(&out).map(|d| d.collect()).unwrap_or_default();
+    assert!(left.is_empty(), "unfold wrote {left:?} before refusing");
+
+    // The sound entry is still served; the hostile names cannot even be asked for.
+    assert_eq!(run!("cat", ds, "ok.txt").success().stdout, b"fine\n");
+    run!("cat", ds, "../escaped.txt")
+        .fails_with(1)
+        .no_stdout()
+        .stderr_has("invalid path");
+}
+
+#[test]
+fn unfold_never_writes_through_a_symlink_from_the_index() {
+    let tmp = tempdir();
+    let outside = Tree::new(tmp.path().join("outside"));
+    let ds = tmp.path().join("hostile");
+    // Valid paths: a link that climbs out of the output directory, and a file "below" it.
+    write_dataset(
+        &ds,
+        vec![
+            entry(b"a", EntryKind::Symlink, b"../outside"),
+            entry(b"a/pwned", EntryKind::File, b"written through a link\n"),
+            entry(b"b", EntryKind::Symlink, b"/etc"),
+            entry(b"b/pwned", EntryKind::File, b"written through a link\n"),
+        ],
+    );
+    let out = tmp.path().join("out");
+    let run = run!("unfold", ds, out);
+    assert!(
+        fs::read_dir(&outside.root).unwrap().next().is_none(),
+        "unfold wrote outside its output directory (exit {:?}, stderr {})",
+        run.code,
+        run.stderr
+    );
+    assert!(!Path::new("/etc/pwned").exists());
+    assert_ne!(
+        run.code,
+        Some(0),
+        "an unrestorable dataset must not report success"
+    );
+    // Readers do not follow the link out either.
+    run!("cat", ds, "a/pwned").success();
+    assert!(matches!(
+        Dataset::open(&ds).unwrap().read(b"a"),
+        Err(sheaf::Error::WrongKind { .. })
+    ));
+}
+
+#[test]
+fn a_catalog_naming_a_container_outside_its_directory_is_refused() {
+    let tmp = tempdir();
+    let ds = tmp.path().join("ds");
+    write_dataset(&ds, vec![entry(b"x", EntryKind::File, b"x")]);
+    let catalog_file = catalog(&ds);
+    let good = Catalog::open(&catalog_file).unwrap();
+    let mut row = good.rows()[0].clone();
+    // The real container, reached by climbing out and back in.
+    row.name = "../containers/g000000-c00000000.sheaf".into();
+    fs::write(
+        &catalog_file,
+        Catalog::new(vec![row], HashMap::new()).to_bytes().unwrap(),
+    )
+    .unwrap();
+    run!("cat", ds, "x")
+        .fails_with(1)
+        .no_stdout()
+        .stderr_has("hostile container name");
+}

@@ -1,0 +1,24 @@
+//! sheaf's integration tests, one binary: a user's day with the `sheaf` command and the library.
+//!
+//! - `roundtrip`: fold a real tree and get it back byte for byte (cat, unfold, ls, stat, library).
+//! - `fold_behaviour`: new root and in place, determinism, compression, summaries, refusals.
+//! - `resume`: interrupted folds are completed by running them again.
+//! - `bad_input`: damaged containers and catalogs, hostile indexes, bad paths, changed files.
+//! - `full_disk`: a fold into a full filesystem fails cleanly.
+//! - `proptests`: random trees round-trip; damaged bytes never come back as data.
+
+/// Runs the built binary with arguments of any path-like type: `run!("ls", dataset, "-l")`.
+macro_rules! run {
+    ($($arg:expr),* $(,)?) => {
+        $crate::util::sheaf([$(std::ffi::OsStr::new(&$arg)),*])
+    };
+}
+
+mod util;
+
+mod bad_input;
+mod fold_behaviour;
+mod full_disk;
+mod proptests;
+mod resume;
+mod roundtrip;
