@@ -320,10 +320,19 @@ fn cat_one(dataset: &Dataset, path: &[u8], out: &mut impl Write) -> Result<()> {
 
 fn verify(args: VerifyArgs) -> Result<ExitCode> {
     set_jobs(args.jobs)?;
-    let dataset = open(&args.dataset)?;
-    let bars = progress::Bars::new(args.quiet);
-    let report = verify::verify(&dataset, &bars);
-    bars.finish();
+    let report = match Dataset::open(&args.dataset) {
+        Ok(dataset) => {
+            let bars = progress::Bars::new(args.quiet);
+            let report = verify::verify(&dataset, &bars);
+            bars.finish();
+            report
+        }
+        // A damaged catalog is a finding of verify, not a failure to run it.
+        Err(e) if e.is_data_fault() => verify::VerifyReport::unreadable_catalog(&args.dataset, &e),
+        Err(e) => {
+            return Err(e).with_context(|| format!("opening dataset {}", args.dataset.display()))
+        }
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

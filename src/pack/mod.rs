@@ -181,6 +181,7 @@ pub fn fold(
         });
     }
     if let Target::NewRoot { src, dst } = target {
+        refuse_reserved_name(src)?;
         publish::check_new_root(src, dst)?;
     }
     let layout = Layout::new(root);
@@ -251,6 +252,21 @@ pub fn fold(
     summary.reduction_percent = reduction(summary.objects_before, summary.objects_after);
     summary.elapsed_secs = started.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+/// A tree folded to a new root may not hold its own top-level `.sheaf`: that name is where a
+/// dataset keeps its containers.
+fn refuse_reserved_name(src: &Path) -> Result<()> {
+    let reserved = src.join(crate::layout::SHEAF_DIR);
+    if reserved.symlink_metadata().is_ok() {
+        return Err(Error::Refused {
+            path: reserved,
+            reason:
+                "the source holds a top-level `.sheaf`, a name sheaf reserves for its own files"
+                    .into(),
+        });
+    }
+    Ok(())
 }
 
 fn check_options(options: &FoldOptions) -> Result<()> {

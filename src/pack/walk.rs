@@ -1,7 +1,7 @@
 //! Walking the source tree: every entry's metadata via lstat, symlinks never followed, in
 //! parallel across directories.
 
-use crate::error::{Error, IoContext, Result};
+use crate::error::{IoContext, Result};
 use crate::index::path::SEPARATOR;
 use crate::index::EntryKind;
 use crate::layout::SHEAF_DIR;
@@ -36,22 +36,12 @@ pub struct WalkResult {
 }
 
 /// Walks `root`, classifying regular files by `threshold`. The top-level `.sheaf` directory is
-/// skipped when `skip_sheaf_dir` (an in-place fold's own files).
+/// skipped when `skip_sheaf_dir` (an in-place fold's own files); a fold to a new root refuses
+/// a source holding one before it walks.
 pub fn walk(root: &Path, threshold: u64, skip_sheaf_dir: bool) -> Result<WalkResult> {
     let mut result = walk_dir(root, &[], threshold)?;
     if skip_sheaf_dir {
         result.entries.retain(|e| !is_sheaf_dir_or_below(&e.path));
-    } else if result
-        .entries
-        .iter()
-        .any(|e| e.path == SHEAF_DIR.as_bytes())
-    {
-        return Err(Error::Refused {
-            path: root.join(SHEAF_DIR),
-            reason:
-                "the source holds a top-level `.sheaf`, a name sheaf reserves for its own files"
-                    .into(),
-        });
     }
     Ok(result)
 }

@@ -34,6 +34,21 @@ pub struct VerifyReport {
 }
 
 impl VerifyReport {
+    /// The report for a dataset whose catalog cannot be read at all.
+    pub fn unreadable_catalog(root: &std::path::Path, error: &Error) -> Self {
+        VerifyReport {
+            faults: vec![Fault {
+                file: crate::layout::Layout::new(root)
+                    .catalog()
+                    .display()
+                    .to_string(),
+                path: None,
+                problem: error.to_string(),
+            }],
+            ..Default::default()
+        }
+    }
+
     /// True when nothing was wrong.
     pub fn is_clean(&self) -> bool {
         self.faults.is_empty()

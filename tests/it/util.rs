@@ -228,6 +228,17 @@ impl Run {
         self
     }
 
+    /// Asserts standard output mentions `needle`.
+    #[track_caller]
+    pub fn stdout_has(self, needle: &str) -> Self {
+        assert!(
+            String::from_utf8_lossy(&self.stdout).contains(needle),
+            "expected {needle:?} on stdout\n{}",
+            self.describe()
+        );
+        self
+    }
+
     /// Asserts nothing at all was written to standard output.
     #[track_caller]
     pub fn no_stdout(self) -> Self {
