@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Real servers for sheaf's storage integration tests, on loopback ports of this machine:
 #   HDFS  a one-DataNode Apache Hadoop MiniDFSCluster (testservers/minidfs, built with Maven)
-#   S3    moto in server mode (PyPI moto[server], in .venv at the repo root)
+#   S3    moto in server mode (PyPI moto[s3] + Flask, in .venv at the repo root)
 #
 #   scripts/servers.sh start  [--hdfs] [--s3]   start them (both when neither is named)
 #   scripts/servers.sh stop   [--hdfs] [--s3]   stop them and check nothing is left
@@ -117,7 +117,7 @@ ensure_moto() {
   if [ -x "$VENV/bin/moto_server" ] && [ "$(cat "$VENV/.sheaf-moto.stamp" 2>/dev/null)" = "$(moto_stamp)" ]; then
     return 0
   fi
-  say "installing moto[server] into .venv (pinned in testservers/moto/)"
+  say "installing moto (server mode, S3) into .venv (pinned in testservers/moto/)"
   local log="$STATE/moto-install.log"
   mkdir -p "$STATE"
   if ! "$VENV/bin/python" -m pip install --disable-pip-version-check -q \
