@@ -255,11 +255,13 @@ write_env() {
   if running_pid hdfs >/dev/null && [ -s "$STATE/hdfs.url" ]; then
     echo "SHEAF_TEST_HDFS=$(cat "$STATE/hdfs.url")" >>"$tmp"
     echo "SHEAF_TEST_HDFS_CONF_DIR=$STATE/hdfs/conf" >>"$tmp"
+    echo "HADOOP_CONF_DIR=$STATE/hdfs/conf" >>"$tmp"
     any=1
   fi
   if running_pid s3 >/dev/null && [ -s "$STATE/s3.port" ]; then
     cat >>"$tmp" <<EOF
 SHEAF_TEST_S3_ENDPOINT=http://127.0.0.1:$(cat "$STATE/s3.port")
+AWS_ENDPOINT_URL=http://127.0.0.1:$(cat "$STATE/s3.port")
 SHEAF_TEST_S3_BUCKET=$S3_BUCKET
 AWS_ACCESS_KEY_ID=testing
 AWS_SECRET_ACCESS_KEY=testing

@@ -53,6 +53,14 @@ pub enum Error {
     #[error("{path}: {reason}")]
     Refused { path: PathBuf, reason: String },
 
+    /// A remote store failed (after its retries): unreachable, refused, timed out. The
+    /// client's own message already spells out its causes, so it is not chained again.
+    #[error("{uri}: {}", first_line(cause.as_ref()))]
+    Remote {
+        uri: String,
+        cause: Box<dyn std::error::Error + Send + Sync>,
+    },
+
     /// An operating-system error on a named path.
     #[error("{op} {path}: {source}")]
     Io {
@@ -61,6 +69,16 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+}
+
+/// The first line of an error message: remote servers append whole stack traces.
+fn first_line(error: &dyn std::error::Error) -> String {
+    error
+        .to_string()
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// The library's result type.

@@ -60,6 +60,14 @@ impl Layout {
     }
 }
 
+/// The catalog's key in a store holding a dataset root.
+pub const CATALOG_KEY: &str = ".sheaf/catalog.sheaf";
+
+/// The key of the named container.
+pub fn container_key(name: &str) -> String {
+    format!("{SHEAF_DIR}/{CONTAINERS_DIR}/{name}")
+}
+
 /// The file name of container `seq` of generation `generation`.
 pub fn container_name(generation: u32, seq: u32) -> String {
     format!("g{generation:06}-c{seq:08}.sheaf")

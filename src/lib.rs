@@ -15,6 +15,7 @@ pub mod layout;
 pub mod pack;
 pub mod progress;
 pub mod read;
+pub mod store;
 
 pub use error::{Error, Result};
 pub use index::{Codec, Entry, EntryKind};

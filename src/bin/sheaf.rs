@@ -199,8 +199,16 @@ fn set_jobs(jobs: Option<usize>) -> Result<()> {
     Ok(())
 }
 
+/// Opens a dataset named by a local path or a store URI (`scheme://...`).
+fn open_dataset(dataset: &PathBuf) -> sheaf::Result<Dataset> {
+    match dataset.to_str().filter(|s| s.contains("://")) {
+        Some(uri) => Dataset::open_uri(uri),
+        None => Dataset::open(dataset),
+    }
+}
+
 fn open(dataset: &PathBuf) -> Result<Dataset> {
-    Dataset::open(dataset).with_context(|| format!("opening dataset {}", dataset.display()))
+    open_dataset(dataset).with_context(|| format!("opening dataset {}", dataset.display()))
 }
 
 fn fold(args: FoldArgs) -> Result<ExitCode> {
@@ -310,7 +318,10 @@ fn cat_one(dataset: &Dataset, path: &[u8], out: &mut impl Write) -> Result<()> {
     match entry.kind {
         EntryKind::External => {
             dataset.verify_external(&entry)?;
-            io::copy(&mut dataset.open_external(&entry)?, out)?;
+            dataset.stream_external(&entry, &mut |chunk| {
+                out.write_all(chunk)
+                    .map_err(|e| sheaf::Error::io("write", "<stdout>", e))
+            })?;
         }
         EntryKind::Dir => bail!("is a directory"),
         _ => out.write_all(&dataset.container(at.container)?.read_row(at.row)?)?,
@@ -320,7 +331,7 @@ fn cat_one(dataset: &Dataset, path: &[u8], out: &mut impl Write) -> Result<()> {
 
 fn verify(args: VerifyArgs) -> Result<ExitCode> {
     set_jobs(args.jobs)?;
-    let report = match Dataset::open(&args.dataset) {
+    let report = match open_dataset(&args.dataset) {
         Ok(dataset) => {
             let bars = progress::Bars::new(args.quiet);
             let report = verify::verify(&dataset, &bars);

@@ -8,6 +8,7 @@ use super::footer::{FileKind, Footer, FOOTER_LEN, INDEX_ALIGNMENT};
 use super::path::{cmp_paths, display};
 use super::{FORMAT_VERSION, MAX_ENTRY_LEN};
 use crate::error::{Error, IoContext, Result};
+use crate::store::{ObjectWriter, Store};
 use arrow_buffer::Buffer;
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -16,20 +17,80 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 use xxhash_rust::xxh3::{xxh3_64, Xxh3};
 
+/// Where a container's entry bytes are read from.
+#[derive(Debug)]
+enum Body {
+    /// The whole file, memory-mapped (or in memory): entries are slices of it.
+    Mapped(Buffer),
+    /// A file in a remote store: each entry costs one ranged read.
+    Remote { store: Arc<dyn Store>, key: String },
+}
+
 /// A container opened for reading.
 #[derive(Debug)]
 pub struct Container {
     file: PathBuf,
-    bytes: Buffer,
+    body: Body,
     footer: Footer,
     index: EntryIndex,
 }
+
+/// How much of a remote container's end is fetched at once: the footer and, for most
+/// containers, the whole index in one request.
+const REMOTE_TAIL: u64 = 1 << 20;
 
 impl Container {
     /// Maps the container file at `path` and validates its footer and index.
     pub fn open(path: &Path) -> Result<Self> {
         let bytes = map_file(path)?;
         Self::from_buffer(bytes, path.to_path_buf())
+    }
+
+    /// Opens the container `key` of a store: mapped when the store is local, otherwise by
+    /// fetching its tail (footer and index) with at most two ranged reads. `file_len`, when the
+    /// catalog gives it, saves a length request.
+    pub fn open_in(store: &Arc<dyn Store>, key: &str, file_len: Option<u64>) -> Result<Self> {
+        if let Some(root) = store.local_root() {
+            return Self::open(&root.join(key));
+        }
+        let file = PathBuf::from(store.uri(key));
+        let len = match file_len {
+            Some(len) => len,
+            None => store.len(key)?.ok_or_else(|| Error::NotFound {
+                path: store.uri(key),
+            })?,
+        };
+        if len < FOOTER_LEN as u64 {
+            return Err(Error::corrupt(
+                &file,
+                format!("{len} bytes is too short to be a sheaf file (truncated?)"),
+            ));
+        }
+        let tail_start = len - len.min(REMOTE_TAIL);
+        let tail = store.read_range(key, tail_start..len)?;
+        let footer = Footer::decode(
+            &tail[tail.len() - FOOTER_LEN..],
+            len,
+            FileKind::Container,
+            &file,
+        )?;
+        let index_bytes = if footer.index_offset >= tail_start {
+            let start = (footer.index_offset - tail_start) as usize;
+            Buffer::from_vec(tail[start..start + footer.index_len as usize].to_vec())
+        } else {
+            Buffer::from_vec(store.read_range(key, footer.index_offset..len - FOOTER_LEN as u64)?)
+        };
+        let index = parse_index(&index_bytes, &footer, &file)?;
+        let body = Body::Remote {
+            store: store.clone(),
+            key: key.to_owned(),
+        };
+        Ok(Container {
+            file,
+            body,
+            footer,
+            index,
+        })
     }
 
     /// Validates a container held in memory (or mapped) as `bytes`.
@@ -39,30 +100,10 @@ impl Container {
         let footer = Footer::decode(tail, file_len, FileKind::Container, &file)?;
         let index_bytes =
             bytes.slice_with_length(footer.index_offset as usize, footer.index_len as usize);
-        let found = xxh3_64(&index_bytes);
-        if found != footer.index_xxh3 {
-            return Err(Error::corrupt(
-                &file,
-                format!(
-                    "index checksum mismatch (footer {:016x}, index {found:016x})",
-                    footer.index_xxh3
-                ),
-            ));
-        }
-        let index = EntryIndex::parse(&index_bytes, &file)?;
-        if index.len() as u64 != footer.entry_count {
-            return Err(Error::corrupt(
-                &file,
-                format!(
-                    "footer counts {} entries, index holds {}",
-                    footer.entry_count,
-                    index.len()
-                ),
-            ));
-        }
+        let index = parse_index(&index_bytes, &footer, &file)?;
         Ok(Container {
             file,
-            bytes,
+            body: Body::Mapped(bytes),
             footer,
             index,
         })
@@ -83,9 +124,21 @@ impl Container {
         &self.index
     }
 
-    /// xxh3-128 of the whole file: the container's content id.
-    pub fn content_id(&self) -> u128 {
-        xxhash_rust::xxh3::xxh3_128(&self.bytes)
+    /// xxh3-128 of the whole file: the container's content id. A remote container is read
+    /// whole, in chunks, to compute it.
+    pub fn content_id(&self) -> Result<u128> {
+        match &self.body {
+            Body::Mapped(bytes) => Ok(xxhash_rust::xxh3::xxh3_128(bytes)),
+            Body::Remote { store, key } => {
+                let mut hasher = Xxh3::new();
+                let len = self.footer.index_offset + self.footer.index_len + FOOTER_LEN as u64;
+                store.read_chunks(key, len, &mut |chunk| {
+                    hasher.update(chunk);
+                    Ok(())
+                })?;
+                Ok(hasher.digest128())
+            }
+        }
     }
 
     /// The original bytes of row `row` (a file's content or a symlink's target), checked
@@ -140,9 +193,15 @@ impl Container {
                 format!("entry {:?} has inconsistent lengths", display(&entry.path)),
             ));
         }
-        Ok(self
-            .bytes
-            .slice_with_length(entry.offset as usize, entry.stored_len as usize))
+        match &self.body {
+            Body::Mapped(bytes) => {
+                Ok(bytes.slice_with_length(entry.offset as usize, entry.stored_len as usize))
+            }
+            Body::Remote { store, key } => {
+                let range = entry.offset..entry.offset + entry.stored_len;
+                Ok(Buffer::from_vec(store.read_range(key, range)?))
+            }
+        }
     }
 
     fn decompress(&self, entry: &Entry, stored: &[u8]) -> Result<Buffer> {
@@ -154,6 +213,32 @@ impl Container {
         })?;
         Ok(Buffer::from_vec(out))
     }
+}
+
+/// Checks an index block against its footer and decodes it.
+fn parse_index(index_bytes: &Buffer, footer: &Footer, file: &Path) -> Result<EntryIndex> {
+    let found = xxh3_64(index_bytes);
+    if found != footer.index_xxh3 {
+        return Err(Error::corrupt(
+            file,
+            format!(
+                "index checksum mismatch (footer {:016x}, index {found:016x})",
+                footer.index_xxh3
+            ),
+        ));
+    }
+    let index = EntryIndex::parse(index_bytes, file)?;
+    if index.len() as u64 != footer.entry_count {
+        return Err(Error::corrupt(
+            file,
+            format!(
+                "footer counts {} entries, index holds {}",
+                footer.entry_count,
+                index.len()
+            ),
+        ));
+    }
+    Ok(index)
 }
 
 /// Maps a whole file read-only as an Arrow buffer that keeps the mapping alive.
@@ -191,32 +276,33 @@ pub struct WrittenContainer {
     pub last_path: Vec<u8>,
 }
 
-/// How much written data may wait before its writeback is started.
-const WRITEBACK_STEP: u64 = 32 << 20;
-
-/// Streams entries into a new container file.
+/// Streams entries into a new container object.
 pub struct ContainerWriter {
     file: PathBuf,
-    out: BufWriter<File>,
+    out: BufWriter<Box<dyn ObjectWriter>>,
     offset: u64,
-    /// Bytes whose writeback to disk has been started.
-    writeback_started: u64,
     entries: Vec<Entry>,
     hasher: Xxh3,
 }
 
 impl ContainerWriter {
-    /// Creates (truncating) the container file at `path`.
-    pub fn create(path: &Path) -> Result<Self> {
-        let file = File::create(path).ctx("create", path)?;
-        Ok(ContainerWriter {
-            file: path.to_path_buf(),
-            out: BufWriter::with_capacity(1 << 20, file),
+    /// Starts a container on `out` (a store's streamed write); `file` names it in messages.
+    pub fn new(out: Box<dyn ObjectWriter>, file: PathBuf) -> Self {
+        ContainerWriter {
+            file,
+            out: BufWriter::with_capacity(1 << 20, out),
             offset: 0,
-            writeback_started: 0,
             entries: Vec::new(),
             hasher: Xxh3::new(),
-        })
+        }
+    }
+
+    /// Creates (replacing) the container file at a local `path`.
+    pub fn create(path: &Path) -> Result<Self> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        let out = crate::store::LocalStore::new(dir).create(&name)?;
+        Ok(Self::new(out, path.to_path_buf()))
     }
 
     /// Adds an entry. `stored` is what goes into the container (empty for directories and
@@ -250,33 +336,10 @@ impl ContainerWriter {
         self.out.write_all(bytes).ctx("write", &self.file)?;
         self.hasher.update(bytes);
         self.offset += bytes.len() as u64;
-        self.start_writeback();
         Ok(())
     }
 
-    /// Asks the kernel to start writing what has been handed to it, so the disk works while
-    /// the fold reads on and the final sync has little left to wait for.
-    fn start_writeback(&mut self) {
-        use std::os::fd::AsRawFd;
-        let handed_over = self.offset - self.out.buffer().len() as u64;
-        if handed_over - self.writeback_started < WRITEBACK_STEP {
-            return;
-        }
-        let (start, len) = (self.writeback_started, handed_over - self.writeback_started);
-        // SAFETY: a plain syscall on a descriptor we own; failure only loses the early start,
-        // the final fsync still makes the file durable.
-        unsafe {
-            libc::sync_file_range(
-                self.out.get_ref().as_raw_fd(),
-                start as libc::off64_t,
-                len as libc::off64_t,
-                libc::SYNC_FILE_RANGE_WRITE,
-            );
-        }
-        self.writeback_started = handed_over;
-    }
-
-    /// Writes padding, index and footer, and syncs the file to disk.
+    /// Writes padding, index and footer, and makes the container durable and visible.
     pub fn finish(mut self) -> Result<WrittenContainer> {
         let data_len = self.offset;
         let padding = (INDEX_ALIGNMENT - data_len % INDEX_ALIGNMENT) % INDEX_ALIGNMENT;
@@ -293,11 +356,11 @@ impl ContainerWriter {
         };
         self.write(&index)?;
         self.write(&footer.encode())?;
-        let file = self
+        let out = self
             .out
             .into_inner()
             .map_err(|e| Error::io("write", &self.file, e.into_error()))?;
-        file.sync_all().ctx("sync", &self.file)?;
+        out.finish()?;
         let path_of = |e: Option<&Entry>| e.map(|e| e.path.clone()).unwrap_or_default();
         Ok(WrittenContainer {
             file_len: self.offset,

@@ -9,13 +9,15 @@ mod write;
 pub use plan::ContainerLimits;
 pub use walk::{mtime_ns, SourceEntry};
 
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::index::path::cmp_paths;
 use crate::index::{CatalogRow, EntryKind, MAX_ENTRY_LEN};
-use crate::layout::{container_name, Layout};
+use crate::layout::{container_key, container_name, Layout};
 use crate::progress::Progress;
+use crate::store::Store;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Default fold threshold: files below it are folded.
@@ -180,13 +182,19 @@ pub fn fold(
             reason: "--remove-originals only applies to an in-place fold".into(),
         });
     }
+    let store = root_store(root)?;
     if let Target::NewRoot { src, dst } = target {
         refuse_reserved_name(src)?;
-        publish::check_new_root(src, dst)?;
+        match store.local_root() {
+            Some(_) => publish::check_new_root(src, dst)?,
+            None => publish::check_remote_root(store.as_ref())?,
+        }
     }
-    let layout = Layout::new(root);
-    publish::refuse_published(&layout)?;
-    let _lock = publish::lock_root(&layout)?;
+    publish::refuse_published(store.as_ref())?;
+    let _lock = match store.local_root() {
+        Some(local) => Some(publish::lock_root(&Layout::new(local))?),
+        None => None,
+    };
     progress.phase("scan", 0, 0);
     let in_place = matches!(target, Target::InPlace { .. });
     let walked = walk::walk(src, options.threshold, in_place)?;
@@ -198,7 +206,7 @@ pub fn fold(
     }
     let mut entries = walked.entries;
     entries.sort_unstable_by(|a, b| cmp_paths(&a.path, &b.path));
-    let staging = publish::prepare_staging(&layout, options)?;
+    publish::prepare_staging(store.as_ref(), options)?;
     let ranges = plan::plan_containers(&entries, options.limits);
     let total_bytes = entries
         .iter()
@@ -208,33 +216,36 @@ pub fn fold(
     progress.phase("fold", entries.len() as u64, total_bytes);
     let sources = write::Sources {
         src,
-        copy_externals_to: (!in_place).then_some(root),
+        copy_externals_to: (!in_place).then_some(store.as_ref()),
     };
     let mut rows = Vec::with_capacity(ranges.len());
     let mut reused = 0;
     for (seq, range) in ranges.iter().enumerate() {
         let name = container_name(0, seq as u32);
         let planned = &entries[range.clone()];
-        let row = match publish::reusable_container(&layout, &name, planned, &sources, options) {
+        let row = match publish::reusable_container(&store, &name, planned, &sources, options) {
             Some(row) => {
                 reused += 1;
                 progress.advance(planned.len() as u64, planned.iter().map(|e| e.len).sum());
                 row
             }
             None => {
-                let partial = write::staging_path(&staging, &name);
-                let written =
-                    write::write_container(&partial, planned, &sources, options, progress)?;
-                let final_path = layout.container(&name);
-                std::fs::rename(&partial, &final_path).ctx("rename", &partial)?;
+                let key = container_key(&name);
+                let written = write::write_container(
+                    store.as_ref(),
+                    &key,
+                    planned,
+                    &sources,
+                    options,
+                    progress,
+                )?;
                 publish::row_for(&name, &written)
             }
         };
         rows.push(row);
     }
-    publish::remove_unlisted_containers(&layout, &rows)?;
-    publish::sync_dir(&layout.containers_dir())?;
-    let catalog = publish::publish_catalog(&layout, rows, options)?;
+    publish::remove_unlisted_containers(store.as_ref(), &rows)?;
+    let catalog = publish::publish_catalog(store.as_ref(), rows, options)?;
     let mut summary = summarize(
         &entries,
         &catalog,
@@ -244,7 +255,7 @@ pub fn fold(
     summary.containers_reused = reused;
     summary.dataset = root.to_path_buf();
     if options.remove_originals {
-        let (removed, changed) = publish::remove_originals(&layout, progress)?;
+        let (removed, changed) = publish::remove_originals(&Layout::new(root), progress)?;
         summary.originals_removed = removed;
         summary.originals_changed = changed;
     }
@@ -252,6 +263,14 @@ pub fn fold(
     summary.reduction_percent = reduction(summary.objects_before, summary.objects_after);
     summary.elapsed_secs = started.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+/// The store a dataset root lives in: a URI (`scheme://...`) or a local directory.
+fn root_store(root: &Path) -> Result<Arc<dyn Store>> {
+    match root.to_str().filter(|s| s.contains("://")) {
+        Some(uri) => crate::store::open(uri),
+        None => Ok(Arc::new(crate::store::LocalStore::new(root))),
+    }
 }
 
 /// A tree folded to a new root may not hold its own top-level `.sheaf`: that name is where a

@@ -1,7 +1,8 @@
 //! Staging, resuming and publishing a fold; removing originals after an in-place fold.
 //!
-//! The catalog is the commit point: containers are renamed into place only when complete and
-//! synced, and the catalog is written under a temporary name, synced and renamed last.
+//! The catalog is the commit point: every store makes an object visible only when it is
+//! complete and durable (local and HDFS: temporary name, then rename; S3: a completed upload),
+//! and the catalog is written last.
 
 use super::walk::{mtime_ns, SourceEntry};
 use super::write::{external_copy_is_current, Sources};
@@ -10,18 +11,21 @@ use crate::error::{Error, IoContext, Result};
 use crate::index::catalog::META_THRESHOLD;
 use crate::index::container::WrittenContainer;
 use crate::index::{Catalog, CatalogRow, Codec, Container, EntryKind};
-use crate::layout::{Layout, SHEAF_DIR};
+use crate::layout::{container_key, Layout, CATALOG_KEY, SHEAF_DIR};
 use crate::progress::Progress;
 use crate::read::Dataset;
+use crate::store::{LocalStore, Store};
 use std::collections::{HashMap, HashSet};
-use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io::Write;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-/// Name of the file recording an unfinished fold's settings, under the staging directory.
-const PARAMS_FILE: &str = "params";
+/// The key recording an unfinished fold's settings.
+const PARAMS_KEY: &str = ".sheaf/staging/params";
+
+/// The key prefix of every container.
+const CONTAINERS_PREFIX: &str = ".sheaf/containers/";
 
 /// Refuses a destination that overlaps the source or already holds something else.
 pub fn check_new_root(src: &Path, dst: &Path) -> Result<()> {
@@ -81,11 +85,26 @@ fn absolute(path: &Path) -> Result<PathBuf> {
 }
 
 /// Refuses to fold over a published dataset.
-pub fn refuse_published(layout: &Layout) -> Result<()> {
-    if layout.catalog().exists() {
+pub fn refuse_published(store: &dyn Store) -> Result<()> {
+    if store.len(CATALOG_KEY)?.is_some() {
         return Err(Error::Refused {
-            path: layout.root().to_path_buf(),
+            path: PathBuf::from(store.uri("")),
             reason: "already holds a published sheaf dataset: fold into a new directory, or remove it first".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Refuses a remote destination that holds objects but no unfinished fold.
+pub fn check_remote_root(store: &dyn Store) -> Result<()> {
+    let objects = store.list("")?;
+    let unfinished_fold = objects
+        .iter()
+        .any(|o| o.key.starts_with(&format!("{SHEAF_DIR}/")));
+    if !objects.is_empty() && !unfinished_fold {
+        return Err(Error::Refused {
+            path: PathBuf::from(store.uri("")),
+            reason: "the destination is not empty and holds no unfinished fold: choose an empty or new prefix".into(),
         });
     }
     Ok(())
@@ -130,30 +149,30 @@ pub fn lock_root(layout: &Layout) -> Result<FoldLock> {
             reason: "another fold finished while this one started: run it again".into(),
         });
     }
-    refuse_published(layout)?;
+    refuse_published(&LocalStore::new(layout.root()))?;
     Ok(FoldLock { file, path })
 }
 
-/// Makes the `.sheaf/` directories and the staging area. Containers left by an unfinished fold
+/// Records this fold's settings in the staging area. Containers left by an unfinished fold
 /// with other settings are discarded (nothing references them); with the same settings they are
 /// kept for reuse.
-pub fn prepare_staging(layout: &Layout, options: &FoldOptions) -> Result<PathBuf> {
-    let staging = layout.staging_dir();
-    fs::create_dir_all(layout.containers_dir()).ctx("create directory", layout.containers_dir())?;
-    fs::create_dir_all(&staging).ctx("create directory", &staging)?;
-    let params_path = staging.join(PARAMS_FILE);
+pub fn prepare_staging(store: &dyn Store, options: &FoldOptions) -> Result<()> {
     let params = describe(options);
-    let same = fs::read_to_string(&params_path).is_ok_and(|old| old == params);
+    let same = match store.read(PARAMS_KEY) {
+        Ok(old) => old == params.as_bytes(),
+        Err(Error::NotFound { .. }) => false,
+        Err(e) => return Err(e),
+    };
     if !same {
-        for stale in
-            fs::read_dir(layout.containers_dir()).ctx("read directory", layout.containers_dir())?
-        {
-            let stale = stale.ctx("read directory", layout.containers_dir())?.path();
-            fs::remove_file(&stale).ctx("remove stale container", &stale)?;
+        for stale in store.list(CONTAINERS_PREFIX)? {
+            store.delete(&stale.key)?;
         }
-        fs::write(&params_path, params).ctx("write", &params_path)?;
+        let mut out = store.create(PARAMS_KEY)?;
+        out.write_all(params.as_bytes())
+            .ctx("write", store.uri(PARAMS_KEY))?;
+        out.finish()?;
     }
-    Ok(staging)
+    Ok(())
 }
 
 fn describe(options: &FoldOptions) -> String {
@@ -166,17 +185,15 @@ fn describe(options: &FoldOptions) -> String {
 /// A container left by an interrupted run of the same fold, if it holds exactly the planned
 /// entries unchanged (and, for a new root, its large files are already copied).
 pub fn reusable_container(
-    layout: &Layout,
+    store: &Arc<dyn Store>,
     name: &str,
     planned: &[SourceEntry],
     sources: &Sources,
     options: &FoldOptions,
 ) -> Option<CatalogRow> {
-    let file = layout.container(name);
-    if !file.is_file() {
-        return None;
-    }
-    let container = Container::open(&file).ok()?;
+    let key = container_key(name);
+    store.len(&key).ok()??;
+    let container = Container::open_in(store, &key, None).ok()?;
     let index = container.index();
     if index.len() != planned.len() {
         return None;
@@ -184,9 +201,7 @@ pub fn reusable_container(
     let unchanged = planned.iter().enumerate().all(|(row, source)| {
         let entry = index.entry(row);
         let copied = match (entry.kind, sources.copy_externals_to) {
-            (EntryKind::External, Some(dst)) => {
-                external_copy_is_current(&dst.join(OsStr::from_bytes(&entry.path)), source)
-            }
+            (EntryKind::External, Some(dst)) => external_copy_is_current(dst, source),
             _ => true,
         };
         entry.path == source.path
@@ -208,7 +223,7 @@ pub fn reusable_container(
                 + footer.index_len
                 + crate::index::footer::FOOTER_LEN as u64,
             footer,
-            content_id: container.content_id(),
+            content_id: container.content_id().ok()?,
             first_path: index.path(0).to_vec(),
             last_path: index.path(index.len() - 1).to_vec(),
         },
@@ -216,15 +231,13 @@ pub fn reusable_container(
 }
 
 /// Removes containers that an earlier, interrupted run of the same fold left but this run's
-/// plan does not list (the source shrank in between), so no orphan outlives the publish.
-pub fn remove_unlisted_containers(layout: &Layout, rows: &[CatalogRow]) -> Result<()> {
-    let dir = layout.containers_dir();
-    let listed: HashSet<&OsStr> = rows.iter().map(|r| OsStr::new(&r.name)).collect();
-    for child in fs::read_dir(&dir).ctx("read directory", &dir)? {
-        let child = child.ctx("read directory", &dir)?;
-        if !listed.contains(child.file_name().as_os_str()) {
-            let stale = child.path();
-            fs::remove_file(&stale).ctx("remove stale container", &stale)?;
+/// plan does not list (the source shrank in between), and temporary files of writes that never
+/// finished, so no orphan outlives the publish.
+pub fn remove_unlisted_containers(store: &dyn Store, rows: &[CatalogRow]) -> Result<()> {
+    let listed: HashSet<String> = rows.iter().map(|r| container_key(&r.name)).collect();
+    for object in store.list(CONTAINERS_PREFIX)? {
+        if !listed.contains(&object.key) {
+            store.delete(&object.key)?;
         }
     }
     Ok(())
@@ -244,30 +257,29 @@ pub fn row_for(name: &str, written: &WrittenContainer) -> CatalogRow {
     }
 }
 
-/// Flushes a directory's entries (renames into it) to disk.
-pub fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .ctx("sync directory", dir)
-}
-
-/// Writes the catalog under a temporary name, syncs it and renames it into place: the moment
-/// the dataset becomes visible. The staging area goes afterwards.
+/// Writes the catalog, the moment the dataset becomes visible (an atomic rename or a single
+/// object PUT), then removes the staging area.
 pub fn publish_catalog(
-    layout: &Layout,
+    store: &dyn Store,
     rows: Vec<CatalogRow>,
     options: &FoldOptions,
 ) -> Result<Vec<CatalogRow>> {
     let metadata = HashMap::from([(META_THRESHOLD.to_owned(), options.threshold.to_string())]);
     let catalog = Catalog::new(rows, metadata);
     let bytes = catalog.to_bytes()?;
-    let partial = layout.staging_dir().join("catalog.partial");
-    let mut file = File::create(&partial).ctx("create", &partial)?;
-    file.write_all(&bytes).ctx("write", &partial)?;
-    file.sync_all().ctx("sync", &partial)?;
-    fs::rename(&partial, layout.catalog()).ctx("publish catalog", layout.catalog())?;
-    sync_dir(&layout.sheaf_dir())?;
-    fs::remove_dir_all(layout.staging_dir()).ctx("remove staging", layout.staging_dir())?;
+    let mut out = store.create(CATALOG_KEY)?;
+    out.write_all(&bytes).ctx("write", store.uri(CATALOG_KEY))?;
+    out.finish()?;
+    store.delete(PARAMS_KEY)?;
+    if let Some(root) = store.local_root() {
+        let staging = Layout::new(root).staging_dir();
+        match fs::remove_dir_all(&staging) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(Error::io("remove staging", staging, e))
+            }
+            _ => {}
+        }
+    }
     Ok(catalog.rows().to_vec())
 }
 

@@ -3,16 +3,17 @@
 
 use super::walk::SourceEntry;
 use super::{Compression, FoldOptions};
-use crate::error::{IoContext, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::index::container::WrittenContainer;
 use crate::index::{Codec, ContainerWriter, Entry, EntryKind};
 use crate::progress::Progress;
+use crate::store::{ObjectWriter, Store};
 use filetime::FileTime;
 use rayon::prelude::*;
 use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io::{Read, Write};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::sync_channel;
 use xxhash_rust::xxh3::{xxh3_64, Xxh3};
@@ -27,8 +28,9 @@ const BATCH_ENTRIES: usize = 2048;
 pub struct Sources<'a> {
     /// The tree being folded.
     pub src: &'a Path,
-    /// Where external files are copied, or `None` when they stay in place.
-    pub copy_externals_to: Option<&'a Path>,
+    /// Where external files are copied (the dataset's store), or `None` when they stay in
+    /// place.
+    pub copy_externals_to: Option<&'a dyn Store>,
 }
 
 /// An entry ready to append: its index row and the bytes to store.
@@ -37,15 +39,17 @@ struct Prepared {
     stored: Vec<u8>,
 }
 
-/// Writes the entries to a new container at `path` and syncs it.
+/// Writes the entries to a new container `key` of `store`; it becomes visible, durable and
+/// whole, when this returns.
 pub fn write_container(
-    path: &Path,
+    store: &dyn Store,
+    key: &str,
     entries: &[SourceEntry],
     sources: &Sources,
     options: &FoldOptions,
     progress: &dyn Progress,
 ) -> Result<WrittenContainer> {
-    let mut writer = ContainerWriter::create(path)?;
+    let mut writer = ContainerWriter::new(store.create(key)?, PathBuf::from(store.uri(key)));
     let batches = split_batches(entries);
     let (tx, rx) = sync_channel::<Result<Vec<Prepared>>>(1);
     std::thread::scope(|scope| {
@@ -121,17 +125,12 @@ fn prepare(
             (entry.codec, stored) = compress(content, compression);
         }
         EntryKind::External => {
-            let copy_to = sources
-                .copy_externals_to
-                .map(|dst| dst.join(OsStr::from_bytes(&source.path)));
-            (entry.len, entry.xxh3) = hash_and_copy(&abs, copy_to.as_deref(), source)?;
+            (entry.len, entry.xxh3) = hash_and_copy(&abs, sources.copy_externals_to, source)?;
         }
     }
     progress.advance(1, entry.len);
     Ok(Prepared { entry, stored })
 }
-
-use std::os::unix::ffi::OsStringExt;
 
 /// Applies the fold's compression setting to one entry's bytes.
 fn compress(content: Vec<u8>, compression: Compression) -> (Codec, Vec<u8>) {
@@ -148,19 +147,69 @@ fn compress(content: Vec<u8>, compression: Compression) -> (Codec, Vec<u8>) {
     }
 }
 
-/// Streams a large file once, hashing it and, when folding to a new root, copying it there
-/// with its mode and mtime. Returns its length and xxh3.
-fn hash_and_copy(abs: &Path, copy_to: Option<&Path>, source: &SourceEntry) -> Result<(u64, u64)> {
-    let mut reader = File::open(abs).ctx("open", abs)?;
-    let mut out = match copy_to {
-        Some(dst) => {
+/// Where a large file is being copied to while it is hashed.
+enum CopyTarget {
+    /// In place: the file stays where it is.
+    Nowhere,
+    /// A local dataset root: a plain file that gets the source's mode and mtime.
+    Local { file: File, dst: PathBuf },
+    /// A remote store: a streamed write that appears when finished.
+    Remote {
+        out: Box<dyn ObjectWriter>,
+        uri: String,
+    },
+}
+
+impl CopyTarget {
+    fn open(copy_to: Option<&dyn Store>, source: &SourceEntry) -> Result<Self> {
+        let Some(store) = copy_to else {
+            return Ok(CopyTarget::Nowhere);
+        };
+        if let Some(root) = store.local_root() {
+            let dst = root.join(OsStr::from_bytes(&source.path));
             if let Some(parent) = dst.parent() {
                 fs::create_dir_all(parent).ctx("create directory", parent)?;
             }
-            Some((File::create(dst).ctx("create", dst)?, dst))
+            let file = File::create(&dst).ctx("create", &dst)?;
+            return Ok(CopyTarget::Local { file, dst });
         }
-        None => None,
-    };
+        let key = remote_key(store, &source.path)?;
+        Ok(CopyTarget::Remote {
+            out: store.create(&key)?,
+            uri: store.uri(&key),
+        })
+    }
+
+    fn write(&mut self, chunk: &[u8]) -> Result<()> {
+        match self {
+            CopyTarget::Nowhere => Ok(()),
+            CopyTarget::Local { file, dst } => file.write_all(chunk).ctx("write", dst.as_path()),
+            CopyTarget::Remote { out, uri } => out.write_all(chunk).ctx("write", uri.as_str()),
+        }
+    }
+
+    fn finish(self, source: &SourceEntry) -> Result<()> {
+        match self {
+            CopyTarget::Nowhere => Ok(()),
+            CopyTarget::Local { file, dst } => {
+                file.sync_all().ctx("sync", &dst)?;
+                drop(file);
+                copy_metadata(&dst, source)
+            }
+            CopyTarget::Remote { out, .. } => out.finish(),
+        }
+    }
+}
+
+/// Streams a large file once, hashing it and, when folding to a new root, copying it into the
+/// dataset's store. Returns its length and xxh3.
+fn hash_and_copy(
+    abs: &Path,
+    copy_to: Option<&dyn Store>,
+    source: &SourceEntry,
+) -> Result<(u64, u64)> {
+    let mut target = CopyTarget::open(copy_to, source)?;
+    let mut reader = File::open(abs).ctx("open", abs)?;
     let mut hasher = Xxh3::new();
     let mut chunk = vec![0u8; 1 << 20];
     let mut len = 0u64;
@@ -171,16 +220,21 @@ fn hash_and_copy(abs: &Path, copy_to: Option<&Path>, source: &SourceEntry) -> Re
         }
         hasher.update(&chunk[..n]);
         len += n as u64;
-        if let Some((file, dst)) = out.as_mut() {
-            file.write_all(&chunk[..n]).ctx("write", *dst)?;
-        }
+        target.write(&chunk[..n])?;
     }
-    if let Some((file, dst)) = out {
-        file.sync_all().ctx("sync", dst)?;
-        drop(file);
-        copy_metadata(dst, source)?;
-    }
+    target.finish(source)?;
     Ok((len, hasher.digest()))
+}
+
+/// The store key of an entry path: object stores and HDFS need UTF-8 names.
+fn remote_key(store: &dyn Store, path: &[u8]) -> Result<String> {
+    String::from_utf8(path.to_vec()).map_err(|_| Error::Refused {
+        path: PathBuf::from(store.uri("")),
+        reason: format!(
+            "{:?} is not UTF-8: a large file with such a name can only be kept on a local filesystem",
+            String::from_utf8_lossy(path)
+        ),
+    })
 }
 
 fn copy_metadata(dst: &Path, source: &SourceEntry) -> Result<()> {
@@ -190,21 +244,22 @@ fn copy_metadata(dst: &Path, source: &SourceEntry) -> Result<()> {
     filetime::set_file_times(dst, mtime, mtime).ctx("set mtime", dst)
 }
 
-/// True when a copied external file at `dst` still matches the source entry (size and mtime),
-/// so a resumed fold need not copy it again.
-pub fn external_copy_is_current(dst: &Path, source: &SourceEntry) -> bool {
-    match fs::symlink_metadata(dst) {
-        Ok(meta) => {
-            meta.is_file()
-                && meta.len() == source.len
-                && FileTime::from_last_modification_time(&meta)
-                    == crate::read::unfold::file_time(source.mtime_ns)
-        }
-        Err(_) => false,
+/// True when a resumed fold need not copy an external file again: locally the copy has the
+/// source's size and mtime; in a remote store (where writes appear only when complete) it
+/// has the source's size.
+pub fn external_copy_is_current(store: &dyn Store, source: &SourceEntry) -> bool {
+    match store.local_root() {
+        Some(root) => match fs::symlink_metadata(root.join(OsStr::from_bytes(&source.path))) {
+            Ok(meta) => {
+                meta.is_file()
+                    && meta.len() == source.len
+                    && FileTime::from_last_modification_time(&meta)
+                        == crate::read::unfold::file_time(source.mtime_ns)
+            }
+            Err(_) => false,
+        },
+        None => remote_key(store, &source.path)
+            .and_then(|key| store.len(&key))
+            .is_ok_and(|len| len == Some(source.len)),
     }
-}
-
-/// The staging file a container is written to before it is renamed into place.
-pub fn staging_path(staging: &Path, name: &str) -> PathBuf {
-    staging.join(format!("{name}.partial"))
 }

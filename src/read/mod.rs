@@ -9,12 +9,14 @@ pub mod verify;
 use crate::error::{Error, IoContext, Result};
 use crate::index::path::{self, cmp_paths, display, is_inside, normalize_user_path, SEPARATOR};
 use crate::index::{Catalog, Container, Entry, EntryKind};
-use crate::layout::Layout;
+use crate::layout::{container_key, CATALOG_KEY};
+use crate::store::{self, LocalStore, Store};
 use arrow_buffer::Buffer;
 use std::cmp::Ordering;
-use std::fs::File;
+use std::ffi::OsStr;
 use std::io::Read;
-use std::path::Path;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use xxhash_rust::xxh3::Xxh3;
 
@@ -33,35 +35,62 @@ pub struct Location {
 /// A published dataset opened for reading.
 #[derive(Debug)]
 pub struct Dataset {
-    layout: Layout,
+    store: Arc<dyn Store>,
     catalog: Catalog,
     containers: Vec<OnceLock<Arc<Container>>>,
 }
 
 impl Dataset {
-    /// Opens the dataset rooted at `root` by reading its catalog.
+    /// Opens the dataset rooted at the local directory `root` by reading its catalog.
     pub fn open(root: impl AsRef<Path>) -> Result<Self> {
-        let layout = Layout::new(root.as_ref());
-        let catalog_path = layout.catalog();
-        let catalog = match Catalog::open(&catalog_path) {
-            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+        Self::open_in(Arc::new(LocalStore::new(root.as_ref())))
+    }
+
+    /// Opens the dataset a URI names: a plain path, `file://`, or a remote store's URI.
+    pub fn open_uri(uri: &str) -> Result<Self> {
+        Self::open_in(store::open(uri)?)
+    }
+
+    /// Opens the dataset whose root is the root of `store`.
+    pub fn open_in(store: Arc<dyn Store>) -> Result<Self> {
+        let catalog = match store.read(CATALOG_KEY) {
+            Ok(bytes) => {
+                Catalog::from_buffer(Buffer::from_vec(bytes), Path::new(&store.uri(CATALOG_KEY)))?
+            }
+            Err(Error::NotFound { .. }) => {
                 return Err(Error::NotADataset {
-                    root: layout.root().to_path_buf(),
+                    root: PathBuf::from(store.uri("")),
                 })
             }
-            other => other?,
+            Err(e) => return Err(e),
         };
         let containers = (0..catalog.rows().len()).map(|_| OnceLock::new()).collect();
         Ok(Dataset {
-            layout,
+            store,
             catalog,
             containers,
         })
     }
 
-    /// The dataset's file layout.
-    pub fn layout(&self) -> &Layout {
-        &self.layout
+    /// The store the dataset lives in.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Where container `i` of the catalog lives, for messages.
+    pub fn container_uri(&self, i: usize) -> String {
+        self.store.uri(&container_key(&self.catalog.rows()[i].name))
+    }
+
+    /// Where an external entry's file lives, for messages.
+    pub fn external_uri(&self, entry: &Entry) -> String {
+        match self.store.local_root() {
+            Some(root) => root
+                .join(OsStr::from_bytes(&entry.path))
+                .display()
+                .to_string(),
+            None => self.store.uri(&display(&entry.path)),
+        }
     }
 
     /// The catalog.
@@ -80,8 +109,9 @@ impl Dataset {
             return Ok(open.clone());
         }
         let row = &self.catalog.rows()[i];
-        let file = self.layout.container(&row.name);
-        let container = Container::open(&file)?;
+        let file = PathBuf::from(self.container_uri(i));
+        let container =
+            Container::open_in(&self.store, &container_key(&row.name), Some(row.file_len))?;
         let matches = container.footer().index_xxh3 == row.index_xxh3
             && container.footer().entry_count == row.entry_count
             && container.index().path(0) == row.first_path.as_slice()
@@ -300,57 +330,86 @@ impl Dataset {
         }))
     }
 
-    /// Opens an external file for streaming, refusing to follow a symlink in its place.
-    pub fn open_external(&self, entry: &Entry) -> Result<File> {
-        use std::os::unix::fs::OpenOptionsExt;
+    /// Streams an external entry's file through `sink`, then checks its length and checksum:
+    /// the sink has seen wrong bytes when this fails, so callers that must never pass wrong
+    /// bytes on either check first (`verify_external`) or discard what they wrote.
+    pub fn stream_external(
+        &self,
+        entry: &Entry,
+        sink: &mut dyn FnMut(&[u8]) -> Result<()>,
+    ) -> Result<()> {
         path::check_entry_path(&entry.path).map_err(|reason| Error::InvalidPath {
             path: display(&entry.path),
             reason,
         })?;
-        let file = self.layout.external(&entry.path);
-        let handle = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&file)
-            .ctx("open external file", &file)?;
-        let len = handle.metadata().ctx("stat", &file)?.len();
-        if len != entry.len {
+        let uri = self.external_uri(entry);
+        let mut hasher = Xxh3::new();
+        let mut seen = 0u64;
+        let mut tee = |chunk: &[u8]| {
+            hasher.update(chunk);
+            seen += chunk.len() as u64;
+            sink(chunk)
+        };
+        let len = match self.store.local_root() {
+            Some(root) => stream_local_file(&root.join(OsStr::from_bytes(&entry.path)), &mut tee)?,
+            None => {
+                let key = std::str::from_utf8(&entry.path).map_err(|_| Error::InvalidPath {
+                    path: display(&entry.path),
+                    reason: "is not UTF-8, which an object store key must be",
+                })?;
+                let len = self
+                    .store
+                    .len(key)?
+                    .ok_or_else(|| Error::NotFound { path: uri.clone() })?;
+                self.store.read_chunks(key, len, &mut tee)?;
+                len
+            }
+        };
+        if len != entry.len || seen != entry.len {
             return Err(Error::corrupt(
-                &file,
+                &uri,
                 format!(
                     "external file is {len} bytes, the index says {} (changed since the fold?)",
                     entry.len
                 ),
             ));
         }
-        Ok(handle)
+        check_external(Path::new(&uri), entry, hasher.digest())
     }
 
     /// Reads an external file whole, checked against the index checksum.
     pub fn read_external(&self, entry: &Entry) -> Result<Buffer> {
-        let file = self.layout.external(&entry.path);
-        let mut bytes = Vec::with_capacity(entry.len as usize);
-        self.open_external(entry)?
-            .read_to_end(&mut bytes)
-            .ctx("read", &file)?;
-        check_external(&file, entry, xxhash_rust::xxh3::xxh3_64(&bytes))?;
+        let mut bytes = Vec::with_capacity(entry.len.min(crate::index::MAX_ENTRY_LEN) as usize);
+        self.stream_external(entry, &mut |chunk| {
+            bytes.extend_from_slice(chunk);
+            Ok(())
+        })?;
         Ok(Buffer::from_vec(bytes))
     }
 
-    /// Streams an external file once to check its checksum, without keeping it in memory.
+    /// Streams an external file once to check its length and checksum.
     pub fn verify_external(&self, entry: &Entry) -> Result<()> {
-        let file = self.layout.external(&entry.path);
-        let mut hasher = Xxh3::new();
-        let mut reader = self.open_external(entry)?;
-        let mut chunk = vec![0u8; 1 << 20];
-        loop {
-            let n = reader.read(&mut chunk).ctx("read", &file)?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&chunk[..n]);
+        self.stream_external(entry, &mut |_| Ok(()))
+    }
+}
+
+/// Streams a local file through `sink` without following a symlink in its place; returns the
+/// file's length as its metadata gives it.
+fn stream_local_file(file: &Path, sink: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<u64> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut handle = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(file)
+        .ctx("open external file", file)?;
+    let len = handle.metadata().ctx("stat", file)?.len();
+    let mut chunk = vec![0u8; 1 << 20];
+    loop {
+        let n = handle.read(&mut chunk).ctx("read", file)?;
+        if n == 0 {
+            return Ok(len);
         }
-        check_external(&file, entry, hasher.digest())
+        sink(&chunk[..n])?;
     }
 }
 

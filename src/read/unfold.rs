@@ -3,7 +3,7 @@
 //! Directories are made first, then files in parallel, then symlinks (so no link created from
 //! the index can redirect a later write), and directory modes and mtimes last, deepest first.
 
-use super::{check_external, Dataset, Location};
+use super::{Dataset, Location};
 use crate::error::{Error, IoContext, Result};
 use crate::index::path::{check_entry_path, display};
 use crate::index::{Entry, EntryKind};
@@ -12,11 +12,10 @@ use filetime::FileTime;
 use rayon::prelude::*;
 use std::ffi::OsStr;
 use std::fs::{self, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
-use xxhash_rust::xxh3::Xxh3;
 
 /// What [`unfold`] restored.
 #[derive(Clone, Debug, Default, serde::Serialize)]
@@ -129,19 +128,9 @@ fn copy_external(
     out: &mut fs::File,
     target: &Path,
 ) -> Result<()> {
-    let source = dataset.layout().external(&entry.path);
-    let mut reader = dataset.open_external(entry)?;
-    let mut hasher = Xxh3::new();
-    let mut chunk = vec![0u8; 1 << 20];
-    loop {
-        let n = reader.read(&mut chunk).ctx("read", &source)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&chunk[..n]);
-        out.write_all(&chunk[..n]).ctx("write", target)?;
-    }
-    check_external(&source, entry, hasher.digest())
+    dataset.stream_external(entry, &mut |chunk| {
+        out.write_all(chunk).ctx("write", target)
+    })
 }
 
 fn restore_symlink(dataset: &Dataset, at: Location, link: &Entry, target: &Path) -> Result<()> {

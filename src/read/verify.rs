@@ -38,10 +38,7 @@ impl VerifyReport {
     pub fn unreadable_catalog(root: &std::path::Path, error: &Error) -> Self {
         VerifyReport {
             faults: vec![Fault {
-                file: crate::layout::Layout::new(root)
-                    .catalog()
-                    .display()
-                    .to_string(),
+                file: root.join(crate::layout::CATALOG_KEY).display().to_string(),
                 path: None,
                 problem: error.to_string(),
             }],
@@ -64,8 +61,7 @@ pub fn verify(dataset: &Dataset, progress: &dyn Progress) -> VerifyReport {
     let mut report = VerifyReport::default();
     for (i, row) in rows.iter().enumerate() {
         report.containers += 1;
-        let file = dataset.layout().container(&row.name);
-        let name = file.display().to_string();
+        let name = dataset.container_uri(i);
         let container = match dataset.container(i) {
             Ok(c) => c,
             Err(e) => {
@@ -77,12 +73,18 @@ pub fn verify(dataset: &Dataset, progress: &dyn Progress) -> VerifyReport {
                 continue;
             }
         };
-        if container.content_id() != row.content_id {
-            report.faults.push(Fault {
+        match container.content_id() {
+            Ok(id) if id == row.content_id => {}
+            Ok(_) => report.faults.push(Fault {
                 file: name.clone(),
                 path: None,
                 problem: "whole-file checksum differs from the catalog".into(),
-            });
+            }),
+            Err(e) => report.faults.push(Fault {
+                file: name.clone(),
+                path: None,
+                problem: e.to_string(),
+            }),
         }
         for problem in container.index().check_paths() {
             report.faults.push(Fault {
@@ -119,9 +121,7 @@ fn verify_entries(
             progress.advance(1, *checked.as_ref().unwrap_or(&0));
             let outcome = checked.map_err(|e: Error| Fault {
                 file: match entry.kind {
-                    EntryKind::External => {
-                        dataset.layout().external(&entry.path).display().to_string()
-                    }
+                    EntryKind::External => dataset.external_uri(&entry),
                     _ => name.to_owned(),
                 },
                 path: Some(display(&entry.path)),

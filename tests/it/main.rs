@@ -6,6 +6,7 @@
 //! - `bad_input`: damaged containers and catalogs, hostile indexes, bad paths, changed files.
 //! - `full_disk`: a fold into a full filesystem fails cleanly.
 //! - `proptests`: random trees round-trip; damaged bytes never come back as data.
+//! - `conformance`: the same fold, read, publish and fault cases on local, S3 and HDFS stores.
 
 /// Runs the built binary with arguments of any path-like type: `run!("ls", dataset, "-l")`.
 macro_rules! run {
@@ -17,6 +18,7 @@ macro_rules! run {
 mod util;
 
 mod bad_input;
+mod conformance;
 mod fold_behaviour;
 mod full_disk;
 mod proptests;

@@ -172,6 +172,10 @@ public final class MiniDfs {
         Configuration hdfs = new Configuration(false);
         hdfs.set("dfs.replication", "1");
         hdfs.set("dfs.client.block.write.replace-datanode-on-failure.enable", "false");
+        // A client whose NameNode is gone should give up in about a second, not retry for minutes.
+        hdfs.set("dfs.client.failover.max.attempts", "1");
+        hdfs.set("dfs.client.failover.sleep.base.millis", "100");
+        hdfs.set("dfs.client.failover.sleep.max.millis", "500");
         try (OutputStream out = new FileOutputStream(new File(dir, "hdfs-site.xml"))) {
             hdfs.writeXml(out);
         }

@@ -1,0 +1,276 @@
+//! HDFS through hdfs-native: `hdfs://namenode:port/path` and `viewfs://` URIs, with settings
+//! from HADOOP_CONF_DIR (core-site.xml, hdfs-site.xml) as Hadoop clients expect.
+//!
+//! Writes go to a temporary name in the target directory and are renamed over the key when
+//! closed, so readers see the old object or the whole new one.
+
+use super::runtime::block_on;
+use super::{ObjectInfo, ObjectWriter, Store};
+use crate::error::{Error, Result};
+use bytes::Bytes;
+use hdfs_native::{Client, ClientBuilder, HdfsError, WriteOptions};
+use std::io::{self, Write};
+use std::ops::Range;
+use std::sync::Arc;
+
+/// Bytes buffered before they are handed to the HDFS writer.
+const WRITE_CHUNK: usize = 4 << 20;
+
+/// A directory of an HDFS namespace.
+#[derive(Debug)]
+pub struct HdfsBackend {
+    client: Arc<Client>,
+    authority: String,
+    root: String,
+}
+
+impl HdfsBackend {
+    /// Connects to the name service a `hdfs://` or `viewfs://` URI names.
+    pub fn open(uri: &str) -> Result<Self> {
+        let refuse = |reason: String| Error::Refused {
+            path: uri.into(),
+            reason,
+        };
+        let (scheme, rest) = uri
+            .split_once("://")
+            .ok_or_else(|| refuse("not a URI".into()))?;
+        let (host, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        let authority = format!("{scheme}://{host}");
+        let client = ClientBuilder::new()
+            .with_url(&authority)
+            .with_config(fail_fast_defaults())
+            .build()
+            .map_err(|e| refuse(format!("cannot configure the HDFS client: {e}")))?;
+        Ok(HdfsBackend {
+            client: Arc::new(client),
+            authority,
+            root: path.trim_end_matches('/').to_owned(),
+        })
+    }
+
+    fn path(&self, key: &str) -> String {
+        match key.trim_matches('/') {
+            "" => {
+                if self.root.is_empty() {
+                    "/".into()
+                } else {
+                    self.root.clone()
+                }
+            }
+            key => format!("{}/{key}", self.root),
+        }
+    }
+
+    fn error(&self, key: &str, e: HdfsError) -> Error {
+        if is_not_found(&e) {
+            return Error::NotFound {
+                path: self.uri(key),
+            };
+        }
+        Error::Remote {
+            uri: self.uri(key),
+            cause: Box::new(e),
+        }
+    }
+}
+
+/// Client settings sheaf uses unless the Hadoop configuration sets them: Hadoop's defaults
+/// retry a dead NameNode for minutes (15 attempts, sleeps up to 15 s); a few quick attempts
+/// ride out a failover and still fail fast when the service is gone.
+fn fail_fast_defaults() -> Vec<(&'static str, &'static str)> {
+    const DEFAULTS: [(&str, &str); 3] = [
+        ("dfs.client.failover.max.attempts", "3"),
+        ("dfs.client.failover.sleep.base.millis", "200"),
+        ("dfs.client.failover.sleep.max.millis", "2000"),
+    ];
+    let configured = hadoop_site_files();
+    DEFAULTS
+        .into_iter()
+        .filter(|(key, _)| !configured.contains(key))
+        .collect()
+}
+
+/// The text of the Hadoop site files a client would read (HADOOP_CONF_DIR), to tell which
+/// settings the operator chose.
+fn hadoop_site_files() -> String {
+    let Some(dir) = std::env::var_os("HADOOP_CONF_DIR") else {
+        return String::new();
+    };
+    ["core-site.xml", "hdfs-site.xml"]
+        .iter()
+        .filter_map(|name| std::fs::read_to_string(std::path::Path::new(&dir).join(name)).ok())
+        .collect()
+}
+
+/// A missing file comes back from the NameNode as a remote Java exception, not always as the
+/// client's own `FileNotFound`.
+fn is_not_found(e: &HdfsError) -> bool {
+    match e {
+        HdfsError::FileNotFound(_) => true,
+        HdfsError::RPCError(class, _) | HdfsError::FatalRPCError(class, _) => {
+            class.contains("FileNotFoundException")
+        }
+        _ => false,
+    }
+}
+
+impl Store for HdfsBackend {
+    fn uri(&self, key: &str) -> String {
+        format!("{}{}", self.authority, self.path(key))
+    }
+
+    fn read_range(&self, key: &str, range: Range<u64>) -> Result<Vec<u8>> {
+        let wanted = (range.end - range.start) as usize;
+        let bytes = block_on(async {
+            let reader = self.client.read(&self.path(key)).await?;
+            if range.end as usize > reader.file_length() {
+                return Ok(None);
+            }
+            reader
+                .read_range(range.start as usize, wanted)
+                .await
+                .map(Some)
+        })
+        .map_err(|e| self.error(key, e))?;
+        match bytes {
+            Some(bytes) if bytes.len() == wanted => Ok(bytes.to_vec()),
+            _ => Err(Error::corrupt(
+                self.uri(key),
+                format!("shorter than the {range:?} read from it (truncated?)"),
+            )),
+        }
+    }
+
+    fn read(&self, key: &str) -> Result<Vec<u8>> {
+        let bytes = block_on(async {
+            let reader = self.client.read(&self.path(key)).await?;
+            reader.read_range(0, reader.file_length()).await
+        })
+        .map_err(|e| self.error(key, e))?;
+        Ok(bytes.to_vec())
+    }
+
+    fn len(&self, key: &str) -> Result<Option<u64>> {
+        match block_on(self.client.get_file_info(&self.path(key))) {
+            Ok(status) if !status.isdir => Ok(Some(status.length as u64)),
+            Ok(_) => Ok(None),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(self.error(key, e)),
+        }
+    }
+
+    fn create(&self, key: &str) -> Result<Box<dyn ObjectWriter>> {
+        let target = self.path(key);
+        let (dir, name) = target.rsplit_once('/').unwrap_or(("", target.as_str()));
+        let partial = format!("{dir}/.{name}.partial-{}", std::process::id());
+        let options = WriteOptions {
+            overwrite: true,
+            create_parent: true,
+            ..WriteOptions::default()
+        };
+        let writer =
+            block_on(self.client.create(&partial, options)).map_err(|e| self.error(key, e))?;
+        Ok(Box::new(HdfsWriter {
+            client: self.client.clone(),
+            writer: Some(writer),
+            buffer: Vec::with_capacity(WRITE_CHUNK),
+            partial,
+            target,
+            uri: self.uri(key),
+        }))
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
+        let base = self.path(prefix.trim_end_matches('/'));
+        let listed = match block_on(self.client.list_status(&base, true)) {
+            Ok(listed) => listed,
+            Err(e) if is_not_found(&e) => return Ok(Vec::new()),
+            Err(e) => return Err(self.error(prefix, e)),
+        };
+        let strip = self.root.len() + 1;
+        let mut out: Vec<ObjectInfo> = listed
+            .into_iter()
+            .filter(|status| !status.isdir && status.path.len() > strip)
+            .map(|status| ObjectInfo {
+                key: status.path[strip..].to_owned(),
+                len: status.length as u64,
+            })
+            .collect();
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    fn delete(&self, key: &str) -> Result<()> {
+        match block_on(self.client.delete(&self.path(key), false)) {
+            Ok(_) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(self.error(key, e)),
+        }
+    }
+}
+
+/// A write to a temporary name, renamed over the key when closed.
+struct HdfsWriter {
+    client: Arc<Client>,
+    writer: Option<hdfs_native::file::FileWriter>,
+    buffer: Vec<u8>,
+    partial: String,
+    target: String,
+    uri: String,
+}
+
+impl HdfsWriter {
+    fn send(&mut self) -> io::Result<()> {
+        let chunk = Bytes::from(std::mem::replace(
+            &mut self.buffer,
+            Vec::with_capacity(WRITE_CHUNK),
+        ));
+        let writer = self.writer.as_mut().expect("writer open until finish");
+        block_on(writer.write_bytes(chunk))
+            .map(|_| ())
+            .map_err(io::Error::other)
+    }
+}
+
+impl Write for HdfsWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.buffer.extend_from_slice(buf);
+        if self.buffer.len() >= WRITE_CHUNK {
+            self.send()?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl ObjectWriter for HdfsWriter {
+    fn finish(mut self: Box<Self>) -> Result<()> {
+        let remote = |uri: &str, e: Box<dyn std::error::Error + Send + Sync>| Error::Remote {
+            uri: uri.to_owned(),
+            cause: e,
+        };
+        if !self.buffer.is_empty() {
+            self.send().map_err(|e| remote(&self.uri, Box::new(e)))?;
+        }
+        let mut writer = self.writer.take().expect("writer open until finish");
+        block_on(writer.close()).map_err(|e| remote(&self.uri, Box::new(e)))?;
+        block_on(self.client.rename(&self.partial, &self.target, true))
+            .map_err(|e| remote(&self.uri, Box::new(e)))
+    }
+}
+
+impl Drop for HdfsWriter {
+    fn drop(&mut self) {
+        if let Some(mut writer) = self.writer.take() {
+            // Abandoned: close what was written and remove the temporary file.
+            let _ = block_on(writer.close());
+            let _ = block_on(self.client.delete(&self.partial, false));
+        }
+    }
+}

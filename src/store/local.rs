@@ -1,0 +1,222 @@
+//! The local filesystem as a store: keys are paths under a root directory; writes go to a
+//! temporary sibling, are synced, and are renamed into place.
+
+use super::{ObjectInfo, ObjectWriter, Store};
+use crate::error::{Error, IoContext, Result};
+use std::ffi::OsStr;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::ops::Range;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+/// How much written data may wait before its writeback is started.
+const WRITEBACK_STEP: u64 = 32 << 20;
+
+/// A directory of the local filesystem.
+#[derive(Clone, Debug)]
+pub struct LocalStore {
+    root: PathBuf,
+}
+
+impl LocalStore {
+    /// The store rooted at `root` (which need not exist yet).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        LocalStore { root: root.into() }
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The file behind a key.
+    pub fn path(&self, key: &str) -> PathBuf {
+        self.root.join(OsStr::from_bytes(key.as_bytes()))
+    }
+
+    /// Opens a key for reading without following a symlink in its place.
+    fn open_file(&self, key: &str) -> Result<File> {
+        let path = self.path(key);
+        OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+            .map_err(|e| not_found_or_io(e, &path))
+    }
+}
+
+fn not_found_or_io(e: io::Error, path: &Path) -> Error {
+    if e.kind() == io::ErrorKind::NotFound {
+        Error::NotFound {
+            path: path.display().to_string(),
+        }
+    } else {
+        Error::io("open", path, e)
+    }
+}
+
+impl Store for LocalStore {
+    fn uri(&self, key: &str) -> String {
+        self.path(key).display().to_string()
+    }
+
+    fn read_range(&self, key: &str, range: Range<u64>) -> Result<Vec<u8>> {
+        let file = self.open_file(key)?;
+        let path = self.path(key);
+        let mut out = vec![0u8; (range.end - range.start) as usize];
+        file.read_exact_at(&mut out, range.start)
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::UnexpectedEof => Error::corrupt(
+                    &path,
+                    format!("shorter than the {range:?} read from it (truncated?)"),
+                ),
+                _ => Error::io("read", &path, e),
+            })?;
+        Ok(out)
+    }
+
+    fn read(&self, key: &str) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.open_file(key)?
+            .read_to_end(&mut out)
+            .ctx("read", self.path(key))?;
+        Ok(out)
+    }
+
+    fn len(&self, key: &str) -> Result<Option<u64>> {
+        let path = self.path(key);
+        match fs::symlink_metadata(&path) {
+            Ok(meta) if meta.is_file() => Ok(Some(meta.len())),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io("stat", &path, e)),
+        }
+    }
+
+    fn create(&self, key: &str) -> Result<Box<dyn ObjectWriter>> {
+        let target = self.path(key);
+        let parent = target.parent().unwrap_or(Path::new("."));
+        fs::create_dir_all(parent).ctx("create directory", parent)?;
+        let name = target.file_name().unwrap_or_default().to_string_lossy();
+        let partial = parent.join(format!(".{name}.partial-{}", std::process::id()));
+        let file = File::create(&partial).ctx("create", &partial)?;
+        Ok(Box::new(LocalWriter {
+            file,
+            partial,
+            target,
+            written: 0,
+            writeback_started: 0,
+        }))
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
+        let mut out = Vec::new();
+        let start = self.path(prefix.trim_end_matches('/'));
+        list_into(&start, prefix.trim_end_matches('/'), &mut out)?;
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    fn delete(&self, key: &str) -> Result<()> {
+        let path = self.path(key);
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::io("delete", &path, e)),
+            _ => Ok(()),
+        }
+    }
+
+    fn local_root(&self) -> Option<&Path> {
+        Some(&self.root)
+    }
+}
+
+fn list_into(dir: &Path, key_prefix: &str, out: &mut Vec<ObjectInfo>) -> Result<()> {
+    let children = match fs::read_dir(dir) {
+        Ok(children) => children,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io("read directory", dir, e)),
+    };
+    for child in children {
+        let child = child.ctx("read directory", dir)?;
+        let name = child.file_name();
+        let key = if key_prefix.is_empty() {
+            name.to_string_lossy().into_owned()
+        } else {
+            format!("{key_prefix}/{}", name.to_string_lossy())
+        };
+        let meta = child.metadata().ctx("stat", child.path())?;
+        if meta.is_dir() {
+            list_into(&child.path(), &key, out)?;
+        } else if meta.is_file() {
+            out.push(ObjectInfo {
+                key,
+                len: meta.len(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A write to a temporary sibling file, renamed over the key when finished.
+struct LocalWriter {
+    file: File,
+    partial: PathBuf,
+    target: PathBuf,
+    written: u64,
+    writeback_started: u64,
+}
+
+impl LocalWriter {
+    /// Asks the kernel to start writing what it holds, so the disk works while the caller
+    /// produces more and the final sync has little left to wait for.
+    fn start_writeback(&mut self) {
+        use std::os::fd::AsRawFd;
+        if self.written - self.writeback_started < WRITEBACK_STEP {
+            return;
+        }
+        // SAFETY: a plain syscall on a descriptor we own; failure only loses the early start,
+        // the final fsync still makes the file durable.
+        unsafe {
+            libc::sync_file_range(
+                self.file.as_raw_fd(),
+                self.writeback_started as libc::off64_t,
+                (self.written - self.writeback_started) as libc::off64_t,
+                libc::SYNC_FILE_RANGE_WRITE,
+            );
+        }
+        self.writeback_started = self.written;
+    }
+}
+
+impl Write for LocalWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.written += n as u64;
+        self.start_writeback();
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl ObjectWriter for LocalWriter {
+    fn finish(self: Box<Self>) -> Result<()> {
+        self.file.sync_all().ctx("sync", &self.partial)?;
+        fs::rename(&self.partial, &self.target).ctx("rename into place", &self.target)?;
+        let parent = self.target.parent().unwrap_or(Path::new("."));
+        File::open(parent)
+            .and_then(|d| d.sync_all())
+            .ctx("sync directory", parent)
+    }
+}
+
+impl Drop for LocalWriter {
+    fn drop(&mut self) {
+        // After finish the partial name is gone and this does nothing.
+        let _ = fs::remove_file(&self.partial);
+    }
+}

@@ -1,0 +1,372 @@
+//! One conformance suite that every storage back-end runs: the local filesystem, an
+//! S3-compatible server (moto, on loopback) and HDFS (a MiniDFSCluster). `.ci/run` starts the
+//! servers with `scripts/servers.sh` and exports their addresses; without them these tests
+//! fail and say how to start them (set SHEAF_TEST_LOCAL_ONLY=1 to run the local back-end only).
+
+use crate::util::*;
+use sheaf::store::{self, ObjectInfo, ObjectWriter, Store};
+use sheaf::Dataset;
+use std::io::Write;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A back-end under test and where its datasets go.
+struct Backend {
+    name: &'static str,
+    /// URI prefix for remote back-ends; `None` for local (a temporary directory).
+    base: Option<String>,
+}
+
+fn backends() -> Vec<Backend> {
+    let mut out = vec![Backend {
+        name: "local",
+        base: None,
+    }];
+    if std::env::var_os("SHEAF_TEST_LOCAL_ONLY").is_some() {
+        eprintln!("NOTE: SHEAF_TEST_LOCAL_ONLY is set: the S3 and HDFS back-ends are not tested");
+        return out;
+    }
+    let require = |var: &str| {
+        std::env::var(var).unwrap_or_else(|_| {
+            panic!(
+                "{var} is not set: start the test servers with `bash scripts/servers.sh start` and \
+                 `set -a; . target/test-servers.env; set +a` (or run `bash .ci/run`), or set \
+                 SHEAF_TEST_LOCAL_ONLY=1 to test the local back-end only"
+            )
+        })
+    };
+    require("AWS_ENDPOINT_URL");
+    out.push(Backend {
+        name: "s3",
+        base: Some(format!("s3://{}", require("SHEAF_TEST_S3_BUCKET"))),
+    });
+    out.push(Backend {
+        name: "hdfs",
+        base: Some(require("SHEAF_TEST_HDFS")),
+    });
+    out
+}
+
+/// A fresh dataset location on a back-end, unique to this test run.
+fn fresh_location(backend: &Backend, scratch: &Path, label: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let leaf = format!("{label}-{}-{n}", std::process::id());
+    match &backend.base {
+        None => scratch.join(leaf).display().to_string(),
+        Some(base) => format!("{}/conformance/{leaf}", base.trim_end_matches('/')),
+    }
+}
+
+/// A small tree with folded files, large files kept as they are, a symlink and an empty dir.
+fn source_tree(root: &Path, files: usize) -> Snapshot {
+    generate(root, files, 7);
+    let t = Tree::new(root);
+    t.dir("empty/dir");
+    t.symlink("link-to-first", "l0-00");
+    snapshot(root, false)
+}
+
+#[test]
+fn every_backend_folds_lists_reads_verifies_and_unfolds_a_real_tree() {
+    let tmp = tempdir();
+    let src = tmp.path().join("src");
+    let expected = source_tree(&src, 2000);
+    let reference = tmp.path().join("reference");
+    fold(&src, &reference, &[]).success();
+    let reference_listing = run!("ls", reference, "-R", "-l").success().stdout;
+    for backend in backends() {
+        let uri = fresh_location(&backend, tmp.path(), "roundtrip");
+        let summary = sheaf(fold_args(&src, Path::new(&uri), &[]))
+            .success()
+            .json();
+        assert!(
+            num(&summary, "containers") > 1,
+            "{}: {summary:#}",
+            backend.name
+        );
+        let listing = run!("ls", uri, "-R", "-l").success().stdout;
+        assert!(
+            listing == reference_listing,
+            "{}: listing differs from the local fold",
+            backend.name
+        );
+        let dataset = Dataset::open_uri(&uri).unwrap();
+        for (path, node) in &expected {
+            if let Content::File(bytes) = &node.content {
+                let read = dataset
+                    .read(path)
+                    .unwrap_or_else(|e| panic!("{}: {e}", backend.name));
+                assert!(
+                    read.as_slice() == bytes.as_slice(),
+                    "{}: {}",
+                    backend.name,
+                    String::from_utf8_lossy(path)
+                );
+            }
+        }
+        run!("verify", uri).success().stdout_has("all good");
+        let out = tmp.path().join(format!("unfolded-{}", backend.name));
+        run!("unfold", uri, out).success();
+        assert_same_tree(&expected, &snapshot(&out, false));
+    }
+}
+
+/// Counts the reads that reach a store.
+#[derive(Debug)]
+struct Counting {
+    inner: Arc<dyn Store>,
+    reads: AtomicUsize,
+}
+
+impl Store for Counting {
+    fn uri(&self, key: &str) -> String {
+        self.inner.uri(key)
+    }
+    fn read_range(&self, key: &str, range: Range<u64>) -> sheaf::Result<Vec<u8>> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        self.inner.read_range(key, range)
+    }
+    fn read(&self, key: &str) -> sheaf::Result<Vec<u8>> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        self.inner.read(key)
+    }
+    fn len(&self, key: &str) -> sheaf::Result<Option<u64>> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        self.inner.len(key)
+    }
+    fn create(&self, key: &str) -> sheaf::Result<Box<dyn ObjectWriter>> {
+        self.inner.create(key)
+    }
+    fn list(&self, prefix: &str) -> sheaf::Result<Vec<ObjectInfo>> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        self.inner.list(prefix)
+    }
+    fn delete(&self, key: &str) -> sheaf::Result<()> {
+        self.inner.delete(key)
+    }
+}
+
+#[test]
+fn a_remote_entry_costs_one_ranged_read_once_its_index_is_loaded() {
+    let tmp = tempdir();
+    let src = tmp.path().join("src");
+    let t = Tree::new(&src);
+    for i in 0..50 {
+        t.file(
+            format!("d/f{i:02}"),
+            format!("entry {i}").repeat(i + 1).as_bytes(),
+        );
+    }
+    for backend in backends().into_iter().filter(|b| b.base.is_some()) {
+        let uri = fresh_location(&backend, tmp.path(), "requests");
+        fold(&src, Path::new(&uri), &[]).success();
+        let counting = Arc::new(Counting {
+            inner: store::open(&uri).unwrap(),
+            reads: AtomicUsize::new(0),
+        });
+        let dataset = Dataset::open_in(counting.clone()).unwrap();
+        assert_eq!(
+            counting.reads.load(Ordering::SeqCst),
+            1,
+            "{}: opening reads the catalog only",
+            backend.name
+        );
+        assert_eq!(dataset.catalog().rows().len(), 1);
+        dataset.read(b"d/f00").unwrap();
+        let after_first = counting.reads.load(Ordering::SeqCst);
+        assert_eq!(
+            after_first, 3,
+            "{}: the first read fetches the container tail, then the entry",
+            backend.name
+        );
+        for i in 1..50 {
+            let bytes = dataset.read(format!("d/f{i:02}").as_bytes()).unwrap();
+            assert_eq!(
+                bytes.as_slice(),
+                format!("entry {i}").repeat(i + 1).as_bytes()
+            );
+        }
+        assert_eq!(
+            counting.reads.load(Ordering::SeqCst),
+            after_first + 49,
+            "{}: one request per entry",
+            backend.name
+        );
+    }
+}
+
+#[test]
+fn writes_are_invisible_until_finished_and_abandoned_writes_leave_nothing() {
+    let tmp = tempdir();
+    for backend in backends() {
+        let uri = fresh_location(&backend, tmp.path(), "publish");
+        let store = store::open(&uri).unwrap();
+        let payload: Vec<u8> = (0..20_000_000u32).map(|i| (i % 253) as u8).collect();
+        let mut out = store.create("dir/object").unwrap();
+        out.write_all(&payload).unwrap();
+        assert_eq!(
+            store.len("dir/object").unwrap(),
+            None,
+            "{}: visible before finish",
+            backend.name
+        );
+        out.finish().unwrap();
+        assert_eq!(
+            store.len("dir/object").unwrap(),
+            Some(payload.len() as u64),
+            "{}",
+            backend.name
+        );
+        let range = store
+            .read_range("dir/object", 12_345_678..12_345_978)
+            .unwrap();
+        assert_eq!(
+            range,
+            &payload[12_345_678..12_345_978],
+            "{}: ranged read",
+            backend.name
+        );
+
+        let mut abandoned = store.create("dir/abandoned").unwrap();
+        abandoned.write_all(&payload[..1000]).unwrap();
+        drop(abandoned);
+        assert_eq!(
+            store.len("dir/abandoned").unwrap(),
+            None,
+            "{}",
+            backend.name
+        );
+        let keys: Vec<String> = store.list("").unwrap().into_iter().map(|o| o.key).collect();
+        assert_eq!(
+            keys,
+            vec!["dir/object".to_string()],
+            "{}: nothing else left behind",
+            backend.name
+        );
+        assert!(
+            matches!(store.read("missing"), Err(sheaf::Error::NotFound { .. })),
+            "{}",
+            backend.name
+        );
+    }
+}
+
+/// Folds a small tree to a fresh location and returns (uri, store, a folded path, its container key).
+fn folded(backend: &Backend, tmp: &Path, label: &str) -> (String, Arc<dyn Store>, String, String) {
+    let src = tmp.join(format!("src-{label}"));
+    if !src.exists() {
+        let t = Tree::new(&src);
+        for i in 0..40 {
+            t.file(format!("a/f{i:02}"), &vec![i as u8; 900]);
+        }
+    }
+    let uri = fresh_location(backend, tmp, label);
+    fold(&src, Path::new(&uri), &["--container-size", "8KiB"]).success();
+    let store = store::open(&uri).unwrap();
+    let dataset = Dataset::open_in(store.clone()).unwrap();
+    let (at, _) = dataset.lookup(b"a/f20").unwrap().unwrap();
+    let key = format!(
+        ".sheaf/containers/{}",
+        dataset.catalog().rows()[at.container].name
+    );
+    (uri, store, "a/f20".into(), key)
+}
+
+#[test]
+fn a_missing_container_is_a_clear_error_and_verify_reports_it() {
+    let tmp = tempdir();
+    for backend in backends() {
+        let (uri, store, path, key) = folded(&backend, tmp.path(), "missing");
+        store.delete(&key).unwrap();
+        let run = run!("cat", uri, path).fails_with(1).no_stdout();
+        assert!(
+            run.stderr.contains(&store.uri(&key)),
+            "{}: {}",
+            backend.name,
+            run.stderr
+        );
+        run!("cat", uri, "a/f00").success();
+        run!("verify", uri).fails_with(3).stdout_has("FAULT");
+    }
+}
+
+#[test]
+fn a_truncated_container_is_refused_and_verify_reports_it() {
+    let tmp = tempdir();
+    for backend in backends() {
+        let (uri, store, path, key) = folded(&backend, tmp.path(), "truncated");
+        let whole = store.read(&key).unwrap();
+        let mut out = store.create(&key).unwrap();
+        out.write_all(&whole[..whole.len() / 2]).unwrap();
+        out.finish().unwrap();
+        let run = run!("cat", uri, path).fails_with(1).no_stdout();
+        assert!(
+            run.stderr.contains("truncated") || run.stderr.contains("corrupt"),
+            "{}: {}",
+            backend.name,
+            run.stderr
+        );
+        run!("verify", uri).fails_with(3).stdout_has("FAULT");
+    }
+}
+
+#[test]
+fn a_destination_that_already_holds_a_dataset_is_refused() {
+    let tmp = tempdir();
+    for backend in backends() {
+        let (uri, store, _, _) = folded(&backend, tmp.path(), "twice");
+        let before = store.list("").unwrap();
+        let src = tmp.path().join("src-twice");
+        sheaf(fold_args(
+            &src,
+            Path::new(&uri),
+            &["--container-size", "8KiB"],
+        ))
+        .fails_with(1)
+        .stderr_has("already holds a published sheaf dataset");
+        assert_eq!(
+            store.list("").unwrap(),
+            before,
+            "{}: nothing changed",
+            backend.name
+        );
+    }
+}
+
+#[test]
+fn an_unreachable_server_fails_fast_with_an_error_naming_the_uri() {
+    let remote: Vec<Backend> = backends()
+        .into_iter()
+        .filter(|b| b.base.is_some())
+        .collect();
+    for backend in remote {
+        let (uri, extra_env): (String, Vec<(&str, &str)>) = match backend.name {
+            "s3" => (
+                "s3://sheaf-test/nowhere".into(),
+                vec![("AWS_ENDPOINT_URL", "http://127.0.0.1:9")],
+            ),
+            _ => ("hdfs://127.0.0.1:9/nowhere".into(), vec![]),
+        };
+        let started = Instant::now();
+        let run = sheaf_with(["ls".into(), PathBuf::from(&uri).into_os_string()], |cmd| {
+            cmd.envs(extra_env.iter().copied());
+        })
+        .fails_with(1);
+        assert!(
+            run.stderr.contains("nowhere"),
+            "{}: {}",
+            backend.name,
+            run.stderr
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "{}: took {:?} to give up",
+            backend.name,
+            started.elapsed()
+        );
+    }
+}
