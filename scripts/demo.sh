@@ -9,7 +9,7 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 bash scripts/setup.sh
 cargo build --release --locked --quiet
-sheaf=$repo/target/release/sheaf
+sheaf=${CARGO_TARGET_DIR:-$repo/target}/release/sheaf
 
 work=$repo/demo-out
 rm -rf "$work/dataset" "$work/unfolded"
@@ -27,9 +27,10 @@ echo "== fold $src -> $work/dataset"
 "$sheaf" fold "$src" "$work/dataset"
 
 echo "== ls (top level)"
-"$sheaf" ls "$work/dataset" -l | head -10
+"$sheaf" ls "$work/dataset" -l | sed -n '1,10p'
 
-first=$(cd "$src" && find . -type f | sort | head -1 | sed 's|^\./||')
+# sed reads all of its input, so no writer in this pipeline dies of SIGPIPE under pipefail.
+first=$(cd "$src" && find . -type f | LC_ALL=C sort | sed -n '1s|^\./||p')
 echo "== stat $first"
 "$sheaf" stat "$work/dataset" "$first"
 echo "== cat $first | cmp with the original"

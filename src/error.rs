@@ -62,12 +62,11 @@ pub enum Error {
     },
 
     /// An operating-system error on a named path.
-    #[error("{op} {path}: {source}")]
+    #[error("{op} {}: {cause}", path.display())]
     Io {
         op: &'static str,
         path: PathBuf,
-        #[source]
-        source: io::Error,
+        cause: io::Error,
     },
 }
 
@@ -86,11 +85,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     /// Wraps an I/O error with the operation and the path it failed on.
-    pub fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+    pub fn io(op: &'static str, path: impl Into<PathBuf>, cause: io::Error) -> Self {
         Error::Io {
             op,
             path: path.into(),
-            source,
+            cause,
         }
     }
 
@@ -100,6 +99,11 @@ impl Error {
             file: file.into(),
             reason: reason.into(),
         }
+    }
+
+    /// True when a write failed because the reader went away (`sheaf cat ... | head`).
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(self, Error::Io { cause, .. } if cause.kind() == io::ErrorKind::BrokenPipe)
     }
 
     /// True when the error means the data on disk is damaged (as opposed to absent or refused).

@@ -169,9 +169,13 @@ fn main() -> ExitCode {
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|cause| {
-        cause
+        let io_pipe = cause
             .downcast_ref::<io::Error>()
-            .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
+            .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe);
+        let sheaf_pipe = cause
+            .downcast_ref::<sheaf::Error>()
+            .is_some_and(sheaf::Error::is_broken_pipe);
+        io_pipe || sheaf_pipe
     })
 }
 

@@ -317,11 +317,8 @@ impl ContainerWriter {
             );
         }
         entry.stored_len = stored.len() as u64;
-        entry.offset = if entry.kind.is_stored() {
-            self.offset
-        } else {
-            0
-        };
+        // SPEC: an entry that stores nothing has offset 0, whatever its kind.
+        entry.offset = if stored.is_empty() { 0 } else { self.offset };
         self.write(stored)?;
         self.entries.push(entry);
         Ok(())

@@ -183,6 +183,7 @@ pub fn fold(
         });
     }
     let store = root_store(root)?;
+    publish::refuse_published(store.as_ref())?;
     if let Target::NewRoot { src, dst } = target {
         refuse_reserved_name(src)?;
         match store.local_root() {
@@ -190,7 +191,6 @@ pub fn fold(
             None => publish::check_remote_root(store.as_ref())?,
         }
     }
-    publish::refuse_published(store.as_ref())?;
     let _lock = match store.local_root() {
         Some(local) => Some(publish::lock_root(&Layout::new(local))?),
         None => None,

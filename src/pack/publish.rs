@@ -11,7 +11,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::index::catalog::META_THRESHOLD;
 use crate::index::container::WrittenContainer;
 use crate::index::{Catalog, CatalogRow, Codec, Container, EntryKind};
-use crate::layout::{container_key, Layout, CATALOG_KEY, SHEAF_DIR};
+use crate::layout::{container_key, Layout, CATALOG_KEY};
 use crate::progress::Progress;
 use crate::read::Dataset;
 use crate::store::{LocalStore, Store};
@@ -36,7 +36,11 @@ pub fn check_new_root(src: &Path, dst: &Path) -> Result<()> {
             reason: format!("the destination and the source {} overlap", src.display()),
         });
     }
-    let unfinished_fold = dst.join(SHEAF_DIR).is_dir();
+    // Only a fold's own files mark an unfinished fold (its settings, or containers whose
+    // catalog is missing): an empty `.sheaf/` beside user files must not let a fold overwrite
+    // them.
+    let unfinished_fold =
+        dst.join(PARAMS_KEY).is_file() || holds_containers(&dst.join(CONTAINERS_PREFIX));
     match fs::read_dir(dst).map(|mut children| children.next().is_some()) {
         Ok(true) if !unfinished_fold => Err(Error::Refused {
             path: dst.to_path_buf(),
@@ -46,6 +50,19 @@ pub fn check_new_root(src: &Path, dst: &Path) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => fs::create_dir_all(dst).ctx("create directory", dst),
         Err(e) => Err(Error::io("read directory", dst, e)),
     }
+}
+
+/// True when a directory holds at least one file named like a container.
+fn holds_containers(dir: &Path) -> bool {
+    fs::read_dir(dir).is_ok_and(|mut children| {
+        children.any(|c| {
+            c.is_ok_and(|c| {
+                let name = c.file_name();
+                let name = name.to_string_lossy();
+                name.starts_with('g') && name.ends_with(".sheaf")
+            })
+        })
+    })
 }
 
 /// An absolute, symlink-resolved form of a path that may not exist yet: the longest existing
@@ -100,7 +117,7 @@ pub fn check_remote_root(store: &dyn Store) -> Result<()> {
     let objects = store.list("")?;
     let unfinished_fold = objects
         .iter()
-        .any(|o| o.key.starts_with(&format!("{SHEAF_DIR}/")));
+        .any(|o| o.key == PARAMS_KEY || o.key.starts_with(CONTAINERS_PREFIX));
     if !objects.is_empty() && !unfinished_fold {
         return Err(Error::Refused {
             path: PathBuf::from(store.uri("")),

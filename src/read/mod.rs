@@ -100,31 +100,52 @@ impl Dataset {
 
     /// Number of entries (files, directories, symlinks, external files) in the dataset.
     pub fn entry_count(&self) -> u64 {
-        self.catalog.rows().iter().map(|r| r.entry_count).sum()
+        // Saturating: a hostile catalog must not overflow the arithmetic.
+        self.catalog
+            .rows()
+            .iter()
+            .fold(0u64, |sum, r| sum.saturating_add(r.entry_count))
     }
 
-    /// Container `i` of the catalog, mapped on first use and checked against its catalog row.
+    /// Container `i` of the catalog, mapped on first use and checked against its catalog row
+    /// and for safe, strictly ordered paths.
     pub fn container(&self, i: usize) -> Result<Arc<Container>> {
         if let Some(open) = self.containers[i].get() {
             return Ok(open.clone());
         }
-        let row = &self.catalog.rows()[i];
+        let container = self.open_container_unchecked(i)?;
         let file = PathBuf::from(self.container_uri(i));
-        let container =
-            Container::open_in(&self.store, &container_key(&row.name), Some(row.file_len))?;
-        let matches = container.footer().index_xxh3 == row.index_xxh3
-            && container.footer().entry_count == row.entry_count
-            && container.index().path(0) == row.first_path.as_slice()
-            && container.index().path(container.index().len() - 1) == row.last_path.as_slice();
-        if !matches {
-            return Err(Error::corrupt(
-                &file,
-                "does not match its catalog row (the container was replaced or the catalog is stale)",
-            ));
+        if let Some(mismatch) = self.catalog_mismatch(i, &container) {
+            return Err(Error::corrupt(&file, mismatch));
+        }
+        // Lookups and listings rely on every path being safe and in strict order; one pass
+        // when the container is first opened keeps a hostile index from misleading them.
+        if let Some(problem) = container.index().check_paths().into_iter().next() {
+            return Err(Error::corrupt(&file, problem));
         }
         Ok(self.containers[i]
             .get_or_init(|| Arc::new(container))
             .clone())
+    }
+
+    /// Opens container `i` with only its own footer and index checks, for `verify`, which
+    /// reports every problem instead of stopping at the first.
+    pub fn open_container_unchecked(&self, i: usize) -> Result<Container> {
+        let row = &self.catalog.rows()[i];
+        Container::open_in(&self.store, &container_key(&row.name), Some(row.file_len))
+    }
+
+    /// Why container `i` is not the file its catalog row describes, if it is not.
+    pub fn catalog_mismatch(&self, i: usize, container: &Container) -> Option<&'static str> {
+        let row = &self.catalog.rows()[i];
+        let index = container.index();
+        let matches = container.footer().index_xxh3 == row.index_xxh3
+            && container.footer().entry_count == row.entry_count
+            && index.path(0) == row.first_path.as_slice()
+            && index.path(index.len() - 1) == row.last_path.as_slice();
+        (!matches).then_some(
+            "does not match its catalog row (the container was replaced or the catalog is stale)",
+        )
     }
 
     /// The first location at which `before(path)` is false, where `before` holds for a prefix of
@@ -379,7 +400,8 @@ impl Dataset {
 
     /// Reads an external file whole, checked against the index checksum.
     pub fn read_external(&self, entry: &Entry) -> Result<Buffer> {
-        let mut bytes = Vec::with_capacity(entry.len.min(crate::index::MAX_ENTRY_LEN) as usize);
+        // The index's length is untrusted until the file has been seen: reserve modestly.
+        let mut bytes = Vec::with_capacity(entry.len.min(64 << 20) as usize);
         self.stream_external(entry, &mut |chunk| {
             bytes.extend_from_slice(chunk);
             Ok(())

@@ -56,13 +56,15 @@ impl VerifyReport {
 /// entry's bytes against its checksum.
 pub fn verify(dataset: &Dataset, progress: &dyn Progress) -> VerifyReport {
     let rows = dataset.catalog().rows();
-    let total_bytes = rows.iter().map(|r| r.file_len).sum();
+    let total_bytes = rows
+        .iter()
+        .fold(0u64, |sum, r| sum.saturating_add(r.file_len));
     progress.phase("verify", dataset.entry_count(), total_bytes);
     let mut report = VerifyReport::default();
     for (i, row) in rows.iter().enumerate() {
         report.containers += 1;
         let name = dataset.container_uri(i);
-        let container = match dataset.container(i) {
+        let container = match dataset.open_container_unchecked(i) {
             Ok(c) => c,
             Err(e) => {
                 report.faults.push(Fault {
@@ -73,6 +75,13 @@ pub fn verify(dataset: &Dataset, progress: &dyn Progress) -> VerifyReport {
                 continue;
             }
         };
+        if let Some(mismatch) = dataset.catalog_mismatch(i, &container) {
+            report.faults.push(Fault {
+                file: name.clone(),
+                path: None,
+                problem: mismatch.into(),
+            });
+        }
         match container.content_id() {
             Ok(id) if id == row.content_id => {}
             Ok(_) => report.faults.push(Fault {

@@ -582,14 +582,19 @@ fn hostile_paths_in_an_index_are_reported_and_never_written() {
     let out = tmp.path().join("out");
     run!("unfold", ds, out)
         .fails_with(1)
-        .stderr_has("invalid path");
+        .stderr_has("hostile path")
+        .stderr_has("g000000-c00000000.sheaf");
     assert!(!tmp.path().join("escaped.txt").exists());
     assert!(!victim.exists());
     let left: Vec<_> = fs::read_dir(&out).map(|d| d.collect()).unwrap_or_default();
     assert!(left.is_empty(), "unfold wrote {left:?} before refusing");
 
-    // The sound entry is still served; the hostile names cannot even be asked for.
-    assert_eq!(run!("cat", ds, "ok.txt").success().stdout, b"fine\n");
+    // A container with a hostile index is refused as a whole, naming it; the hostile names
+    // cannot even be asked for.
+    run!("cat", ds, "ok.txt")
+        .fails_with(1)
+        .no_stdout()
+        .stderr_has("hostile path");
     run!("cat", ds, "../escaped.txt")
         .fails_with(1)
         .no_stdout()
@@ -652,4 +657,113 @@ fn a_catalog_naming_a_container_outside_its_directory_is_refused() {
         .fails_with(1)
         .no_stdout()
         .stderr_has("hostile container name");
+}
+
+/// Writes a one-container dataset by hand (body bytes, index rows as given, valid footer,
+/// checksums and catalog), the way a buggy or hostile writer could.
+fn handmade_dataset(root: &Path, body: &[u8], entries: &[Entry]) {
+    use sheaf::index::entry::encode_index;
+    use sheaf::index::footer::{FileKind, Footer};
+    let mut file = body.to_vec();
+    file.resize(body.len().div_ceil(64) * 64, 0);
+    let index = encode_index(entries).unwrap();
+    let footer = Footer {
+        index_offset: file.len() as u64,
+        index_len: index.len() as u64,
+        index_xxh3: xxhash_rust::xxh3::xxh3_64(&index),
+        entry_count: entries.len() as u64,
+        data_len: body.len() as u64,
+        version: sheaf::index::FORMAT_VERSION,
+        kind: FileKind::Container,
+    };
+    file.extend_from_slice(&index);
+    file.extend_from_slice(&footer.encode());
+    let layout = Layout::new(root);
+    let name = container_name(0, 0);
+    fs::create_dir_all(layout.containers_dir()).unwrap();
+    fs::write(layout.container(&name), &file).unwrap();
+    let row = CatalogRow {
+        name,
+        first_path: entries[0].path.clone(),
+        last_path: entries[entries.len() - 1].path.clone(),
+        entry_count: entries.len() as u64,
+        file_len: file.len() as u64,
+        index_xxh3: footer.index_xxh3,
+        content_id: xxhash_rust::xxh3::xxh3_128(&file),
+        generation: 0,
+    };
+    let catalog = Catalog::new(vec![row], HashMap::new()).to_bytes().unwrap();
+    fs::write(layout.catalog(), catalog).unwrap();
+}
+
+fn stored_file(path: &str, offset: u64, content: &[u8], stored_len: u64) -> Entry {
+    Entry {
+        path: path.as_bytes().to_vec(),
+        kind: EntryKind::File,
+        offset,
+        stored_len,
+        len: stored_len,
+        codec: Codec::None,
+        xxh3: xxhash_rust::xxh3::xxh3_64(content),
+        mode: 0o100644,
+        mtime_ns: 0,
+    }
+}
+
+#[test]
+fn index_entries_pointing_outside_the_container_data_are_refused_by_name() {
+    let tmp = tempdir();
+    let ds = tmp.path().join("outside");
+    let body = b"hello, world";
+    handmade_dataset(
+        &ds,
+        body,
+        &[
+            stored_file("a-sound", 0, b"hello", 5),
+            // Runs past the data into the padding and the index.
+            stored_file("b-into-the-index", 7, b"world and more", 14),
+            // offset + stored_len overflows u64.
+            stored_file("c-overflowing", u64::MAX - 3, b"x", 8),
+        ],
+    );
+    assert_eq!(run!("cat", ds, "a-sound").success().stdout, b"hello");
+    for path in ["b-into-the-index", "c-overflowing"] {
+        run!("cat", ds, path)
+            .fails_with(1)
+            .no_stdout()
+            .stderr_has("outside the 12 data bytes")
+            .stderr_has("g000000-c00000000.sheaf");
+    }
+    let report = run!("verify", ds, "--json").fails_with(3).json();
+    let faults = report["faults"].as_array().unwrap();
+    assert_eq!(faults.len(), 2, "{report:#}");
+    assert!(faults.iter().all(|f| f["problem"]
+        .as_str()
+        .unwrap()
+        .contains("outside the 12 data bytes")));
+}
+
+#[test]
+fn an_index_out_of_path_order_or_with_duplicates_is_refused_by_name() {
+    let tmp = tempdir();
+    for (label, names) in [
+        ("unsorted", ["a", "c", "b"]),
+        ("duplicate", ["a", "a", "b"]),
+    ] {
+        let ds = tmp.path().join(label);
+        let entries: Vec<Entry> = names
+            .iter()
+            .map(|name| stored_file(name, 0, b"x", 1))
+            .collect();
+        handmade_dataset(&ds, b"x", &entries);
+        run!("cat", ds, "a")
+            .fails_with(1)
+            .no_stdout()
+            .stderr_has("out of path order")
+            .stderr_has("g000000-c00000000.sheaf");
+        run!("ls", ds).fails_with(1).stderr_has("out of path order");
+        run!("verify", ds)
+            .fails_with(3)
+            .stdout_has("out of path order");
+    }
 }
