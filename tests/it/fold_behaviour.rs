@@ -533,3 +533,22 @@ fn an_unreadable_source_file_stops_the_fold_before_anything_is_published() {
     assert!(!catalog(&dst).exists());
     assert_eq!(src_stamps, stamps(&src), "the source was modified");
 }
+
+/// Regression: an empty `.sheaf/` directory beside user files once passed for an unfinished
+/// fold, and the fold overwrote a user file that shared a path with a large source file.
+#[test]
+fn a_bare_sheaf_directory_does_not_make_a_non_empty_destination_acceptable() {
+    let tmp = tempdir();
+    let src = tmp.path().join("src");
+    let t = Tree::new(&src);
+    t.file("big.bin", &vec![7u8; 5000]);
+    t.file("small.txt", b"small");
+    let dst = tmp.path().join("dst");
+    let user = Tree::new(&dst);
+    user.dir(".sheaf");
+    user.file("big.bin", b"precious");
+    fold(&src, &dst, &[])
+        .fails_with(1)
+        .stderr_has("not empty and holds no unfinished fold");
+    assert_eq!(std::fs::read(dst.join("big.bin")).unwrap(), b"precious");
+}
