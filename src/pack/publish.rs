@@ -145,6 +145,12 @@ impl Drop for FoldLock {
 pub fn lock_root(layout: &Layout) -> Result<FoldLock> {
     use std::os::fd::AsRawFd;
     let dir = layout.sheaf_dir();
+    if fs::symlink_metadata(&dir).is_ok_and(|meta| !meta.is_dir()) {
+        return Err(Error::Refused {
+            path: dir,
+            reason: "is not a directory (a symlink?): sheaf writes its containers only into a real .sheaf directory".into(),
+        });
+    }
     fs::create_dir_all(&dir).ctx("create directory", &dir)?;
     let path = dir.join("fold.lock");
     let file = File::create(&path).ctx("create", &path)?;

@@ -120,7 +120,10 @@ fn prepare(
             (entry.len, entry.xxh3) = (stored.len() as u64, xxh3_64(&stored));
         }
         EntryKind::File => {
-            let content = fs::read(&abs).ctx("read", &abs)?;
+            let mut content = Vec::with_capacity(source.len as usize);
+            open_source(&abs)?
+                .read_to_end(&mut content)
+                .ctx("read", &abs)?;
             (entry.len, entry.xxh3) = (content.len() as u64, xxh3_64(&content));
             (entry.codec, stored) = compress(content, compression);
         }
@@ -209,7 +212,7 @@ fn hash_and_copy(
     source: &SourceEntry,
 ) -> Result<(u64, u64)> {
     let mut target = CopyTarget::open(copy_to, source)?;
-    let mut reader = File::open(abs).ctx("open", abs)?;
+    let mut reader = open_source(abs)?;
     let mut hasher = Xxh3::new();
     let mut chunk = vec![0u8; 1 << 20];
     let mut len = 0u64;
@@ -224,6 +227,17 @@ fn hash_and_copy(
     }
     target.finish(source)?;
     Ok((len, hasher.digest()))
+}
+
+/// Opens a source file for reading without following a symlink put in its place since the
+/// walk saw a regular file there.
+fn open_source(abs: &Path) -> Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(abs)
+        .ctx("open", abs)
 }
 
 /// The store key of an entry path: object stores and HDFS need UTF-8 names.

@@ -552,3 +552,22 @@ fn a_bare_sheaf_directory_does_not_make_a_non_empty_destination_acceptable() {
         .stderr_has("not empty and holds no unfinished fold");
     assert_eq!(std::fs::read(dst.join("big.bin")).unwrap(), b"precious");
 }
+
+#[test]
+fn an_in_place_fold_refuses_a_sheaf_symlink_instead_of_writing_through_it() {
+    let tmp = tempdir();
+    let dir = tmp.path().join("dir");
+    let t = Tree::new(&dir);
+    t.file("a.txt", b"a");
+    let elsewhere = tmp.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, dir.join(".sheaf")).unwrap();
+    run!("fold", "--in-place", dir)
+        .fails_with(1)
+        .stderr_has("is not a directory");
+    assert_eq!(
+        std::fs::read_dir(&elsewhere).unwrap().count(),
+        0,
+        "nothing written through the link"
+    );
+}
