@@ -49,6 +49,10 @@ pub enum Error {
     #[error("{root} is not a sheaf dataset (no .sheaf/catalog.sheaf): fold a tree into it first")]
     NotADataset { root: PathBuf },
 
+    /// A directory where a fold started but never published.
+    #[error("{root} holds an unfinished fold: run the same `sheaf fold` again to complete it")]
+    UnfinishedFold { root: PathBuf },
+
     /// A fold target that would overwrite or nest with something it must not.
     #[error("{path}: {reason}")]
     Refused { path: PathBuf, reason: String },

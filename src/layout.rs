@@ -63,6 +63,9 @@ impl Layout {
 /// The catalog's key in a store holding a dataset root.
 pub const CATALOG_KEY: &str = ".sheaf/catalog.sheaf";
 
+/// The key of the settings file an unfinished fold leaves; it goes when the fold publishes.
+pub const FOLD_PARAMS_KEY: &str = ".sheaf/staging/params";
+
 /// The key of the named container.
 pub fn container_key(name: &str) -> String {
     format!("{SHEAF_DIR}/{CONTAINERS_DIR}/{name}")

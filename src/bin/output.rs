@@ -34,6 +34,15 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("size {text:?} is too large"))
 }
 
+/// `1 file`, `2 files`.
+pub fn count(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 /// Formats a byte count with a binary unit.
 pub fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -186,9 +195,13 @@ pub fn print_stat(entry: &Entry, link: Option<&[u8]>, container: Option<&str>) {
         println!("target: {}", display(target));
     }
     if let Some(container) = container.filter(|_| entry.kind.is_stored()) {
+        let codec = match entry.codec {
+            sheaf::Codec::None => "none",
+            sheaf::Codec::Zstd => "zstd",
+        };
         println!(
-            "stored: {container} at {} ({} bytes, codec {:?})",
-            entry.offset, entry.stored_len, entry.codec
+            "stored: {container} at {} ({} bytes, codec {codec})",
+            entry.offset, entry.stored_len
         );
     }
     if entry.kind != EntryKind::Dir {
@@ -199,11 +212,11 @@ pub fn print_stat(entry: &Entry, link: Option<&[u8]>, container: Option<&str>) {
 /// Human form of the fold summary.
 pub fn print_fold_summary(s: &FoldSummary) {
     println!(
-        "folded {} files ({}) and {} symlinks into {} containers ({} stored{})",
-        s.files_folded,
+        "folded {} ({}) and {} into {} ({} stored{})",
+        count(s.files_folded, "file"),
         human_bytes(s.bytes_folded),
-        s.symlinks,
-        s.containers,
+        count(s.symlinks, "symlink"),
+        count(s.containers, "container"),
         human_bytes(s.bytes_stored),
         if s.containers_reused > 0 {
             format!(", {} reused from an interrupted run", s.containers_reused)

@@ -327,7 +327,7 @@ fn cat_one(dataset: &Dataset, path: &[u8], out: &mut impl Write) -> Result<()> {
                     .map_err(|e| sheaf::Error::io("write", "<stdout>", e))
             })?;
         }
-        EntryKind::Dir => bail!("is a directory"),
+        EntryKind::Dir => bail!("{}: is a directory", sheaf::index::path::display(path)),
         _ => out.write_all(&dataset.container(at.container)?.read_row(at.row)?)?,
     }
     Ok(())

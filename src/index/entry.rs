@@ -12,7 +12,7 @@ use arrow_buffer::Buffer;
 use arrow_schema::DataType;
 use std::cmp::Ordering;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 /// What an entry is.
@@ -143,7 +143,6 @@ pub fn encode_index(entries: &[Entry]) -> Result<Vec<u8>> {
 /// A decoded index block: typed, zero-copy views of its columns.
 #[derive(Debug, Clone)]
 pub struct EntryIndex {
-    file: PathBuf,
     path: BinaryArray,
     kind: UInt8Array,
     offset: UInt64Array,
@@ -163,7 +162,6 @@ impl EntryIndex {
     pub fn parse(buf: &Buffer, file: &Path) -> Result<Self> {
         let (batch, _) = ipc::decode(buf, file)?;
         let index = EntryIndex {
-            file: file.to_path_buf(),
             path: ipc::column::<BinaryArray>(&batch, "path", &DataType::Binary, file)?.clone(),
             kind: ipc::column::<UInt8Array>(&batch, "kind", &DataType::UInt8, file)?.clone(),
             offset: ipc::column::<UInt64Array>(&batch, "offset", &DataType::UInt64, file)?.clone(),
@@ -276,10 +274,5 @@ impl EntryIndex {
             }
         }
         problems
-    }
-
-    /// The file this index was read from, for messages.
-    pub fn file(&self) -> &Path {
-        &self.file
     }
 }

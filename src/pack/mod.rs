@@ -246,12 +246,7 @@ pub fn fold(
     }
     publish::remove_unlisted_containers(store.as_ref(), &rows)?;
     let catalog = publish::publish_catalog(store.as_ref(), rows, options)?;
-    let mut summary = summarize(
-        &entries,
-        &catalog,
-        walked.skipped_special.len() as u64,
-        in_place,
-    );
+    let mut summary = summarize(&entries, &catalog, walked.skipped_special.len() as u64);
     summary.containers_reused = reused;
     summary.dataset = root.to_path_buf();
     if options.remove_originals {
@@ -293,10 +288,10 @@ fn check_options(options: &FoldOptions) -> Result<()> {
         path: PathBuf::from("--threshold"),
         reason,
     };
-    if options.threshold == 0 || options.threshold > MAX_ENTRY_LEN + 1 {
+    if options.threshold == 0 || options.threshold > MAX_ENTRY_LEN {
         return Err(refuse(format!(
-            "the threshold must be between 1 byte and {} bytes",
-            MAX_ENTRY_LEN + 1
+            "the threshold must be between 1 byte and {} MiB",
+            MAX_ENTRY_LEN >> 20
         )));
     }
     if options.limits.bytes == 0 || options.limits.entries == 0 {
@@ -308,12 +303,7 @@ fn check_options(options: &FoldOptions) -> Result<()> {
     Ok(())
 }
 
-fn summarize(
-    entries: &[SourceEntry],
-    catalog: &[CatalogRow],
-    special: u64,
-    _in_place: bool,
-) -> FoldSummary {
+fn summarize(entries: &[SourceEntry], catalog: &[CatalogRow], special: u64) -> FoldSummary {
     let mut s = FoldSummary {
         containers: catalog.len() as u64,
         special_skipped: special,
@@ -354,9 +344,4 @@ fn reduction(before: u64, after: u64) -> f64 {
         return 0.0;
     }
     100.0 * (1.0 - after as f64 / before as f64)
-}
-
-/// True when `path` names a directory holding a published dataset.
-pub fn is_dataset(path: &Path) -> bool {
-    Layout::new(path).catalog().is_file()
 }

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// The key recording an unfinished fold's settings.
-const PARAMS_KEY: &str = ".sheaf/staging/params";
+const PARAMS_KEY: &str = crate::layout::FOLD_PARAMS_KEY;
 
 /// The key prefix of every container.
 const CONTAINERS_PREFIX: &str = ".sheaf/containers/";
@@ -129,7 +129,8 @@ pub fn check_remote_root(store: &dyn Store) -> Result<()> {
 
 /// Holds the exclusive fold lock of a dataset root for as long as it lives.
 pub struct FoldLock {
-    file: File,
+    /// Held open: closing it releases the lock.
+    _file: File,
     path: PathBuf,
 }
 
@@ -137,7 +138,6 @@ impl Drop for FoldLock {
     fn drop(&mut self) {
         // Removed while still held, so a later fold never locks a stale inode we unlinked.
         let _ = fs::remove_file(&self.path);
-        let _ = &self.file;
     }
 }
 
@@ -173,7 +173,7 @@ pub fn lock_root(layout: &Layout) -> Result<FoldLock> {
         });
     }
     refuse_published(&LocalStore::new(layout.root()))?;
-    Ok(FoldLock { file, path })
+    Ok(FoldLock { _file: file, path })
 }
 
 /// Records this fold's settings in the staging area. Containers left by an unfinished fold

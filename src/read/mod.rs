@@ -9,7 +9,7 @@ pub mod verify;
 use crate::error::{Error, IoContext, Result};
 use crate::index::path::{self, cmp_paths, display, is_inside, normalize_user_path, SEPARATOR};
 use crate::index::{Catalog, Container, Entry, EntryKind};
-use crate::layout::{container_key, CATALOG_KEY};
+use crate::layout::{container_key, CATALOG_KEY, FOLD_PARAMS_KEY};
 use crate::store::{self, LocalStore, Store};
 use arrow_buffer::Buffer;
 use std::cmp::Ordering;
@@ -58,9 +58,11 @@ impl Dataset {
                 Catalog::from_buffer(Buffer::from_vec(bytes), Path::new(&store.uri(CATALOG_KEY)))?
             }
             Err(Error::NotFound { .. }) => {
-                return Err(Error::NotADataset {
-                    root: PathBuf::from(store.uri("")),
-                })
+                let root = PathBuf::from(store.uri(""));
+                return Err(match store.len(FOLD_PARAMS_KEY) {
+                    Ok(Some(_)) => Error::UnfinishedFold { root },
+                    _ => Error::NotADataset { root },
+                });
             }
             Err(e) => return Err(e),
         };

@@ -96,7 +96,7 @@ fn a_fold_into_a_full_disk_fails_cleanly_and_resumes_once_there_is_room() {
     assert!(!catalog(&dst).exists(), "nothing may be published");
     run!("ls", dst)
         .fails_with(1)
-        .stderr_has("is not a sheaf dataset");
+        .stderr_has("holds an unfinished fold");
     src_untouched();
     let finished = containers(&dst).len();
     assert!(

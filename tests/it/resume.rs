@@ -54,10 +54,11 @@ fn interrupted_fold(src: &Path, dst: &Path, extra: &[&str]) -> usize {
     let finished = containers(dst).len();
     assert!(finished >= 3, "only {finished} containers were finished");
     assert!(dst.join(".sheaf/staging").is_dir());
-    // Nothing is readable yet: the dataset is not published.
+    // Nothing is readable yet: the dataset is not published, and the message says how to
+    // finish it.
     run!("ls", dst)
         .fails_with(1)
-        .stderr_has("is not a sheaf dataset");
+        .stderr_has("holds an unfinished fold: run the same `sheaf fold` again");
     finished
 }
 
