@@ -8,8 +8,13 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 bash scripts/setup.sh
-cargo build --release --locked --quiet
-sheaf=${CARGO_TARGET_DIR:-$repo/target}/release/sheaf
+# SHEAF_DEMO_PROFILE=dev reuses a debug build (CI runs the demo that way after the tests).
+case ${SHEAF_DEMO_PROFILE:-release} in
+  release) cargo build --release --locked --quiet; profile_dir=release ;;
+  dev) cargo build --locked --quiet; profile_dir=debug ;;
+  *) echo "SHEAF_DEMO_PROFILE must be release or dev" >&2; exit 2 ;;
+esac
+sheaf=${CARGO_TARGET_DIR:-$repo/target}/$profile_dir/sheaf
 
 work=$repo/demo-out
 rm -rf "$work/dataset" "$work/unfolded"

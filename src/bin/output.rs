@@ -34,12 +34,12 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("size {text:?} is too large"))
 }
 
-/// `1 file`, `2 files`.
+/// `1 file`, `2 files`, `3 entries`.
 pub fn count(n: u64, noun: &str) -> String {
-    if n == 1 {
-        format!("1 {noun}")
-    } else {
-        format!("{n} {noun}s")
+    match (n, noun.strip_suffix('y')) {
+        (1, _) => format!("1 {noun}"),
+        (_, Some(stem)) => format!("{n} {stem}ies"),
+        _ => format!("{n} {noun}s"),
     }
 }
 
@@ -261,15 +261,15 @@ pub fn print_verify_report(report: &VerifyReport) {
         }
     }
     println!(
-        "checked {} containers, {} entries, {} files and links ({}): {}",
-        report.containers,
-        report.entries,
-        report.checked,
+        "checked {}, {}, {} and links ({}): {}",
+        count(report.containers as u64, "container"),
+        count(report.entries, "entry"),
+        count(report.checked, "file"),
         human_bytes(report.bytes),
         if report.is_clean() {
             "all good".to_string()
         } else {
-            format!("{} faults", report.faults.len())
+            count(report.faults.len() as u64, "fault")
         }
     );
 }
