@@ -18,9 +18,12 @@ fi
 need_rust_component fmt rustfmt
 need_rust_component clippy clippy
 
-# Debian packages the tests and demo use (python3 makes the sample corpus).
+# Debian packages the tests and demo use: python3 makes the sample corpus, g++ builds
+# libFuzzer for the fuzz targets, and the C compiler builds zstd and ring.
 packages=()
 command -v python3 >/dev/null 2>&1 || packages+=(python3)
+command -v cc >/dev/null 2>&1 || packages+=(gcc)
+command -v g++ >/dev/null 2>&1 || packages+=(g++)
 if [ ${#packages[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "setup: please install: ${packages[*]} (needs root)" >&2
