@@ -204,7 +204,23 @@ impl Dataset {
         if path.is_empty() {
             return Ok(root_entry());
         }
-        self.lookup(&path)?
+        if let Some((_, entry)) = self.lookup(&path)? {
+            return Ok(entry);
+        }
+        // A directory on the way may be a symlink: resolve the parent, then look the last
+        // component up there (the last component itself is not followed).
+        let parent = path::parent(&path);
+        if parent.is_empty() {
+            return Err(not_found(&path));
+        }
+        let dir = match self.resolve(parent) {
+            Ok((_, dir)) if dir.kind == EntryKind::Dir => dir,
+            _ => return Err(not_found(&path)),
+        };
+        let mut real = dir.path;
+        real.push(SEPARATOR);
+        real.extend_from_slice(path::file_name(&path));
+        self.lookup(&real)?
             .map(|(_, e)| e)
             .ok_or_else(|| not_found(&path))
     }
@@ -288,12 +304,17 @@ impl Dataset {
 
     /// The direct children of a directory, in path order.
     pub fn list(&self, user_dir: &[u8]) -> Result<Vec<Entry>> {
-        let dir = normalize(user_dir)?;
-        if !dir.is_empty() && self.stat(&dir)?.kind != EntryKind::Dir {
-            return Err(Error::WrongKind {
-                path: display(&dir),
-                reason: "is not a directory",
-            });
+        let mut dir = normalize(user_dir)?;
+        if !dir.is_empty() {
+            // Listing a symlink to a directory lists the directory, as `ls link/` does.
+            let (_, target) = self.resolve(&dir)?;
+            if target.kind != EntryKind::Dir {
+                return Err(Error::WrongKind {
+                    path: display(&dir),
+                    reason: "is not a directory",
+                });
+            }
+            dir = target.path;
         }
         let mut children = Vec::new();
         let mut at = self.seek(|p| cmp_paths(p, &dir) != Ordering::Greater)?;

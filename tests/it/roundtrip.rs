@@ -438,3 +438,33 @@ fn ls_and_stat_show_names_modes_sizes_times_and_targets() {
     let human = run!("stat", ds, "docs/big.pdf").success();
     assert!(human.stdout_str().contains("kept as an ordinary file"));
 }
+
+#[test]
+fn stat_and_list_follow_a_symlinked_directory_in_the_middle_of_a_path() {
+    let tmp = tempdir();
+    let src = tmp.path().join("src");
+    let t = Tree::new(&src);
+    t.file("real/dir/file.txt", b"through the link");
+    t.symlink("alias", "real/dir");
+    let ds = tmp.path().join("ds");
+    fold(&src, &ds, &[]).success();
+    let dataset = sheaf::Dataset::open(&ds).unwrap();
+    let entry = dataset.stat(b"alias/file.txt").unwrap();
+    assert_eq!(entry.path, b"real/dir/file.txt");
+    assert_eq!(entry.len, 16);
+    let names: Vec<Vec<u8>> = dataset
+        .list(b"alias")
+        .unwrap()
+        .into_iter()
+        .map(|e| e.path)
+        .collect();
+    assert_eq!(names, vec![b"real/dir/file.txt".to_vec()]);
+    assert_eq!(
+        dataset.stat(b"alias").unwrap().kind,
+        sheaf::EntryKind::Symlink
+    );
+    run!("stat", ds, "alias/file.txt")
+        .success()
+        .stdout_has("real/dir/file.txt");
+    assert!(dataset.stat(b"alias/missing").is_err());
+}
