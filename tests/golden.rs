@@ -230,6 +230,14 @@ fn resealed_index_corruptions_never_panic_or_return_unchecked_bytes() {
     let footer = original.len() - FOOTER_LEN;
     let index_start = u64::from_le_bytes(original[footer..footer + 8].try_into().unwrap()) as usize;
     let clean = Container::from_buffer(arrow_buffer_of(&original), "clean".into()).unwrap();
+    // A panic caught inside the parser still counts as a failure here: the parser must reject
+    // hostile bytes by checking them, not by unwinding.
+    thread_local!(static PANICKED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        PANICKED.with(|p| p.set(true));
+        previous(info)
+    }));
     let mut accepted = 0;
     for at in index_start..footer {
         for flip in [0x01u8, 0x80, 0xff] {
@@ -255,6 +263,10 @@ fn resealed_index_corruptions_never_panic_or_return_unchecked_bytes() {
             }
         }
     }
+    assert!(
+        !PANICKED.with(|p| p.get()),
+        "a resealed mutation made the parser panic"
+    );
     eprintln!("{accepted} resealed mutations decoded without error; all their reads were checked");
 }
 

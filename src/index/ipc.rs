@@ -86,7 +86,7 @@ fn decode_unguarded(
         _ => return Err("record batch lies outside the index block".into()),
     }
     let data = buf.slice_with_length(start, block_len);
-    check_buffer_bounds(&data[..meta_len], body_len)?;
+    check_buffer_bounds(&data[..meta_len], body_len, &schema)?;
     let decoder = FileDecoder::new(Arc::new(schema), footer.version());
     let batch = decoder
         .read_record_batch(block, &data)
@@ -96,8 +96,13 @@ fn decode_unguarded(
 }
 
 /// Checks that every buffer the record batch message names lies inside the batch body and is
-/// 8-byte aligned, as the Arrow format requires, before the decoder slices anything.
-fn check_buffer_bounds(meta: &[u8], body_len: usize) -> std::result::Result<(), String> {
+/// 8-byte aligned, as the Arrow format requires, and that buffers of fixed-width values hold a
+/// whole number of values, before the decoder slices anything (it asserts rather than fails).
+fn check_buffer_bounds(
+    meta: &[u8],
+    body_len: usize,
+    schema: &Schema,
+) -> std::result::Result<(), String> {
     const CONTINUATION: [u8; 4] = [0xff; 4];
     let prefix = if meta.starts_with(&CONTINUATION) {
         8
@@ -112,7 +117,9 @@ fn check_buffer_bounds(meta: &[u8], body_len: usize) -> std::result::Result<(), 
     let batch = message
         .header_as_record_batch()
         .ok_or("the block is not a record batch")?;
-    for buffer in batch.buffers().into_iter().flatten() {
+    let buffers: Vec<_> = batch.buffers().into_iter().flatten().collect();
+    check_value_widths(&buffers, schema)?;
+    for buffer in buffers {
         let (offset, len) = (buffer.offset(), buffer.length());
         let inside = offset >= 0
             && len >= 0
@@ -124,6 +131,42 @@ fn check_buffer_bounds(meta: &[u8], body_len: usize) -> std::result::Result<(), 
                 "a column buffer [{offset}, +{len}) lies outside the {body_len}-byte batch body"
             ));
         }
+    }
+    Ok(())
+}
+
+/// For flat schemas (all an index uses), buffer `2i` is field `i`'s validity bitmap and buffer
+/// `2i + 1` its values or offsets; their lengths must be multiples of the value width.
+fn check_value_widths(
+    buffers: &[&arrow_ipc::Buffer],
+    schema: &Schema,
+) -> std::result::Result<(), String> {
+    let mut next = 0;
+    for field in schema.fields() {
+        let width = match field.data_type() {
+            DataType::Binary | DataType::Utf8 => 4,
+            DataType::FixedSizeBinary(_) => 1,
+            other => match other.primitive_width() {
+                Some(width) => width,
+                // Nested or unexpected types: the decoder validates them itself.
+                None => return Ok(()),
+            },
+        };
+        let values = buffers
+            .get(next + 1)
+            .ok_or("fewer column buffers than fields")?;
+        if values.length() % width as i64 != 0 {
+            return Err(format!(
+                "column `{}` has a {}-byte buffer, not a whole number of {width}-byte values",
+                field.name(),
+                values.length()
+            ));
+        }
+        next += if matches!(field.data_type(), DataType::Binary | DataType::Utf8) {
+            3
+        } else {
+            2
+        };
     }
     Ok(())
 }
