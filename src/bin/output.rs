@@ -43,6 +43,35 @@ pub fn count(n: u64, noun: &str) -> String {
     }
 }
 
+/// A fold threshold: a size from 1 byte to the largest entry a reader accepts.
+pub fn parse_threshold(text: &str) -> Result<u64, String> {
+    let size = parse_size(text)?;
+    if size == 0 || size > sheaf::index::MAX_ENTRY_LEN {
+        return Err(format!(
+            "the threshold must be between 1 byte and {}",
+            human_bytes(sheaf::index::MAX_ENTRY_LEN)
+        ));
+    }
+    Ok(size)
+}
+
+/// A size of at least one byte.
+pub fn parse_positive_size(text: &str) -> Result<u64, String> {
+    match parse_size(text)? {
+        0 => Err("must be at least 1 byte".into()),
+        size => Ok(size),
+    }
+}
+
+/// A count of at least one.
+pub fn parse_positive_count(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("{text:?} is not a whole number")),
+    }
+}
+
 /// Formats a byte count with a binary unit.
 pub fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];

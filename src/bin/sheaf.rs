@@ -63,19 +63,19 @@ struct FoldArgs {
     #[arg(long, requires = "in_place")]
     remove_originals: bool,
     /// Files smaller than this are folded; others are kept as ordinary files (B, KiB, MiB, GiB).
-    #[arg(long, default_value = "4MiB", value_parser = output::parse_size)]
+    #[arg(long, default_value = "4MiB", value_parser = output::parse_threshold)]
     threshold: u64,
     /// Target size of one container.
-    #[arg(long, default_value = "1GiB", value_parser = output::parse_size)]
+    #[arg(long, default_value = "1GiB", value_parser = output::parse_positive_size)]
     container_size: u64,
     /// Most entries in one container.
-    #[arg(long, default_value_t = pack::DEFAULT_MAX_ENTRIES)]
+    #[arg(long, default_value_t = pack::DEFAULT_MAX_ENTRIES, value_parser = output::parse_positive_count)]
     max_entries: usize,
     /// Per-entry compression: none, zstd[:LEVEL] or auto[:LEVEL] (zstd only where it saves space).
     #[arg(long, default_value = "none")]
     compress: Compression,
     /// Worker threads (default: all cores).
-    #[arg(short, long)]
+    #[arg(short, long, value_parser = output::parse_positive_count)]
     jobs: Option<usize>,
     /// Print the summary as JSON.
     #[arg(long)]
@@ -128,7 +128,7 @@ struct VerifyArgs {
     /// The dataset root.
     dataset: PathBuf,
     /// Worker threads (default: all cores).
-    #[arg(short, long)]
+    #[arg(short, long, value_parser = output::parse_positive_count)]
     jobs: Option<usize>,
     /// Print the report as JSON.
     #[arg(long)]
@@ -145,7 +145,7 @@ struct UnfoldArgs {
     /// Where to restore the tree (must be missing or empty).
     out: PathBuf,
     /// Worker threads (default: all cores).
-    #[arg(short, long)]
+    #[arg(short, long, value_parser = output::parse_positive_count)]
     jobs: Option<usize>,
     /// Print the summary as JSON.
     #[arg(long)]
@@ -192,9 +192,6 @@ fn run(cli: Cli) -> Result<ExitCode> {
 
 fn set_jobs(jobs: Option<usize>) -> Result<()> {
     if let Some(n) = jobs {
-        if n == 0 {
-            bail!("--jobs must be at least 1");
-        }
         rayon::ThreadPoolBuilder::new()
             .num_threads(n)
             .build_global()

@@ -463,9 +463,21 @@ fn bad_flags_are_usage_errors() {
         .fails_with(2)
         .stderr_has("outside 1..=22");
     run!("fold", src, dst, "--threshold", "4 parsecs").fails_with(2);
-    run!("fold", src, dst, "--threshold", "0")
-        .fails_with(1)
-        .stderr_has("threshold must be between");
+    for bad in [
+        vec!["--threshold", "0"],
+        vec!["--threshold", "2GiB"],
+        vec!["--container-size", "0"],
+        vec!["--max-entries", "0"],
+        vec!["--jobs", "0"],
+    ] {
+        let mut args = vec![
+            "fold".into(),
+            src.clone().into_os_string(),
+            dst.clone().into_os_string(),
+        ];
+        args.extend(bad.iter().map(std::ffi::OsString::from));
+        sheaf(args).fails_with(2).stderr_has("invalid value");
+    }
     assert!(!dst.join(".sheaf").exists());
 }
 
