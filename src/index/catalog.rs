@@ -89,6 +89,12 @@ impl Catalog {
         let file_len = bytes.len() as u64;
         let tail = &bytes[bytes.len().saturating_sub(FOOTER_LEN)..];
         let footer = Footer::decode(tail, file_len, FileKind::Catalog, file)?;
+        if footer.data_len != 0 || footer.index_offset != 0 {
+            return Err(Error::corrupt(
+                file,
+                "a catalog holds no entry data: its index must start at offset 0",
+            ));
+        }
         let index =
             bytes.slice_with_length(footer.index_offset as usize, footer.index_len as usize);
         if xxh3_64(&index) != footer.index_xxh3 {

@@ -306,12 +306,13 @@ pub fn publish_catalog(
     Ok(catalog.rows().to_vec())
 }
 
-/// After an in-place fold: re-reads every container from disk and checks every entry, then
+/// After an in-place fold: re-reads every container and checks every folded entry (large files
+/// stay where they are, so they are not re-read), then
 /// deletes each folded original that is unchanged since it was folded. Returns (removed,
 /// changed-and-kept).
 pub fn remove_originals(layout: &Layout, progress: &dyn Progress) -> Result<(u64, u64)> {
     let dataset = Dataset::open(layout.root())?;
-    let report = crate::read::verify::verify(&dataset, progress);
+    let report = crate::read::verify::verify_containers(&dataset, progress);
     if let Some(fault) = report.faults.first() {
         return Err(Error::corrupt(
             &fault.file,
