@@ -170,13 +170,23 @@ pub fn fold(
         Target::InPlace { dir } => (dir.as_path(), dir.as_path()),
     };
     // Every refusal comes before the first write (check_new_root creates a missing DST).
-    if !src.is_dir() {
+    let src_store = root_store(src)?;
+    let src_is_local = src_store.local_root().is_some();
+    if src_is_local && !src.is_dir() {
         return Err(Error::Refused {
             path: src.to_path_buf(),
             reason: "the source is not a directory".into(),
         });
     }
-    if options.remove_originals && !matches!(target, Target::InPlace { .. }) {
+    let in_place = matches!(target, Target::InPlace { .. });
+    if in_place && !src_is_local {
+        return Err(Error::Refused {
+            path: src.to_path_buf(),
+            reason: "in-place folds of a store are not supported yet: fold it into a new root"
+                .into(),
+        });
+    }
+    if options.remove_originals && !in_place {
         return Err(Error::Refused {
             path: src.to_path_buf(),
             reason: "--remove-originals only applies to an in-place fold".into(),
@@ -185,9 +195,11 @@ pub fn fold(
     let store = root_store(root)?;
     publish::refuse_published(store.as_ref())?;
     if let Target::NewRoot { src, dst } = target {
-        refuse_reserved_name(src)?;
+        if src_is_local {
+            refuse_reserved_name(src)?;
+        }
         match store.local_root() {
-            Some(_) => publish::check_new_root(src, dst)?,
+            Some(_) => publish::check_new_root(src_is_local.then_some(src.as_path()), dst)?,
             None => publish::check_remote_root(store.as_ref())?,
         }
     }
@@ -196,8 +208,10 @@ pub fn fold(
         None => None,
     };
     progress.phase("scan", 0, 0);
-    let in_place = matches!(target, Target::InPlace { .. });
-    let walked = walk::walk(src, options.threshold, in_place)?;
+    let walked = match src_is_local {
+        true => walk::walk(src, options.threshold, in_place)?,
+        false => walk::walk_store(src_store.as_ref(), options.threshold)?,
+    };
     for special in &walked.skipped_special {
         progress.warn(&format!(
             "skipped {} (not a file, directory or symlink)",
@@ -215,7 +229,10 @@ pub fn fold(
         .sum();
     progress.phase("fold", entries.len() as u64, total_bytes);
     let sources = write::Sources {
-        src,
+        src: match src_is_local {
+            true => write::SourceTree::Local(src),
+            false => write::SourceTree::Store(src_store.as_ref()),
+        },
         copy_externals_to: (!in_place).then_some(store.as_ref()),
     };
     let mut rows = Vec::with_capacity(ranges.len());

@@ -28,13 +28,16 @@ const PARAMS_KEY: &str = crate::layout::FOLD_PARAMS_KEY;
 const CONTAINERS_PREFIX: &str = ".sheaf/containers/";
 
 /// Refuses a destination that overlaps the source or already holds something else.
-pub fn check_new_root(src: &Path, dst: &Path) -> Result<()> {
-    let (src_abs, dst_abs) = (absolute(src)?, absolute(dst)?);
-    if src_abs.starts_with(&dst_abs) || dst_abs.starts_with(&src_abs) {
-        return Err(Error::Refused {
-            path: dst.to_path_buf(),
-            reason: format!("the destination and the source {} overlap", src.display()),
-        });
+/// `src` is `None` when the source is not a local directory (nothing to overlap).
+pub fn check_new_root(src: Option<&Path>, dst: &Path) -> Result<()> {
+    if let Some(src) = src {
+        let (src_abs, dst_abs) = (absolute(src)?, absolute(dst)?);
+        if src_abs.starts_with(&dst_abs) || dst_abs.starts_with(&src_abs) {
+            return Err(Error::Refused {
+                path: dst.to_path_buf(),
+                reason: format!("the destination and the source {} overlap", src.display()),
+            });
+        }
     }
     // Only a fold's own files mark an unfinished fold (its settings, or containers whose
     // catalog is missing): an empty `.sheaf/` beside user files must not let a fold overwrite

@@ -119,3 +119,50 @@ pub fn mtime_ns(meta: &Metadata) -> i64 {
         .saturating_mul(1_000_000_000)
         .saturating_add(meta.mtime_nsec())
 }
+
+/// Walks every object of a store as a tree: objects are files (classified by `threshold`),
+/// every key prefix ending in `/` is a directory. Object stores keep no modes or symlinks, so
+/// files get mode 0644 and directories 0755.
+pub fn walk_store(store: &dyn crate::store::Store, threshold: u64) -> Result<WalkResult> {
+    let mut entries = Vec::new();
+    let mut dirs = std::collections::BTreeSet::new();
+    for object in store.list("")? {
+        let path = object.key.into_bytes();
+        if is_sheaf_dir_or_below(&path) {
+            return Err(crate::error::Error::Refused {
+                path: store.uri("").into(),
+                reason:
+                    "the source holds a top-level `.sheaf`, a name sheaf reserves for its own files"
+                        .into(),
+            });
+        }
+        let mut end = path.len();
+        while let Some(i) = path[..end].iter().rposition(|&b| b == SEPARATOR) {
+            dirs.insert(path[..i].to_vec());
+            end = i;
+        }
+        let kind = if object.len < threshold {
+            EntryKind::File
+        } else {
+            EntryKind::External
+        };
+        entries.push(SourceEntry {
+            path,
+            kind,
+            len: object.len,
+            mode: 0o100644,
+            mtime_ns: object.mtime_ns,
+        });
+    }
+    entries.extend(dirs.into_iter().map(|path| SourceEntry {
+        path,
+        kind: EntryKind::Dir,
+        len: 0,
+        mode: 0o040755,
+        mtime_ns: 0,
+    }));
+    Ok(WalkResult {
+        entries,
+        skipped_special: Vec::new(),
+    })
+}

@@ -27,10 +27,65 @@ const BATCH_ENTRIES: usize = 2048;
 /// Where entries come from and where large files go.
 pub struct Sources<'a> {
     /// The tree being folded.
-    pub src: &'a Path,
+    pub src: SourceTree<'a>,
     /// Where external files are copied (the dataset's store), or `None` when they stay in
     /// place.
     pub copy_externals_to: Option<&'a dyn Store>,
+}
+
+/// Where the tree being folded lives.
+#[derive(Clone, Copy)]
+pub enum SourceTree<'a> {
+    /// A local directory.
+    Local(&'a Path),
+    /// Objects of a store (files and directories only).
+    Store(&'a dyn Store),
+}
+
+impl SourceTree<'_> {
+    /// Reads a small file whole.
+    fn read(&self, source: &SourceEntry) -> Result<Vec<u8>> {
+        match self {
+            SourceTree::Local(root) => {
+                let abs = root.join(OsStr::from_bytes(&source.path));
+                let mut content = Vec::with_capacity(source.len as usize);
+                open_source(&abs)?
+                    .read_to_end(&mut content)
+                    .ctx("read", &abs)?;
+                Ok(content)
+            }
+            SourceTree::Store(store) => store.read(&remote_key(*store, &source.path)?),
+        }
+    }
+
+    /// Streams a file through `sink` in bounded chunks.
+    fn stream(
+        &self,
+        source: &SourceEntry,
+        sink: &mut dyn FnMut(&[u8]) -> Result<()>,
+    ) -> Result<()> {
+        match self {
+            SourceTree::Local(root) => {
+                let abs = root.join(OsStr::from_bytes(&source.path));
+                let mut reader = open_source(&abs)?;
+                let mut chunk = vec![0u8; 1 << 20];
+                loop {
+                    let n = reader.read(&mut chunk).ctx("read", &abs)?;
+                    if n == 0 {
+                        return Ok(());
+                    }
+                    sink(&chunk[..n])?;
+                }
+            }
+            SourceTree::Store(store) => {
+                let key = remote_key(*store, &source.path)?;
+                let len = store.len(&key)?.ok_or_else(|| Error::NotFound {
+                    path: store.uri(&key),
+                })?;
+                store.read_chunks(&key, len, sink)
+            }
+        }
+    }
 }
 
 /// An entry ready to append: its index row and the bytes to store.
@@ -97,7 +152,6 @@ fn prepare(
     compression: Compression,
     progress: &dyn Progress,
 ) -> Result<Prepared> {
-    let abs = sources.src.join(OsStr::from_bytes(&source.path));
     let mut entry = Entry {
         path: source.path.clone(),
         kind: source.kind,
@@ -113,6 +167,10 @@ fn prepare(
     match source.kind {
         EntryKind::Dir => {}
         EntryKind::Symlink => {
+            let SourceTree::Local(root) = sources.src else {
+                unreachable!("stores hold no symlinks")
+            };
+            let abs = root.join(OsStr::from_bytes(&source.path));
             stored = fs::read_link(&abs)
                 .ctx("read symlink", &abs)?
                 .into_os_string()
@@ -120,15 +178,12 @@ fn prepare(
             (entry.len, entry.xxh3) = (stored.len() as u64, xxh3_64(&stored));
         }
         EntryKind::File => {
-            let mut content = Vec::with_capacity(source.len as usize);
-            open_source(&abs)?
-                .read_to_end(&mut content)
-                .ctx("read", &abs)?;
+            let content = sources.src.read(source)?;
             (entry.len, entry.xxh3) = (content.len() as u64, xxh3_64(&content));
             (entry.codec, stored) = compress(content, compression);
         }
         EntryKind::External => {
-            (entry.len, entry.xxh3) = hash_and_copy(&abs, sources.copy_externals_to, source)?;
+            (entry.len, entry.xxh3) = hash_and_copy(sources, source)?;
         }
     }
     progress.advance(1, entry.len);
@@ -206,25 +261,15 @@ impl CopyTarget {
 
 /// Streams a large file once, hashing it and, when folding to a new root, copying it into the
 /// dataset's store. Returns its length and xxh3.
-fn hash_and_copy(
-    abs: &Path,
-    copy_to: Option<&dyn Store>,
-    source: &SourceEntry,
-) -> Result<(u64, u64)> {
-    let mut target = CopyTarget::open(copy_to, source)?;
-    let mut reader = open_source(abs)?;
+fn hash_and_copy(sources: &Sources, source: &SourceEntry) -> Result<(u64, u64)> {
+    let mut target = CopyTarget::open(sources.copy_externals_to, source)?;
     let mut hasher = Xxh3::new();
-    let mut chunk = vec![0u8; 1 << 20];
     let mut len = 0u64;
-    loop {
-        let n = reader.read(&mut chunk).ctx("read", abs)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&chunk[..n]);
-        len += n as u64;
-        target.write(&chunk[..n])?;
-    }
+    sources.src.stream(source, &mut |chunk| {
+        hasher.update(chunk);
+        len += chunk.len() as u64;
+        target.write(chunk)
+    })?;
     target.finish(source)?;
     Ok((len, hasher.digest()))
 }

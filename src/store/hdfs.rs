@@ -197,6 +197,7 @@ impl Store for HdfsBackend {
             .map(|status| ObjectInfo {
                 key: status.path[strip..].to_owned(),
                 len: status.length as u64,
+                mtime_ns: (status.modification_time as i64).saturating_mul(1_000_000),
             })
             .collect();
         out.sort_by(|a, b| a.key.cmp(&b.key));

@@ -153,6 +153,7 @@ fn list_into(dir: &Path, key_prefix: &str, out: &mut Vec<ObjectInfo>) -> Result<
             out.push(ObjectInfo {
                 key,
                 len: meta.len(),
+                mtime_ns: crate::pack::mtime_ns(&meta),
             });
         }
     }

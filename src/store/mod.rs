@@ -36,6 +36,8 @@ pub struct ObjectInfo {
     pub key: String,
     /// Length in bytes.
     pub len: u64,
+    /// Last modification, nanoseconds since the epoch (0 when the store does not say).
+    pub mtime_ns: i64,
 }
 
 /// A place that holds a dataset's files.

@@ -160,6 +160,7 @@ impl Store for ObjectBackend {
             .map(|meta| ObjectInfo {
                 key: meta.location.as_ref()[strip..].to_owned(),
                 len: meta.size,
+                mtime_ns: meta.last_modified.timestamp_nanos_opt().unwrap_or(0),
             })
             .collect();
         out.sort_by(|a, b| a.key.cmp(&b.key));

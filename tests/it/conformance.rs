@@ -370,3 +370,74 @@ fn an_unreachable_server_fails_fast_with_an_error_naming_the_uri() {
         );
     }
 }
+
+#[test]
+fn a_tree_kept_in_a_store_folds_into_a_dataset_in_a_store() {
+    let tmp = tempdir();
+    let local = tmp.path().join("local-copy");
+    generate(&local, 150, 11);
+    let files: Vec<(String, Vec<u8>)> = snapshot(&local, false)
+        .into_iter()
+        .filter_map(|(path, node)| match node.content {
+            Content::File(bytes) => Some((String::from_utf8(path).unwrap(), bytes)),
+            _ => None,
+        })
+        .collect();
+    for backend in backends().into_iter().filter(|b| b.base.is_some()) {
+        let raw = fresh_location(&backend, tmp.path(), "raw");
+        let raw_store = store::open(&raw).unwrap();
+        for (key, bytes) in &files {
+            let mut out = raw_store.create(key).unwrap();
+            out.write_all(bytes).unwrap();
+            out.finish().unwrap();
+        }
+        let uri = fresh_location(&backend, tmp.path(), "from-store");
+        let summary = sheaf(fold_args(Path::new(&raw), Path::new(&uri), &[]))
+            .success()
+            .json();
+        assert_eq!(
+            num(&summary, "files_folded") + num(&summary, "files_kept"),
+            files.len() as u64
+        );
+        assert!(
+            num(&summary, "files_kept") > 0,
+            "{}: some files are above the threshold",
+            backend.name
+        );
+        let dataset = Dataset::open_uri(&uri).unwrap();
+        for (key, bytes) in &files {
+            let read = dataset
+                .read(key.as_bytes())
+                .unwrap_or_else(|e| panic!("{}: {key}: {e}", backend.name));
+            assert!(
+                read.as_slice() == bytes.as_slice(),
+                "{}: {key}",
+                backend.name
+            );
+        }
+        let top: Vec<Vec<u8>> = dataset
+            .list(b"")
+            .unwrap()
+            .into_iter()
+            .map(|e| e.path)
+            .collect();
+        let expected: std::collections::BTreeSet<Vec<u8>> = files
+            .iter()
+            .map(|(key, _)| key.split('/').next().unwrap().as_bytes().to_vec())
+            .collect();
+        assert_eq!(
+            top,
+            expected.into_iter().collect::<Vec<_>>(),
+            "{}",
+            backend.name
+        );
+        run!("verify", uri).success().stdout_has("all good");
+        // The source store is only read.
+        assert_eq!(
+            raw_store.list("").unwrap().len(),
+            files.len(),
+            "{}",
+            backend.name
+        );
+    }
+}
