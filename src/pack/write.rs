@@ -49,7 +49,8 @@ impl SourceTree<'_> {
             SourceTree::Local(root) => {
                 let abs = root.join(OsStr::from_bytes(&source.path));
                 let mut content = Vec::with_capacity(source.len as usize);
-                open_source(&abs)?
+                crate::store::open_nofollow(&abs)
+                    .ctx("open", &abs)?
                     .read_to_end(&mut content)
                     .ctx("read", &abs)?;
                 Ok(content)
@@ -66,16 +67,8 @@ impl SourceTree<'_> {
     ) -> Result<()> {
         match self {
             SourceTree::Local(root) => {
-                let abs = root.join(OsStr::from_bytes(&source.path));
-                let mut reader = open_source(&abs)?;
-                let mut chunk = vec![0u8; 1 << 20];
-                loop {
-                    let n = reader.read(&mut chunk).ctx("read", &abs)?;
-                    if n == 0 {
-                        return Ok(());
-                    }
-                    sink(&chunk[..n])?;
-                }
+                crate::store::stream_file(&root.join(OsStr::from_bytes(&source.path)), sink)?;
+                Ok(())
             }
             SourceTree::Store(store) => {
                 let key = remote_key(*store, &source.path)?;
@@ -272,17 +265,6 @@ fn hash_and_copy(sources: &Sources, source: &SourceEntry) -> Result<(u64, u64)> 
     })?;
     target.finish(source)?;
     Ok((len, hasher.digest()))
-}
-
-/// Opens a source file for reading without following a symlink put in its place since the
-/// walk saw a regular file there.
-fn open_source(abs: &Path) -> Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(abs)
-        .ctx("open", abs)
 }
 
 /// The store key of an entry path: object stores and HDFS need UTF-8 names.

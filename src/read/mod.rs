@@ -6,7 +6,7 @@
 pub mod unfold;
 pub mod verify;
 
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::index::path::{self, cmp_paths, display, is_inside, normalize_user_path, SEPARATOR};
 use crate::index::{Catalog, Container, Entry, EntryKind};
 use crate::layout::{container_key, CATALOG_KEY, FOLD_PARAMS_KEY};
@@ -14,7 +14,6 @@ use crate::store::{self, LocalStore, Store};
 use arrow_buffer::Buffer;
 use std::cmp::Ordering;
 use std::ffi::OsStr;
-use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -395,7 +394,7 @@ impl Dataset {
             sink(chunk)
         };
         let len = match self.store.local_root() {
-            Some(root) => stream_local_file(&root.join(OsStr::from_bytes(&entry.path)), &mut tee)?,
+            Some(root) => store::stream_file(&root.join(OsStr::from_bytes(&entry.path)), &mut tee)?,
             None => {
                 let key = std::str::from_utf8(&entry.path).map_err(|_| Error::InvalidPath {
                     path: display(&entry.path),
@@ -435,26 +434,6 @@ impl Dataset {
     /// Streams an external file once to check its length and checksum.
     pub fn verify_external(&self, entry: &Entry) -> Result<()> {
         self.stream_external(entry, &mut |_| Ok(()))
-    }
-}
-
-/// Streams a local file through `sink` without following a symlink in its place; returns the
-/// file's length as its metadata gives it.
-fn stream_local_file(file: &Path, sink: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<u64> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut handle = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(file)
-        .ctx("open external file", file)?;
-    let len = handle.metadata().ctx("stat", file)?.len();
-    let mut chunk = vec![0u8; 1 << 20];
-    loop {
-        let n = handle.read(&mut chunk).ctx("read", file)?;
-        if n == 0 {
-            return Ok(len);
-        }
-        sink(&chunk[..n])?;
     }
 }
 

@@ -39,11 +39,30 @@ impl LocalStore {
     /// Opens a key for reading without following a symlink in its place.
     fn open_file(&self, key: &str) -> Result<File> {
         let path = self.path(key);
-        OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&path)
-            .map_err(|e| not_found_or_io(e, &path))
+        open_nofollow(&path).map_err(|e| not_found_or_io(e, &path))
+    }
+}
+
+/// Opens a local file for reading without following a symlink in its place.
+pub(crate) fn open_nofollow(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+}
+
+/// Streams a local file (never through a symlink) to `sink` in 1 MiB chunks; returns the length
+/// its metadata gave when it was opened.
+pub(crate) fn stream_file(path: &Path, sink: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<u64> {
+    let mut file = open_nofollow(path).ctx("open", path)?;
+    let len = file.metadata().ctx("stat", path)?.len();
+    let mut chunk = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut chunk).ctx("read", path)?;
+        if n == 0 {
+            return Ok(len);
+        }
+        sink(&chunk[..n])?;
     }
 }
 

@@ -16,6 +16,7 @@ mod runtime;
 #[cfg(feature = "hdfs")]
 pub use hdfs::HdfsBackend;
 pub use local::LocalStore;
+pub(crate) use local::{open_nofollow, stream_file};
 #[cfg(feature = "s3")]
 pub use object::ObjectBackend;
 
