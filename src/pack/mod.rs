@@ -179,13 +179,6 @@ pub fn fold(
         });
     }
     let in_place = matches!(target, Target::InPlace { .. });
-    if in_place && !src_is_local {
-        return Err(Error::Refused {
-            path: src.to_path_buf(),
-            reason: "in-place folds of a store are not supported yet: fold it into a new root"
-                .into(),
-        });
-    }
     if options.remove_originals && !in_place {
         return Err(Error::Refused {
             path: src.to_path_buf(),
@@ -210,7 +203,7 @@ pub fn fold(
     progress.phase("scan", 0, 0);
     let walked = match src_is_local {
         true => walk::walk(src, options.threshold, in_place)?,
-        false => walk::walk_store(src_store.as_ref(), options.threshold)?,
+        false => walk::walk_store(src_store.as_ref(), options.threshold, in_place)?,
     };
     for special in &walked.skipped_special {
         progress.warn(&format!(
@@ -267,7 +260,10 @@ pub fn fold(
     summary.containers_reused = reused;
     summary.dataset = root.to_path_buf();
     if options.remove_originals {
-        let (removed, changed) = publish::remove_originals(&Layout::new(root), progress)?;
+        let (removed, changed) = match store.local_root() {
+            Some(local) => publish::remove_originals(&Layout::new(local), progress)?,
+            None => publish::remove_original_objects(&store, progress)?,
+        };
         summary.originals_removed = removed;
         summary.originals_changed = changed;
     }

@@ -315,16 +315,7 @@ pub fn publish_catalog(
 /// changed-and-kept).
 pub fn remove_originals(layout: &Layout, progress: &dyn Progress) -> Result<(u64, u64)> {
     let dataset = Dataset::open(layout.root())?;
-    let report = crate::read::verify::verify_containers(&dataset, progress);
-    if let Some(fault) = report.faults.first() {
-        return Err(Error::corrupt(
-            &fault.file,
-            format!(
-                "verification after the fold failed, originals kept: {}",
-                fault.problem
-            ),
-        ));
-    }
+    refuse_unverified(&dataset, progress)?;
     progress.phase("remove originals", dataset.entry_count(), 0);
     let (mut removed, mut changed) = (0, 0);
     for item in dataset.walk() {
@@ -353,4 +344,61 @@ pub fn remove_originals(layout: &Layout, progress: &dyn Progress) -> Result<(u64
         progress.advance(1, 0);
     }
     Ok((removed, changed))
+}
+
+/// After an in-place fold of a store: re-reads every container and checks every folded entry,
+/// then deletes each folded object whose length and modification time are unchanged since the
+/// fold listed it. Returns (removed, changed-and-kept).
+pub fn remove_original_objects(
+    store: &Arc<dyn Store>,
+    progress: &dyn Progress,
+) -> Result<(u64, u64)> {
+    let dataset = Dataset::open_in(Arc::clone(store))?;
+    refuse_unverified(&dataset, progress)?;
+    let now: HashMap<String, (u64, i64)> = store
+        .list("")?
+        .into_iter()
+        .map(|o| (o.key, (o.len, o.mtime_ns)))
+        .collect();
+    progress.phase("remove originals", dataset.entry_count(), 0);
+    let (mut removed, mut changed) = (0, 0);
+    for item in dataset.walk() {
+        let (_, entry) = item?;
+        if !entry.kind.is_stored() {
+            continue;
+        }
+        // Object stores hold UTF-8 keys only, so every folded path is one.
+        let key = String::from_utf8_lossy(&entry.path).into_owned();
+        match now.get(&key) {
+            None => {}
+            Some(&(len, mtime_ns)) if len == entry.len && mtime_ns == entry.mtime_ns => {
+                store.delete(&key)?;
+                removed += 1;
+            }
+            Some(_) => {
+                progress.warn(&format!(
+                    "kept {}: it changed after it was folded",
+                    store.uri(&key)
+                ));
+                changed += 1;
+            }
+        }
+        progress.advance(1, 0);
+    }
+    Ok((removed, changed))
+}
+
+/// Fails, keeping every original, unless every container re-reads clean.
+fn refuse_unverified(dataset: &Dataset, progress: &dyn Progress) -> Result<()> {
+    let report = crate::read::verify::verify_containers(dataset, progress);
+    match report.faults.first() {
+        Some(fault) => Err(Error::corrupt(
+            &fault.file,
+            format!(
+                "verification after the fold failed, originals kept: {}",
+                fault.problem
+            ),
+        )),
+        None => Ok(()),
+    }
 }

@@ -122,12 +122,20 @@ pub fn mtime_ns(meta: &Metadata) -> i64 {
 
 /// Walks every object of a store as a tree: objects are files (classified by `threshold`),
 /// every key prefix ending in `/` is a directory. Object stores keep no modes or symlinks, so
-/// files get mode 0644 and directories 0755.
-pub fn walk_store(store: &dyn crate::store::Store, threshold: u64) -> Result<WalkResult> {
+/// files get mode 0644 and directories 0755. The top-level `.sheaf` prefix is skipped when
+/// `skip_sheaf_dir` (an in-place fold's own objects) and refused otherwise.
+pub fn walk_store(
+    store: &dyn crate::store::Store,
+    threshold: u64,
+    skip_sheaf_dir: bool,
+) -> Result<WalkResult> {
     let mut entries = Vec::new();
     let mut dirs = std::collections::BTreeSet::new();
     for object in store.list("")? {
         let path = object.key.into_bytes();
+        if is_sheaf_dir_or_below(&path) && skip_sheaf_dir {
+            continue;
+        }
         if is_sheaf_dir_or_below(&path) {
             return Err(crate::error::Error::Refused {
                 path: store.uri("").into(),

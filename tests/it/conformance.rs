@@ -3,6 +3,7 @@
 //! servers with `scripts/servers.sh` and exports their addresses; without them these tests
 //! fail and say how to start them (set SHEAF_TEST_LOCAL_ONLY=1 to run the local back-end only).
 
+use crate::proxy::{Fault, Proxy};
 use crate::util::*;
 use sheaf::store::{self, ObjectInfo, ObjectWriter, Store};
 use sheaf::Dataset;
@@ -371,26 +372,44 @@ fn an_unreachable_server_fails_fast_with_an_error_naming_the_uri() {
     }
 }
 
-#[test]
-fn a_tree_kept_in_a_store_folds_into_a_dataset_in_a_store() {
-    let tmp = tempdir();
-    let local = tmp.path().join("local-copy");
-    generate(&local, 150, 11);
-    let files: Vec<(String, Vec<u8>)> = snapshot(&local, false)
+/// The regular files of a generated tree, as (key, bytes).
+fn generated_files(root: &Path, count: usize, seed: u64) -> Vec<(String, Vec<u8>)> {
+    generate(root, count, seed);
+    snapshot(root, false)
         .into_iter()
         .filter_map(|(path, node)| match node.content {
             Content::File(bytes) => Some((String::from_utf8(path).unwrap(), bytes)),
             _ => None,
         })
-        .collect();
-    for backend in backends().into_iter().filter(|b| b.base.is_some()) {
-        let raw = fresh_location(&backend, tmp.path(), "raw");
-        let raw_store = store::open(&raw).unwrap();
-        for (key, bytes) in &files {
-            let mut out = raw_store.create(key).unwrap();
+        .collect()
+}
+
+/// Writes every file as an object under `uri` and returns the store. Many writers at once:
+/// closing an HDFS file can wait half a second for the DataNode's block report.
+fn upload(uri: &str, files: &[(String, Vec<u8>)]) -> Arc<dyn Store> {
+    use rayon::prelude::*;
+    let store = store::open(uri).unwrap();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(16)
+        .build()
+        .unwrap();
+    pool.install(|| {
+        files.par_iter().for_each(|(key, bytes)| {
+            let mut out = store.create(key).unwrap();
             out.write_all(bytes).unwrap();
             out.finish().unwrap();
-        }
+        })
+    });
+    store
+}
+
+#[test]
+fn a_tree_kept_in_a_store_folds_into_a_dataset_in_a_store() {
+    let tmp = tempdir();
+    let files = generated_files(&tmp.path().join("local-copy"), 150, 11);
+    for backend in backends().into_iter().filter(|b| b.base.is_some()) {
+        let raw = fresh_location(&backend, tmp.path(), "raw");
+        let raw_store = upload(&raw, &files);
         let uri = fresh_location(&backend, tmp.path(), "from-store");
         let summary = sheaf(fold_args(Path::new(&raw), Path::new(&uri), &[]))
             .success()
@@ -439,5 +458,205 @@ fn a_tree_kept_in_a_store_folds_into_a_dataset_in_a_store() {
             "{}",
             backend.name
         );
+    }
+}
+
+#[test]
+fn an_in_place_fold_of_a_store_leaves_containers_and_large_files_instead_of_small_files() {
+    let tmp = tempdir();
+    let files = generated_files(&tmp.path().join("local-copy"), 600, 13);
+    for backend in backends().into_iter().filter(|b| b.base.is_some()) {
+        let uri = fresh_location(&backend, tmp.path(), "in-place");
+        let store = upload(&uri, &files);
+        let objects_before = store.list("").unwrap().len() as u64;
+        assert_eq!(objects_before, files.len() as u64);
+        let summary = run!(
+            "fold",
+            "--in-place",
+            uri,
+            "--remove-originals",
+            "--threshold",
+            THRESHOLD,
+            "--container-size",
+            CONTAINER_SIZE,
+            "--json"
+        )
+        .success()
+        .json();
+        let objects_after = store.list("").unwrap();
+        eprintln!(
+            "{}: in-place fold with --remove-originals: {objects_before} files before, {} after",
+            backend.name,
+            objects_after.len()
+        );
+        assert_eq!(num(&summary, "objects_before"), objects_before);
+        assert_eq!(num(&summary, "objects_after"), objects_after.len() as u64);
+        let kept = num(&summary, "files_kept");
+        let containers = num(&summary, "containers");
+        assert!(kept > 0 && containers > 1, "{}: {summary:#}", backend.name);
+        assert_eq!(
+            objects_after.len() as u64,
+            kept + containers + 1,
+            "{}: only large files, containers and the catalog remain",
+            backend.name
+        );
+        assert_eq!(
+            num(&summary, "originals_removed"),
+            num(&summary, "files_folded")
+        );
+        let dataset = Dataset::open_uri(&uri).unwrap();
+        for (key, bytes) in &files {
+            let read = dataset
+                .read(key.as_bytes())
+                .unwrap_or_else(|e| panic!("{}: {key}: {e}", backend.name));
+            assert!(
+                read.as_slice() == bytes.as_slice(),
+                "{}: {key}",
+                backend.name
+            );
+        }
+        run!("verify", uri).success().stdout_has("all good");
+    }
+}
+
+/// A dataset on a remote back-end reached through a fault-injecting proxy: the URI to use
+/// and the environment the `sheaf` command needs to go through the proxy.
+struct Proxied {
+    proxy: Proxy,
+    uri: String,
+    env: Vec<(&'static str, String)>,
+}
+
+fn through_proxy(backend: &Backend, uri: &str) -> Proxied {
+    let base = backend.base.as_deref().expect("a remote back-end");
+    match backend.name {
+        "s3" => {
+            let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap();
+            let proxy = Proxy::to(endpoint.trim_start_matches("http://"));
+            let env = vec![("AWS_ENDPOINT_URL", format!("http://{}", proxy.addr()))];
+            Proxied {
+                proxy,
+                uri: uri.to_owned(),
+                env,
+            }
+        }
+        _ => {
+            let authority = base.trim_start_matches("hdfs://").trim_end_matches('/');
+            let proxy = Proxy::to(authority);
+            let uri = uri.replacen(authority, &proxy.addr().to_string(), 1);
+            Proxied {
+                proxy,
+                uri,
+                env: Vec::new(),
+            }
+        }
+    }
+}
+
+impl Proxied {
+    fn sheaf(&self, args: &[&str]) -> Run {
+        let mut all = vec![args[0], self.uri.as_str()];
+        all.extend(&args[1..]);
+        sheaf_with(all, |cmd| {
+            cmd.envs(self.env.iter().map(|(k, v)| (*k, v.as_str())));
+        })
+    }
+}
+
+#[test]
+fn transient_faults_are_retried_and_the_read_still_returns_the_right_bytes() {
+    let tmp = tempdir();
+    for backend in backends().into_iter().filter(|b| b.base.is_some()) {
+        let (uri, store, path, _) = folded(&backend, tmp.path(), "transient");
+        let expected = Dataset::open_in(store)
+            .unwrap()
+            .read(path.as_bytes())
+            .unwrap();
+        let proxied = through_proxy(&backend, &uri);
+        let faults: &[Fault] = match backend.name {
+            "s3" => &[Fault::Reset, Fault::Http503, Fault::Reset],
+            // HDFS speaks RPC, not HTTP: a dropped NameNode connection is its transient fault.
+            _ => &[Fault::Reset, Fault::Reset],
+        };
+        proxied.proxy.inject(faults);
+        let run = proxied.sheaf(&["cat", &path]).success();
+        assert!(
+            run.stdout == expected.as_slice(),
+            "{}: cat after transient faults returned other bytes",
+            backend.name
+        );
+        assert_eq!(
+            proxied.proxy.injected(),
+            faults.len(),
+            "{}: every fault was met and ridden out",
+            backend.name
+        );
+    }
+}
+
+#[test]
+fn a_server_that_goes_away_mid_read_fails_fast_naming_the_uri_and_never_returns_wrong_bytes() {
+    let tmp = tempdir();
+    for backend in backends().into_iter().filter(|b| b.base.is_some()) {
+        let (uri, store, _, _) = folded(&backend, tmp.path(), "goes-away");
+        let dataset = Dataset::open_in(store).unwrap();
+        let paths: Vec<String> = (0..40).map(|i| format!("a/f{i:02}")).collect();
+        let mut whole = Vec::new();
+        for path in &paths {
+            whole.extend_from_slice(dataset.read(path.as_bytes()).unwrap().as_slice());
+        }
+        let proxied = through_proxy(&backend, &uri);
+        proxied.proxy.go_down_after(12);
+        let mut args = vec!["cat"];
+        args.extend(paths.iter().map(String::as_str));
+        let started = Instant::now();
+        let run = proxied.sheaf(&args).fails_with(1);
+        let elapsed = started.elapsed();
+        assert!(
+            run.stderr.contains(&proxied.uri) || run.stderr.contains(&uri),
+            "{}: the error names the dataset: {}",
+            backend.name,
+            run.stderr
+        );
+        assert!(
+            !run.stdout.is_empty() && run.stdout.len() < whole.len(),
+            "{}: the server went away part-way through ({} of {} bytes)",
+            backend.name,
+            run.stdout.len(),
+            whole.len()
+        );
+        assert!(
+            whole.starts_with(&run.stdout),
+            "{}: every byte written before the failure is right",
+            backend.name
+        );
+        assert!(
+            elapsed < Duration::from_secs(60),
+            "{}: took {elapsed:?} to give up",
+            backend.name
+        );
+        proxied.proxy.come_back();
+        let run = proxied.sheaf(&args).success();
+        assert!(run.stdout == whole, "{}: reads work again", backend.name);
+    }
+}
+
+#[test]
+fn a_long_lived_reader_fails_while_the_server_is_away_and_recovers_when_it_returns() {
+    let tmp = tempdir();
+    for backend in backends().into_iter().filter(|b| b.name == "hdfs") {
+        let (uri, _, _, _) = folded(&backend, tmp.path(), "recovers");
+        let proxied = through_proxy(&backend, &uri);
+        let dataset = Dataset::open_uri(&proxied.uri).unwrap();
+        let first = dataset.read(b"a/f01").unwrap();
+        assert_eq!(first.as_slice(), &[1u8; 900][..]);
+        proxied.proxy.go_down();
+        let started = Instant::now();
+        let error = dataset.read(b"a/f02").unwrap_err().to_string();
+        assert!(error.contains(&proxied.uri), "{error}");
+        assert!(started.elapsed() < Duration::from_secs(60));
+        proxied.proxy.come_back();
+        let again = dataset.read(b"a/f02").unwrap();
+        assert_eq!(again.as_slice(), &[2u8; 900][..]);
     }
 }

@@ -15,6 +15,7 @@ macro_rules! run {
     };
 }
 
+mod proxy;
 mod util;
 
 mod bad_input;
