@@ -65,6 +65,20 @@ pub enum Error {
         cause: Box<dyn std::error::Error + Send + Sync>,
     },
 
+    /// The cache cannot take what was asked of it, even after evicting everything it may.
+    #[error(
+        "the cache {} cannot fit {needed} more bytes under its quota of {quota} bytes: {kept} \
+         bytes are pinned or in use by this request; raise --quota, unpin a dataset or preload \
+         less (--prefix)",
+        cache.display()
+    )]
+    CacheFull {
+        cache: PathBuf,
+        needed: u64,
+        quota: u64,
+        kept: u64,
+    },
+
     /// An operating-system error on a named path.
     #[error("{op} {}: {cause}", path.display())]
     Io {

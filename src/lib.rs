@@ -8,6 +8,7 @@
 //!
 //! The bytes on disk are specified in formats/SPEC.md.
 
+pub mod cache;
 pub mod error;
 pub mod fs;
 pub mod index;
@@ -19,4 +20,4 @@ pub mod store;
 
 pub use error::{Error, Result};
 pub use index::{Codec, Entry, EntryKind};
-pub use read::{Dataset, Location};
+pub use read::{Dataset, Location, ReadOptions};

@@ -1,6 +1,7 @@
 //! The `sheaf` command line: parses flags, draws progress, prints results and maps errors to
 //! exit codes. All the work is done by the library.
 
+mod cache_cmd;
 mod output;
 mod progress;
 
@@ -16,7 +17,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Exit status when `verify` finds faults.
-const EXIT_FAULTS: u8 = 3;
+pub(crate) const EXIT_FAULTS: u8 = 3;
 
 #[derive(Parser)]
 #[command(
@@ -46,6 +47,21 @@ enum Command {
     Verify(VerifyArgs),
     /// Restore the plain tree of a dataset, byte-identical, modes and mtimes kept.
     Unfold(UnfoldArgs),
+    /// Copy a dataset's containers (or those holding some prefixes) into a local cache.
+    Preload(cache_cmd::PreloadArgs),
+    /// Inspect and manage a cache directory: stats, ls, evict, pin, unpin, verify.
+    Cache(cache_cmd::CacheCommandArgs),
+}
+
+/// Reading through an SSD cache.
+#[derive(Args)]
+struct ReadCacheArgs {
+    /// Read containers from this cache directory when it holds them (see `sheaf preload`).
+    #[arg(long, value_name = "DIR")]
+    cache: Option<PathBuf>,
+    /// With --cache: fetch containers that keep missing into the cache in the background.
+    #[arg(long, requires = "cache")]
+    fill: bool,
 }
 
 #[derive(Args)]
@@ -89,6 +105,8 @@ struct FoldArgs {
 struct LsArgs {
     /// The dataset root.
     dataset: PathBuf,
+    #[command(flatten)]
+    read: ReadCacheArgs,
     /// A directory or file inside the dataset (default: the root).
     #[arg(default_value = "")]
     path: OsString,
@@ -107,6 +125,8 @@ struct LsArgs {
 struct StatArgs {
     /// The dataset root.
     dataset: PathBuf,
+    #[command(flatten)]
+    read: ReadCacheArgs,
     /// The entry.
     path: OsString,
     /// Print as JSON.
@@ -118,6 +138,8 @@ struct StatArgs {
 struct CatArgs {
     /// The dataset root.
     dataset: PathBuf,
+    #[command(flatten)]
+    read: ReadCacheArgs,
     /// Files to print, in order.
     #[arg(required = true)]
     paths: Vec<OsString>,
@@ -187,6 +209,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Cat(args) => cat(args),
         Command::Verify(args) => verify(args),
         Command::Unfold(args) => unfold(args),
+        Command::Preload(args) => cache_cmd::preload(args),
+        Command::Cache(args) => cache_cmd::cache_command(args),
     }
 }
 
@@ -210,6 +234,21 @@ fn open_dataset(dataset: &PathBuf) -> sheaf::Result<Dataset> {
 
 fn open(dataset: &PathBuf) -> Result<Dataset> {
     open_dataset(dataset).with_context(|| format!("opening dataset {}", dataset.display()))
+}
+
+/// Opens a dataset to read, through a cache when one is given.
+fn open_reading(dataset: &PathBuf, read: &ReadCacheArgs) -> Result<Dataset> {
+    let Some(dir) = &read.cache else {
+        return open(dataset);
+    };
+    let cache = sheaf::cache::Cache::open(dir)
+        .with_context(|| format!("opening cache {}", dir.display()))?;
+    let options = sheaf::ReadOptions {
+        cache: Some(std::sync::Arc::new(cache)),
+        fill: read.fill,
+    };
+    Dataset::open_uri_with(&dataset.to_string_lossy(), options)
+        .with_context(|| format!("opening dataset {}", dataset.display()))
 }
 
 fn fold(args: FoldArgs) -> Result<ExitCode> {
@@ -239,7 +278,7 @@ fn fold(args: FoldArgs) -> Result<ExitCode> {
 }
 
 fn ls(args: LsArgs) -> Result<ExitCode> {
-    let dataset = open(&args.dataset)?;
+    let dataset = open_reading(&args.dataset, &args.read)?;
     let path = args.path.as_bytes();
     let target = dataset.stat(path)?;
     let entries = if target.kind != EntryKind::Dir {
@@ -271,7 +310,7 @@ fn ls(args: LsArgs) -> Result<ExitCode> {
 }
 
 fn stat(args: StatArgs) -> Result<ExitCode> {
-    let dataset = open(&args.dataset)?;
+    let dataset = open_reading(&args.dataset, &args.read)?;
     let path = args.path.as_bytes();
     let entry = dataset.stat(path)?;
     let location = dataset.lookup(&entry.path)?.map(|(at, _)| at);
@@ -293,7 +332,7 @@ fn stat(args: StatArgs) -> Result<ExitCode> {
 }
 
 fn cat(args: CatArgs) -> Result<ExitCode> {
-    let dataset = open(&args.dataset)?;
+    let dataset = open_reading(&args.dataset, &args.read)?;
     let mut out = io::stdout().lock();
     let mut failed = false;
     for path in &args.paths {
@@ -325,7 +364,7 @@ fn cat_one(dataset: &Dataset, path: &[u8], out: &mut impl Write) -> Result<()> {
             })?;
         }
         EntryKind::Dir => bail!("{}: is a directory", sheaf::index::path::display(path)),
-        _ => out.write_all(&dataset.container(at.container)?.read_row(at.row)?)?,
+        _ => out.write_all(&dataset.read_at(at)?)?,
     }
     Ok(())
 }

@@ -3,9 +3,11 @@
 //! A lookup is a binary search over the catalog's path ranges, then one in a container index;
 //! containers are mapped lazily on first use, so opening a dataset costs one small file.
 
+mod cached;
 pub mod unfold;
 pub mod verify;
 
+use crate::cache::{Cache, Counter, Latency, MappedContainer, Snapshot};
 use crate::error::{Error, Result};
 use crate::index::path::{self, cmp_paths, display, is_inside, normalize_user_path, SEPARATOR};
 use crate::index::{Catalog, Container, Entry, EntryKind};
@@ -17,6 +19,7 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 use xxhash_rust::xxh3::Xxh3;
 
 /// How many symbolic links a path may pass through before resolution gives up.
@@ -31,12 +34,25 @@ pub struct Location {
     pub row: usize,
 }
 
+/// How to read a dataset.
+#[derive(Clone, Debug, Default)]
+pub struct ReadOptions {
+    /// Read containers from this cache when it holds them (and open the dataset from the
+    /// catalog it keeps, so a preloaded dataset needs no request to its origin).
+    pub cache: Option<Arc<Cache>>,
+    /// Fetch containers that keep missing into the cache in the background.
+    pub fill: bool,
+}
+
 /// A published dataset opened for reading.
 #[derive(Debug)]
 pub struct Dataset {
     store: Arc<dyn Store>,
     catalog: Catalog,
+    /// Containers opened from the origin, on first use.
     containers: Vec<OnceLock<Arc<Container>>>,
+    tier: Option<cached::Tier>,
+    stats: cached::Stats,
 }
 
 impl Dataset {
@@ -52,10 +68,29 @@ impl Dataset {
 
     /// Opens the dataset whose root is the root of `store`.
     pub fn open_in(store: Arc<dyn Store>) -> Result<Self> {
-        let catalog = match store.read(CATALOG_KEY) {
-            Ok(bytes) => {
-                Catalog::from_buffer(Buffer::from_vec(bytes), Path::new(&store.uri(CATALOG_KEY)))?
-            }
+        Self::open_in_with(store, ReadOptions::default())
+    }
+
+    /// Opens the dataset a URI names, reading through a cache as `options` say.
+    pub fn open_uri_with(uri: &str, options: ReadOptions) -> Result<Self> {
+        Self::open_in_with(store::open(uri)?, options)
+    }
+
+    /// Opens the dataset whose root is the root of `store`, reading as `options` say.
+    pub fn open_in_with(store: Arc<dyn Store>, options: ReadOptions) -> Result<Self> {
+        let kept = match &options.cache {
+            Some(cache) => cache.cached_catalog(&crate::cache::dataset_key(store.as_ref()))?,
+            None => None,
+        };
+        let read = match kept {
+            Some(bytes) => Ok((
+                bytes,
+                "the cache's copy of ".to_owned() + &store.uri(CATALOG_KEY),
+            )),
+            None => store.read(CATALOG_KEY).map(|b| (b, store.uri(CATALOG_KEY))),
+        };
+        let catalog = match read {
+            Ok((bytes, from)) => Catalog::from_buffer(Buffer::from_vec(bytes), Path::new(&from))?,
             Err(Error::NotFound { .. }) => {
                 let root = PathBuf::from(store.uri(""));
                 return Err(match store.len(FOLD_PARAMS_KEY) {
@@ -65,12 +100,30 @@ impl Dataset {
             }
             Err(e) => return Err(e),
         };
-        let containers = (0..catalog.rows().len()).map(|_| OnceLock::new()).collect();
+        let count = catalog.rows().len();
+        let containers = (0..count).map(|_| OnceLock::new()).collect();
+        let tier = options
+            .cache
+            .clone()
+            .map(|cache| cached::Tier::new(cache, count, options.fill));
         Ok(Dataset {
             store,
             catalog,
             containers,
+            tier,
+            stats: cached::Stats::new(options.cache),
         })
+    }
+
+    /// This reader's counters and latency histograms (a cache's shared ones, summed over
+    /// every process using it, are [`Cache::counters`]).
+    pub fn stats(&self) -> Snapshot {
+        self.stats.own().snapshot()
+    }
+
+    /// The cache this dataset reads through, if any.
+    pub fn cache(&self) -> Option<&Arc<Cache>> {
+        self.tier.as_ref().map(|t| t.cache())
     }
 
     /// The store the dataset lives in.
@@ -108,25 +161,88 @@ impl Dataset {
             .fold(0u64, |sum, r| sum.saturating_add(r.entry_count))
     }
 
-    /// Container `i` of the catalog, mapped on first use and checked against its catalog row
-    /// and for safe, strictly ordered paths.
+    /// Container `i` of the catalog, from the cache when it holds a sound copy, else from the
+    /// origin; opened on first use and checked against its catalog row and for safe, strictly
+    /// ordered paths.
     pub fn container(&self, i: usize) -> Result<Arc<Container>> {
+        if let Some(mapped) = self.cached(i) {
+            return Ok(mapped.container.clone());
+        }
+        self.origin_container(i)
+    }
+
+    fn cached(&self, i: usize) -> Option<Arc<MappedContainer>> {
+        let tier = self.tier.as_ref()?;
+        let row = &self.catalog.rows()[i];
+        tier.cached(i, row, &self.stats, |mapped| {
+            self.container_problem(i, &mapped.container).is_none()
+        })
+    }
+
+    fn origin_container(&self, i: usize) -> Result<Arc<Container>> {
         if let Some(open) = self.containers[i].get() {
             return Ok(open.clone());
         }
         let container = self.open_container_unchecked(i)?;
-        let file = PathBuf::from(self.container_uri(i));
-        if let Some(mismatch) = self.catalog_mismatch(i, &container) {
-            return Err(Error::corrupt(&file, mismatch));
-        }
-        // Lookups and listings rely on every path being safe and in strict order; one pass
-        // when the container is first opened keeps a hostile index from misleading them.
-        if let Some(problem) = container.index().check_paths().into_iter().next() {
-            return Err(Error::corrupt(&file, problem));
+        if let Some(problem) = self.container_problem(i, &container) {
+            return Err(Error::corrupt(
+                PathBuf::from(self.container_uri(i)),
+                problem,
+            ));
         }
         Ok(self.containers[i]
             .get_or_init(|| Arc::new(container))
             .clone())
+    }
+
+    /// Why container `i` must not be used, if it must not.
+    fn container_problem(&self, i: usize, container: &Container) -> Option<String> {
+        if let Some(mismatch) = self.catalog_mismatch(i, container) {
+            return Some(mismatch.to_owned());
+        }
+        // Lookups and listings rely on every path being safe and in strict order; one pass
+        // when the container is first opened keeps a hostile index from misleading them.
+        container.index().check_paths().into_iter().next()
+    }
+
+    /// The stored bytes of the entry at `at` (a file's content or a symlink's target), checked:
+    /// from the cached copy when there is a sound one, else from the origin. A cache fault
+    /// (checksum mismatch, damage) sends the read to the origin and the copy to quarantine.
+    pub fn read_at(&self, at: Location) -> Result<Buffer> {
+        if let Some(tier) = &self.tier {
+            let row = &self.catalog.rows()[at.container];
+            match self.cached(at.container) {
+                Some(mapped) => {
+                    let started = Instant::now();
+                    match mapped.container.read_row(at.row) {
+                        Ok(bytes) => {
+                            self.stats.add(Counter::Hits, 1);
+                            self.stats.add(Counter::CacheBytes, bytes.len() as u64);
+                            self.stats.latency(Latency::Cache, started);
+                            return Ok(bytes);
+                        }
+                        Err(e) if e.is_data_fault() => {
+                            if matches!(e, Error::ChecksumMismatch { .. }) {
+                                self.stats.add(Counter::ChecksumFailures, 1);
+                            }
+                            self.stats.add(Counter::Fallbacks, 1);
+                            tier.fault(at.container, row);
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                None => {
+                    self.stats.add(Counter::Misses, 1);
+                    tier.missed(at.container, row, &self.store);
+                }
+            }
+        }
+        let started = Instant::now();
+        let bytes = self.origin_container(at.container)?.read_row(at.row)?;
+        self.stats.add(Counter::OriginReads, 1);
+        self.stats.add(Counter::OriginBytes, bytes.len() as u64);
+        self.stats.latency(Latency::Origin, started);
+        Ok(bytes)
     }
 
     /// Opens container `i` with only its own footer and index checks, for `verify`, which
@@ -229,7 +345,7 @@ impl Dataset {
     pub fn read(&self, user_path: &[u8]) -> Result<Buffer> {
         let (at, entry) = self.resolve(user_path)?;
         match entry.kind {
-            EntryKind::File => self.container(at.container)?.read_row(at.row),
+            EntryKind::File => self.read_at(at),
             EntryKind::External => self.read_external(&entry),
             EntryKind::Dir => Err(Error::WrongKind {
                 path: display(&entry.path),
@@ -241,7 +357,7 @@ impl Dataset {
 
     /// The target of a symbolic link, checked against the index checksum.
     pub fn read_link(&self, at: Location) -> Result<Buffer> {
-        self.container(at.container)?.read_row(at.row)
+        self.read_at(at)
     }
 
     /// Resolves a user-supplied path to a non-symlink entry, following links that stay inside
@@ -491,7 +607,7 @@ pub(crate) fn check_external(file: &Path, entry: &Entry, found: u64) -> Result<(
     Ok(())
 }
 
-fn normalize(user_path: &[u8]) -> Result<Vec<u8>> {
+pub(crate) fn normalize(user_path: &[u8]) -> Result<Vec<u8>> {
     normalize_user_path(user_path).map_err(|reason| Error::InvalidPath {
         path: display(user_path),
         reason,

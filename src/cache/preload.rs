@@ -1,0 +1,157 @@
+//! `preload`: copy the containers that hold the requested paths from the origin into the cache,
+//! in parallel, each verified before it becomes visible.
+
+use super::{Cache, Fetched};
+use crate::error::{Error, Result};
+use crate::index::path::{cmp_paths, is_inside};
+use crate::index::{Catalog, CatalogRow};
+use crate::layout::{container_key, CATALOG_KEY};
+use crate::progress::Progress;
+use crate::store;
+use arrow_buffer::Buffer;
+use rayon::prelude::*;
+use std::cmp::Ordering;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// What to preload.
+#[derive(Clone, Debug, Default)]
+pub struct PreloadOptions {
+    /// Only the containers holding paths under these (dataset-relative) prefixes; all when
+    /// empty.
+    pub prefixes: Vec<Vec<u8>>,
+    /// Pin the dataset: its containers are never evicted.
+    pub pin: bool,
+    /// Containers fetched at once.
+    pub jobs: usize,
+}
+
+/// What a preload did.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct PreloadSummary {
+    /// The dataset preloaded.
+    pub dataset: String,
+    /// Containers holding the requested paths.
+    pub containers: u64,
+    /// Of those, already in the cache.
+    pub already_cached: u64,
+    /// Of those, copied by this run.
+    pub fetched: u64,
+    /// Bytes of the requested containers.
+    pub bytes: u64,
+    /// Bytes copied by this run.
+    pub bytes_fetched: u64,
+    /// Whether the dataset is now pinned.
+    pub pinned: bool,
+    /// Wall time in seconds.
+    pub elapsed_secs: f64,
+    /// Copy throughput in MiB/s.
+    pub mib_per_sec: f64,
+}
+
+/// Copies the containers of the dataset at `uri` that hold the requested paths into `cache`,
+/// and records the dataset (and its catalog, so readers can open it from the cache alone).
+/// Re-running it copies only what is missing.
+pub fn preload(
+    uri: &str,
+    cache: &Cache,
+    options: &PreloadOptions,
+    progress: &dyn Progress,
+) -> Result<PreloadSummary> {
+    let started = Instant::now();
+    let origin = store::open(uri)?;
+    let key = super::dataset_key(origin.as_ref());
+    let catalog_bytes = match origin.read(CATALOG_KEY) {
+        Ok(bytes) => bytes,
+        Err(Error::NotFound { .. }) => {
+            return Err(Error::NotADataset {
+                root: PathBuf::from(uri),
+            })
+        }
+        Err(e) => return Err(e),
+    };
+    let catalog = Catalog::from_buffer(
+        Buffer::from_vec(catalog_bytes.clone()),
+        Path::new(&origin.uri(CATALOG_KEY)),
+    )?;
+    let prefixes = options
+        .prefixes
+        .iter()
+        .map(|p| crate::read::normalize(p))
+        .collect::<Result<Vec<_>>>()?;
+    let selected: Vec<&CatalogRow> = catalog
+        .rows()
+        .iter()
+        .filter(|row| prefixes.is_empty() || prefixes.iter().any(|p| may_hold(row, p)))
+        .collect();
+    let protect: HashSet<u128> = selected.iter().map(|r| r.content_id).collect();
+    let missing: Vec<&CatalogRow> = selected
+        .iter()
+        .copied()
+        .filter(|r| !cache.contains(r.content_id))
+        .collect();
+    let missing_bytes = missing.iter().map(|r| r.file_len).sum();
+    cache.record_dataset(&key, &catalog_bytes, options.pin.then_some(true))?;
+    cache.make_room(missing_bytes, &protect)?;
+    progress.phase("preload", missing.len() as u64, missing_bytes);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(options.jobs.max(1))
+        .build()
+        .map_err(|e| Error::Refused {
+            path: PathBuf::from("--jobs"),
+            reason: e.to_string(),
+        })?;
+    let outcomes: Vec<Result<Fetched>> = pool.install(|| {
+        missing
+            .par_iter()
+            .map(|row| {
+                let key = container_key(&row.name);
+                let origin = Arc::clone(&origin);
+                let fetched = cache.fetch(row.content_id, row.file_len, &protect, |sink| {
+                    origin.read_chunks(&key, row.file_len, sink)
+                });
+                progress.advance(1, row.file_len);
+                fetched
+            })
+            .collect()
+    });
+    for row in &selected {
+        if !missing.iter().any(|m| m.content_id == row.content_id) {
+            cache.touch(row.content_id);
+        }
+    }
+    let mut summary = PreloadSummary {
+        dataset: uri.to_owned(),
+        containers: selected.len() as u64,
+        bytes: selected.iter().map(|r| r.file_len).sum(),
+        pinned: cache.dataset(&key)?.is_some_and(|r| r.pinned),
+        already_cached: (selected.len() - missing.len()) as u64,
+        ..Default::default()
+    };
+    for outcome in outcomes {
+        match outcome? {
+            Fetched::AlreadyCached => summary.already_cached += 1,
+            Fetched::Copied(bytes) => {
+                summary.fetched += 1;
+                summary.bytes_fetched += bytes;
+            }
+        }
+    }
+    summary.elapsed_secs = started.elapsed().as_secs_f64();
+    summary.mib_per_sec = summary.bytes_fetched as f64 / (1 << 20) as f64 / summary.elapsed_secs;
+    Ok(summary)
+}
+
+/// True unless the container's path range certainly holds nothing at or under `prefix`.
+/// Paths under a prefix sort right after it and together, so a range holds some only if it
+/// reaches the prefix and starts at or before it, or starts inside it.
+fn may_hold(row: &CatalogRow, prefix: &[u8]) -> bool {
+    if prefix.is_empty() {
+        return true;
+    }
+    cmp_paths(&row.last_path, prefix) != Ordering::Less
+        && (cmp_paths(&row.first_path, prefix) != Ordering::Greater
+            || is_inside(&row.first_path, prefix))
+}

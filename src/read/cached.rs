@@ -1,0 +1,199 @@
+//! The cache-aware half of the reader: per container, a cached copy when the cache holds one
+//! (mapped, zero-copy), the origin otherwise, and on any cache fault the origin at the same
+//! offset while the faulty file is quarantined and the event counted.
+
+use crate::cache::{Cache, Counter, Counters, Latency, MappedContainer, RECHECK_AFTER};
+use crate::index::CatalogRow;
+use crate::layout::container_key;
+use crate::store::Store;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How often a long-lived reader marks a cached container it keeps using as recently used.
+const TOUCH_EVERY: Duration = Duration::from_secs(60);
+
+/// Misses of one container after which read-through fill fetches it whole.
+const FILL_AFTER_MISSES: u32 = 2;
+
+/// Containers fetched by read-through fill at once, per dataset.
+const MAX_FILLS: usize = 2;
+
+/// What a reader knows of one container's cached copy.
+#[derive(Debug)]
+enum Slot {
+    /// Not looked for yet.
+    Unknown,
+    /// Mapped and checked against its catalog row.
+    Cached {
+        mapped: Arc<MappedContainer>,
+        touched: Instant,
+    },
+    /// Not in the cache when last looked for (or faulty and quarantined).
+    Absent { since: Instant, misses: u32 },
+}
+
+/// A dataset's view of a cache.
+#[derive(Debug)]
+pub(super) struct Tier {
+    cache: Arc<Cache>,
+    slots: Vec<Mutex<Slot>>,
+    fill: bool,
+    filling: Arc<Mutex<HashSet<u128>>>,
+}
+
+impl Tier {
+    pub(super) fn new(cache: Arc<Cache>, containers: usize, fill: bool) -> Tier {
+        Tier {
+            cache,
+            slots: (0..containers).map(|_| Mutex::new(Slot::Unknown)).collect(),
+            fill,
+            filling: Arc::default(),
+        }
+    }
+
+    pub(super) fn cache(&self) -> &Arc<Cache> {
+        &self.cache
+    }
+
+    /// The cached copy of container `i`, if the cache holds a sound one. `accept` checks a
+    /// freshly mapped copy against the catalog; a copy it rejects is quarantined.
+    pub(super) fn cached(
+        &self,
+        i: usize,
+        row: &CatalogRow,
+        stats: &Stats,
+        accept: impl FnOnce(&MappedContainer) -> bool,
+    ) -> Option<Arc<MappedContainer>> {
+        let mut slot = self.slots[i].lock().unwrap_or_else(|p| p.into_inner());
+        match &mut *slot {
+            Slot::Cached { mapped, touched } => {
+                if mapped.is_whole() {
+                    if touched.elapsed() > TOUCH_EVERY {
+                        self.cache.touch(row.content_id);
+                        *touched = Instant::now();
+                    }
+                    return Some(mapped.clone());
+                }
+                // Cut short under us: the mapping must not be read past its new end.
+                self.cache.quarantine(row.content_id);
+                stats.add(Counter::Fallbacks, 1);
+                *slot = absent(0);
+                None
+            }
+            Slot::Absent { since, .. } if since.elapsed() < RECHECK_AFTER => None,
+            _ => match self.cache.map(row.content_id) {
+                Ok(Some(mapped)) if accept(&mapped) => {
+                    let mapped = Arc::new(mapped);
+                    *slot = Slot::Cached {
+                        mapped: mapped.clone(),
+                        touched: Instant::now(),
+                    };
+                    Some(mapped)
+                }
+                Ok(Some(_)) => {
+                    self.cache.quarantine(row.content_id);
+                    *slot = absent(0);
+                    None
+                }
+                Ok(None) => {
+                    let misses = match &*slot {
+                        Slot::Absent { misses, .. } => *misses,
+                        _ => 0,
+                    };
+                    *slot = absent(misses);
+                    None
+                }
+                Err(_) => {
+                    // `map` quarantined the file already.
+                    *slot = absent(0);
+                    None
+                }
+            },
+        }
+    }
+
+    /// Drops the cached copy of container `i` after a fault and quarantines it.
+    pub(super) fn fault(&self, i: usize, row: &CatalogRow) {
+        self.cache.quarantine(row.content_id);
+        *self.slots[i].lock().unwrap_or_else(|p| p.into_inner()) = absent(0);
+    }
+
+    /// Notes a miss of container `i`; with read-through fill on, a container that keeps
+    /// missing is fetched whole in the background.
+    pub(super) fn missed(&self, i: usize, row: &CatalogRow, origin: &Arc<dyn Store>) {
+        let misses = {
+            let mut slot = self.slots[i].lock().unwrap_or_else(|p| p.into_inner());
+            match &mut *slot {
+                Slot::Absent { misses, .. } => {
+                    *misses += 1;
+                    *misses
+                }
+                _ => return,
+            }
+        };
+        if !self.fill || misses < FILL_AFTER_MISSES {
+            return;
+        }
+        {
+            let mut filling = self.filling.lock().unwrap_or_else(|p| p.into_inner());
+            if filling.len() >= MAX_FILLS || !filling.insert(row.content_id) {
+                return;
+            }
+        }
+        let (cache, origin, filling) = (self.cache.clone(), origin.clone(), self.filling.clone());
+        let (id, len, key) = (row.content_id, row.file_len, container_key(&row.name));
+        std::thread::spawn(move || {
+            // A failed fill changes nothing: reads keep going to the origin.
+            let _ = cache.fetch(id, len, &HashSet::from([id]), |sink| {
+                origin.read_chunks(&key, len, sink)
+            });
+            filling
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&id);
+        });
+    }
+}
+
+fn absent(misses: u32) -> Slot {
+    Slot::Absent {
+        since: Instant::now(),
+        misses,
+    }
+}
+
+/// A dataset's counters: its own, and the cache's shared ones when it reads through a cache.
+#[derive(Debug, Default)]
+pub(super) struct Stats {
+    own: Counters,
+    shared: Option<Arc<Cache>>,
+}
+
+impl Stats {
+    pub(super) fn new(shared: Option<Arc<Cache>>) -> Stats {
+        Stats {
+            own: Counters::default(),
+            shared,
+        }
+    }
+
+    pub(super) fn own(&self) -> &Counters {
+        &self.own
+    }
+
+    pub(super) fn add(&self, counter: Counter, n: u64) {
+        self.own.add(counter, n);
+        if let Some(cache) = &self.shared {
+            cache.counters().add(counter, n);
+        }
+    }
+
+    pub(super) fn latency(&self, kind: Latency, since: Instant) {
+        let nanos = since.elapsed().as_nanos().min(u64::MAX as u128) as u64;
+        self.own.record(kind, nanos);
+        if let Some(cache) = &self.shared {
+            cache.counters().record(kind, nanos);
+        }
+    }
+}
