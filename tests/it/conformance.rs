@@ -15,13 +15,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A back-end under test and where its datasets go.
-struct Backend {
-    name: &'static str,
+pub(crate) struct Backend {
+    pub(crate) name: &'static str,
     /// URI prefix for remote back-ends; `None` for local (a temporary directory).
-    base: Option<String>,
+    pub(crate) base: Option<String>,
 }
 
-fn backends() -> Vec<Backend> {
+pub(crate) fn backends() -> Vec<Backend> {
     let mut out = vec![Backend {
         name: "local",
         base: None,
@@ -52,7 +52,7 @@ fn backends() -> Vec<Backend> {
 }
 
 /// A fresh dataset location on a back-end, unique to this test run.
-fn fresh_location(backend: &Backend, scratch: &Path, label: &str) -> String {
+pub(crate) fn fresh_location(backend: &Backend, scratch: &Path, label: &str) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let leaf = format!("{label}-{}-{n}", std::process::id());
@@ -118,9 +118,9 @@ fn every_backend_folds_lists_reads_verifies_and_unfolds_a_real_tree() {
 
 /// Counts the reads that reach a store.
 #[derive(Debug)]
-struct Counting {
-    inner: Arc<dyn Store>,
-    reads: AtomicUsize,
+pub(crate) struct Counting {
+    pub(crate) inner: Arc<dyn Store>,
+    pub(crate) reads: AtomicUsize,
 }
 
 impl Store for Counting {
@@ -521,13 +521,13 @@ fn an_in_place_fold_of_a_store_leaves_containers_and_large_files_instead_of_smal
 
 /// A dataset on a remote back-end reached through a fault-injecting proxy: the URI to use
 /// and the environment the `sheaf` command needs to go through the proxy.
-struct Proxied {
-    proxy: Proxy,
-    uri: String,
+pub(crate) struct Proxied {
+    pub(crate) proxy: Proxy,
+    pub(crate) uri: String,
     env: Vec<(&'static str, String)>,
 }
 
-fn through_proxy(backend: &Backend, uri: &str) -> Proxied {
+pub(crate) fn through_proxy(backend: &Backend, uri: &str) -> Proxied {
     let base = backend.base.as_deref().expect("a remote back-end");
     match backend.name {
         "s3" => {
@@ -554,7 +554,7 @@ fn through_proxy(backend: &Backend, uri: &str) -> Proxied {
 }
 
 impl Proxied {
-    fn sheaf(&self, args: &[&str]) -> Run {
+    pub(crate) fn sheaf(&self, args: &[&str]) -> Run {
         let mut all = vec![args[0], self.uri.as_str()];
         all.extend(&args[1..]);
         sheaf_with(all, |cmd| {

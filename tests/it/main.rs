@@ -6,6 +6,7 @@
 //! - `bad_input`: damaged containers and catalogs, hostile indexes, bad paths, changed files.
 //! - `full_disk`: a fold into a full filesystem fails cleanly.
 //! - `proptests`: random trees round-trip; damaged bytes never come back as data.
+//! - `cache`: preload, the cache-aware reader, quota, pins, faults in the cache and at the origin.
 //! - `conformance`: the same fold, read, publish and fault cases on local, S3 and HDFS stores.
 
 /// Runs the built binary with arguments of any path-like type: `run!("ls", dataset, "-l")`.
@@ -19,6 +20,7 @@ mod proxy;
 mod util;
 
 mod bad_input;
+mod cache;
 mod conformance;
 mod fold_behaviour;
 mod full_disk;
