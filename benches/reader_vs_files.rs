@@ -115,9 +115,12 @@ fn list_files(root: &Path) -> Vec<String> {
     out
 }
 
+/// One system's read of a file, returning a checksum of its bytes.
+type ReadFn<'a> = &'a (dyn Fn(&str) -> u64 + Sync);
+
 /// Reads every path with `threads` threads (each a contiguous share of the shuffled order);
 /// returns (seconds, checksum over everything read).
-fn timed(paths: &[String], threads: usize, read: &(dyn Fn(&str) -> u64 + Sync)) -> (f64, u64) {
+fn timed(paths: &[String], threads: usize, read: ReadFn) -> (f64, u64) {
     let started = Instant::now();
     let chunk = paths.len().div_ceil(threads);
     let sum = std::thread::scope(|scope| {
@@ -180,7 +183,7 @@ fn main() {
     }
     let plain = |p: &str| xxh3_64(&std::fs::read(corpus.join(p)).unwrap());
     let sheaf = |p: &str| xxh3_64(&reader.read(p.as_bytes()).unwrap());
-    let systems: [(&str, &(dyn Fn(&str) -> u64 + Sync)); 2] = [
+    let systems: [(&str, ReadFn); 2] = [
         ("plain open/read/close", &plain),
         ("sheaf reader (cache)", &sheaf),
     ];
