@@ -189,6 +189,14 @@ fn main() -> ExitCode {
     }
 }
 
+fn is_remote_failure(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<sheaf::Error>()
+            .is_some_and(|e| matches!(e, sheaf::Error::Remote { .. }))
+    })
+}
+
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|cause| {
         let io_pipe = cause
@@ -342,6 +350,11 @@ fn cat(args: CatArgs) -> Result<ExitCode> {
             }
             eprintln!("sheaf: cat: {e:#}");
             failed = true;
+            if is_remote_failure(&e) {
+                // The origin is unreachable: every further file would wait out the same
+                // retries and fail the same way.
+                break;
+            }
         }
     }
     out.flush()?;

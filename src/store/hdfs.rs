@@ -105,6 +105,31 @@ fn hadoop_site_files() -> String {
         .collect()
 }
 
+/// Pauses between attempts of a read that met a transient fault (a dropped or refused
+/// connection); after the last one the fault is the error. The client's own failover retries
+/// cover an unreachable NameNode only, not a connection that drops mid-call.
+const RETRY_PAUSES: [std::time::Duration; 3] = [
+    std::time::Duration::from_millis(100),
+    std::time::Duration::from_millis(400),
+    std::time::Duration::from_millis(1600),
+];
+
+/// Runs an idempotent request, retrying it after transient faults.
+fn retrying<T>(
+    request: impl Fn() -> std::result::Result<T, HdfsError>,
+) -> std::result::Result<T, HdfsError> {
+    let mut pauses = RETRY_PAUSES.iter();
+    loop {
+        match request() {
+            Err(HdfsError::IOError(e)) => match pauses.next() {
+                Some(pause) => std::thread::sleep(*pause),
+                None => return Err(HdfsError::IOError(e)),
+            },
+            done => return done,
+        }
+    }
+}
+
 /// A missing file comes back from the NameNode as a remote Java exception, not always as the
 /// client's own `FileNotFound`.
 fn is_not_found(e: &HdfsError) -> bool {
@@ -124,15 +149,17 @@ impl Store for HdfsBackend {
 
     fn read_range(&self, key: &str, range: Range<u64>) -> Result<Vec<u8>> {
         let wanted = (range.end - range.start) as usize;
-        let bytes = block_on(async {
-            let reader = self.client.read(&self.path(key)).await?;
-            if range.end as usize > reader.file_length() {
-                return Ok(None);
-            }
-            reader
-                .read_range(range.start as usize, wanted)
-                .await
-                .map(Some)
+        let bytes = retrying(|| {
+            block_on(async {
+                let reader = self.client.read(&self.path(key)).await?;
+                if range.end as usize > reader.file_length() {
+                    return Ok(None);
+                }
+                reader
+                    .read_range(range.start as usize, wanted)
+                    .await
+                    .map(Some)
+            })
         })
         .map_err(|e| self.error(key, e))?;
         match bytes {
@@ -145,16 +172,18 @@ impl Store for HdfsBackend {
     }
 
     fn read(&self, key: &str) -> Result<Vec<u8>> {
-        let bytes = block_on(async {
-            let reader = self.client.read(&self.path(key)).await?;
-            reader.read_range(0, reader.file_length()).await
+        let bytes = retrying(|| {
+            block_on(async {
+                let reader = self.client.read(&self.path(key)).await?;
+                reader.read_range(0, reader.file_length()).await
+            })
         })
         .map_err(|e| self.error(key, e))?;
         Ok(bytes.to_vec())
     }
 
     fn len(&self, key: &str) -> Result<Option<u64>> {
-        match block_on(self.client.get_file_info(&self.path(key))) {
+        match retrying(|| block_on(self.client.get_file_info(&self.path(key)))) {
             Ok(status) if !status.isdir => Ok(Some(status.length as u64)),
             Ok(_) => Ok(None),
             Err(e) if is_not_found(&e) => Ok(None),
@@ -185,7 +214,7 @@ impl Store for HdfsBackend {
 
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
         let base = self.path(prefix.trim_end_matches('/'));
-        let listed = match block_on(self.client.list_status(&base, true)) {
+        let listed = match retrying(|| block_on(self.client.list_status(&base, true))) {
             Ok(listed) => listed,
             Err(e) if is_not_found(&e) => return Ok(Vec::new()),
             Err(e) => return Err(self.error(prefix, e)),

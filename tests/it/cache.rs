@@ -231,36 +231,38 @@ fn a_pinned_dataset_is_never_evicted_until_it_is_unpinned() {
 fn two_preloads_racing_into_one_cache_copy_each_container_once() {
     let tmp = tempdir();
     let files = small_tree(&tmp.path().join("src"), 400);
-    let ds = tmp.path().join("ds");
-    fold(&tmp.path().join("src"), &ds, &["--container-size", "8KiB"]).success();
-    let cache = tmp.path().join("cache");
-    let spawn = || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_sheaf"))
-            .args(["preload", ds.to_str().unwrap(), "--cache"])
-            .arg(&cache)
-            .args(["--json", "--jobs", "3"])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
-    let (a, b) = (spawn(), spawn());
-    let outputs = [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()];
-    let mut fetched = 0;
-    let mut containers = 0;
-    for out in &outputs {
-        assert!(out.status.success());
-        let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        fetched += num(&summary, "fetched");
-        containers = num(&summary, "containers");
+    for backend in backends() {
+        let uri = fold_to(&backend, &tmp.path().join("src"), tmp.path(), "race");
+        let cache = tmp.path().join(format!("race-cache-{}", backend.name));
+        let spawn = || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_sheaf"))
+                .args(["preload", &uri, "--cache"])
+                .arg(&cache)
+                .args(["--json", "--jobs", "3"])
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let (a, b) = (spawn(), spawn());
+        let outputs = [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()];
+        let mut fetched = 0;
+        let mut containers = 0;
+        for out in &outputs {
+            assert!(out.status.success(), "{}", backend.name);
+            let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            fetched += num(&summary, "fetched");
+            containers = num(&summary, "containers");
+        }
+        assert_eq!(
+            fetched, containers,
+            "{}: each container was copied by one preload only",
+            backend.name
+        );
+        run!("cache", "verify", "--cache", cache).success();
+        let reader = open_cached(&uri, &cache);
+        read_all(&reader, &files);
+        assert_eq!(reader.stats().get(Counter::Misses), 0, "{}", backend.name);
     }
-    assert_eq!(
-        fetched, containers,
-        "each container was copied by one preload only"
-    );
-    run!("cache", "verify", "--cache", cache).success();
-    let reader = open_cached(ds.to_str().unwrap(), &cache);
-    read_all(&reader, &files);
-    assert_eq!(reader.stats().get(Counter::Misses), 0);
 }
 
 #[test]
