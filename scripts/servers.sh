@@ -2,28 +2,32 @@
 # Real servers for sheaf's storage integration tests, on loopback ports of this machine:
 #   HDFS  a one-DataNode Apache Hadoop MiniDFSCluster (testservers/minidfs, built with Maven)
 #   S3    moto in server mode (PyPI moto[s3] + Flask, in .venv at the repo root)
+#   Azure Azurite's blob service (npm azurite, in testservers/azurite/node_modules)
 #
-#   scripts/servers.sh start  [--hdfs] [--s3]   start them (both when neither is named)
-#   scripts/servers.sh stop   [--hdfs] [--s3]   stop them and check nothing is left
-#   scripts/servers.sh status [--hdfs] [--s3]   say what runs; exit 1 if a named one does not
-#   scripts/servers.sh install [--hdfs] [--s3]  only install/build what they need
+#   scripts/servers.sh start  [--hdfs] [--s3] [--azure]   start them (all when none is named)
+#   scripts/servers.sh stop   [--hdfs] [--s3] [--azure]   stop them and check nothing is left
+#   scripts/servers.sh status [--hdfs] [--s3] [--azure]   say what runs; exit 1 if one does not
+#   scripts/servers.sh install [--hdfs] [--s3] [--azure]  only install/build what they need
 #   scripts/servers.sh dfs ARGS...              Hadoop's `hdfs dfs ARGS` against the running HDFS
 #
-# `start` installs what is missing (Debian packages when root, the Maven build, the venv),
-# waits until each server really answers, and writes target/test-servers.env:
+# `start` installs what is missing (Debian packages when root, the Maven build, the venv, the
+# npm packages), waits until each server really answers, and writes target/test-servers.env:
 #   SHEAF_TEST_HDFS=hdfs://127.0.0.1:PORT
 #   SHEAF_TEST_HDFS_CONF_DIR=...            core-site.xml/hdfs-site.xml for a Hadoop client
 #   SHEAF_TEST_S3_ENDPOINT=http://127.0.0.1:PORT
 #   SHEAF_TEST_S3_BUCKET=sheaf-test         made empty at start (object_store cannot make one)
 #   AWS_ACCESS_KEY_ID=testing  AWS_SECRET_ACCESS_KEY=testing  AWS_REGION=us-east-1
 #   AWS_ALLOW_HTTP=true
+#   AZURE_STORAGE_USE_EMULATOR=true         object_store's Azurite mode: account devstoreaccount1
+#   AZURITE_BLOB_STORAGE_URL=http://127.0.0.1:PORT
+#   SHEAF_TEST_AZURE_CONTAINER=sheaf-test   made at start (object_store cannot make one)
 # Use it with `set -a; . target/test-servers.env; set +a`. Servers already running are kept.
 # Logs and PID files are in target/test-servers/. A server that is not ready within
 # SHEAF_TEST_SERVERS_TIMEOUT seconds (default 180) makes `start` print its log and fail.
 #
 # Knobs (environment): SHEAF_TEST_HDFS_PORT (NameNode RPC port; default: one the kernel
-# picks), SHEAF_TEST_S3_PORT (default: a free one), SHEAF_MINIDFS_XMX (default 512m),
-# SHEAF_TEST_SERVERS_TIMEOUT.
+# picks), SHEAF_TEST_S3_PORT and SHEAF_TEST_AZURE_PORT (default: a free one),
+# SHEAF_MINIDFS_XMX (default 512m), SHEAF_TEST_SERVERS_TIMEOUT.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -35,9 +39,15 @@ MINIDFS_MAIN=sheaf.testservers.MiniDfs
 VENV="$ROOT/.venv"
 MOTO_REQ="$ROOT/testservers/moto/requirements.txt"
 MOTO_CONSTRAINTS="$ROOT/testservers/moto/constraints.txt"
+AZURITE_DIR="$ROOT/testservers/azurite"
+AZURITE_BIN="$AZURITE_DIR/node_modules/.bin/azurite-blob"
 TIMEOUT=${SHEAF_TEST_SERVERS_TIMEOUT:-180}
 XMX=${SHEAF_MINIDFS_XMX:-512m}
 S3_BUCKET=sheaf-test
+AZURE_CONTAINER=sheaf-test
+# Azurite's one account and its well-known key (published by Microsoft for the emulator).
+AZURE_ACCOUNT=devstoreaccount1
+AZURE_KEY='Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=='
 
 say() { printf 'servers: %s\n' "$*" >&2; }
 die() { printf 'servers: ERROR: %s\n' "$*" >&2; exit 1; }
@@ -128,12 +138,32 @@ ensure_moto() {
   moto_stamp >"$VENV/.sheaf-moto.stamp"
 }
 
+azurite_stamp() { sha256sum <"$AZURITE_DIR/package-lock.json" | cut -d' ' -f1; }
+
+ensure_azurite() {
+  if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    apt_install nodejs npm
+  fi
+  if [ -x "$AZURITE_BIN" ] &&
+     [ "$(cat "$AZURITE_DIR/node_modules/.sheaf-azurite.stamp" 2>/dev/null)" = "$(azurite_stamp)" ]; then
+    return 0
+  fi
+  say "installing azurite into testservers/azurite/node_modules (pinned in its package-lock.json)"
+  local log="$STATE/azurite-install.log"
+  mkdir -p "$STATE"
+  if ! (cd "$AZURITE_DIR" && npm ci --no-audit --no-fund --loglevel=error) >"$log" 2>&1; then
+    tail -n 40 "$log" >&2
+    die "npm ci of azurite failed (whole log: $log)"
+  fi
+  azurite_stamp >"$AZURITE_DIR/node_modules/.sheaf-azurite.stamp"
+}
+
 # ---------------------------------------------------------------- processes
 
 pid_file() { echo "$STATE/$1.pid"; }
 log_file() { echo "$STATE/$1.log"; }
 # What the process's command line must contain, so a recycled PID is never taken for ours.
-marker() { case $1 in hdfs) echo "$MINIDFS_MAIN" ;; s3) echo moto_server ;; esac; }
+marker() { case $1 in hdfs) echo "$MINIDFS_MAIN" ;; s3) echo moto_server ;; azure) echo azurite-blob ;; esac; }
 
 # Prints the PID when the server's recorded process is alive and is ours.
 running_pid() {
@@ -224,6 +254,42 @@ start_s3() {
   say "S3 (moto) ready at http://127.0.0.1:$port (pid $(cat "$(pid_file s3)"), $((SECONDS - t0)) s)"
 }
 
+# Any HTTP answer will do (an unsigned request gets 403): the blob service is listening.
+azure_answers() {
+  local code
+  code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 \
+    "http://127.0.0.1:$1/$AZURE_ACCOUNT?comp=list" 2>/dev/null) || true
+  [ -n "$code" ] && [ "$code" != 000 ]
+}
+
+start_azure() {
+  local pid port
+  if pid=$(running_pid azure) && [ -s "$STATE/azure.port" ] && azure_answers "$(cat "$STATE/azure.port")"; then
+    say "Azure (azurite) already running (pid $pid) at http://127.0.0.1:$(cat "$STATE/azure.port")"
+    return 0
+  fi
+  stop_one azure >/dev/null 2>&1 || true
+  ensure_azurite
+  command -v curl >/dev/null 2>&1 || apt_install curl
+  port=${SHEAF_TEST_AZURE_PORT:-$(free_port)}
+  rm -f "$STATE/azure.port"
+  # In memory (at most 4 GiB of blob data), nothing written to disk; --loose and
+  # --skipApiVersionCheck accept the headers and API version object_store sends.
+  spawn azure "$AZURITE_BIN" --blobHost 127.0.0.1 --blobPort "$port" --inMemoryPersistence \
+    --extentMemoryLimit 4096 --skipApiVersionCheck --loose
+  local t0=$SECONDS deadline=$((SECONDS + TIMEOUT))
+  until azure_answers "$port"; do
+    running_pid azure >/dev/null || fail_start azure "azurite-blob exited before it answered on port $port"
+    [ $SECONDS -lt $deadline ] || fail_start azure "azurite-blob did not answer on port $port after ${TIMEOUT}s"
+    sleep 0.3
+  done
+  python3 "$AZURITE_DIR/create_container.py" "http://127.0.0.1:$port" "$AZURE_ACCOUNT" "$AZURE_KEY" \
+    "$AZURE_CONTAINER" >>"$(log_file azure)" 2>&1 ||
+    fail_start azure "azurite did not create the container $AZURE_CONTAINER"
+  echo "$port" >"$STATE/azure.port"
+  say "Azure (azurite) ready at http://127.0.0.1:$port (pid $(cat "$(pid_file azure)"), $((SECONDS - t0)) s)"
+}
+
 stop_one() {
   local name=$1 pid f
   f=$(pid_file "$name")
@@ -245,6 +311,7 @@ stop_one() {
   case $name in
     hdfs) rm -f "$STATE/hdfs.url"; rm -rf "$STATE/hdfs" ;;
     s3) rm -f "$STATE/s3.port" ;;
+    azure) rm -f "$STATE/azure.port" ;;
   esac
 }
 
@@ -270,6 +337,14 @@ AWS_ALLOW_HTTP=true
 EOF
     any=1
   fi
+  if running_pid azure >/dev/null && [ -s "$STATE/azure.port" ]; then
+    cat >>"$tmp" <<EOF
+AZURE_STORAGE_USE_EMULATOR=true
+AZURITE_BLOB_STORAGE_URL=http://127.0.0.1:$(cat "$STATE/azure.port")
+SHEAF_TEST_AZURE_CONTAINER=$AZURE_CONTAINER
+EOF
+    any=1
+  fi
   if [ -n "$any" ]; then mv "$tmp" "$ENV_FILE"; else rm -f "$tmp" "$ENV_FILE"; fi
 }
 
@@ -283,24 +358,27 @@ if [ "$cmd" = dfs ]; then
     exec java -Xmx256m org.apache.hadoop.fs.FsShell "$@"
 fi
 
-want_hdfs= want_s3=
+want_hdfs= want_s3= want_azure=
 for arg in "$@"; do
   case $arg in
     --hdfs) want_hdfs=1 ;;
     --s3) want_s3=1 ;;
-    *) die "unknown option $arg (usage: $0 start|stop|status|install [--hdfs] [--s3])" ;;
+    --azure) want_azure=1 ;;
+    *) die "unknown option $arg (usage: $0 start|stop|status|install [--hdfs] [--s3] [--azure])" ;;
   esac
 done
-[ -n "$want_hdfs$want_s3" ] || { want_hdfs=1; want_s3=1; }
+[ -n "$want_hdfs$want_s3$want_azure" ] || { want_hdfs=1; want_s3=1; want_azure=1; }
 names=()
 [ -z "$want_hdfs" ] || names+=(hdfs)
 [ -z "$want_s3" ] || names+=(s3)
+[ -z "$want_azure" ] || names+=(azure)
 mkdir -p "$STATE"
 
 case $cmd in
   install)
     [ -z "$want_hdfs" ] || build_minidfs
     [ -z "$want_s3" ] || ensure_moto
+    [ -z "$want_azure" ] || ensure_azurite
     say "installed"
     ;;
   start)
@@ -315,6 +393,7 @@ case $cmd in
     pats=()
     [ -z "$want_hdfs" ] || pats+=(-e "--base-dir $STATE/hdfs ")
     [ -z "$want_s3" ] || pats+=(-e "$VENV/bin/moto_server")
+    [ -z "$want_azure" ] || pats+=(-e "$AZURITE_BIN --blobHost")
     leftover=$(ps -eo pid=,args= | grep -F "${pats[@]}" | grep -v -e grep -e "$0" || true)
     if [ -n "$leftover" ]; then
       say "still running after stop (not started through this checkout's PID files?):"
@@ -329,6 +408,7 @@ case $cmd in
         case $n in
           hdfs) say "hdfs: running (pid $pid) at $(cat "$STATE/hdfs.url" 2>/dev/null || echo '(not ready yet)')" ;;
           s3) say "s3: running (pid $pid) at http://127.0.0.1:$(cat "$STATE/s3.port" 2>/dev/null || echo '?')" ;;
+          azure) say "azure: running (pid $pid) at http://127.0.0.1:$(cat "$STATE/azure.port" 2>/dev/null || echo '?')" ;;
         esac
       else
         say "$n: not running"; rc=1
@@ -337,6 +417,6 @@ case $cmd in
     exit $rc
     ;;
   *)
-    die "usage: $0 start|stop|status|install [--hdfs] [--s3]  |  $0 dfs ARGS..."
+    die "usage: $0 start|stop|status|install [--hdfs] [--s3] [--azure]  |  $0 dfs ARGS..."
     ;;
 esac

@@ -8,16 +8,16 @@
 #[cfg(feature = "hdfs")]
 mod hdfs;
 mod local;
-#[cfg(feature = "s3")]
+#[cfg(any(feature = "s3", feature = "gcs", feature = "azure"))]
 mod object;
-#[cfg(any(feature = "s3", feature = "hdfs"))]
+#[cfg(any(feature = "s3", feature = "gcs", feature = "azure", feature = "hdfs"))]
 mod runtime;
 
 #[cfg(feature = "hdfs")]
 pub use hdfs::HdfsBackend;
 pub use local::LocalStore;
 pub(crate) use local::{open_nofollow, stream_file};
-#[cfg(feature = "s3")]
+#[cfg(any(feature = "s3", feature = "gcs", feature = "azure"))]
 pub use object::ObjectBackend;
 
 use crate::error::{Error, Result};
@@ -96,7 +96,7 @@ pub trait ObjectWriter: Write + Send {
 }
 
 /// Opens the store a dataset URI names: a plain path or `file://`, `hdfs://` or `viewfs://`,
-/// `s3://bucket/prefix`.
+/// `s3://bucket/prefix`, `gs://bucket/prefix`, `az://container/prefix`.
 pub fn open(uri: &str) -> Result<Arc<dyn Store>> {
     match uri.split_once("://") {
         None => Ok(Arc::new(LocalStore::new(uri))),
@@ -105,17 +105,37 @@ pub fn open(uri: &str) -> Result<Arc<dyn Store>> {
         Some(("hdfs" | "viewfs", _)) => Ok(Arc::new(HdfsBackend::open(uri)?)),
         #[cfg(feature = "s3")]
         Some(("s3", _)) => Ok(Arc::new(ObjectBackend::s3(uri)?)),
+        #[cfg(feature = "gcs")]
+        Some(("gs", _)) => Ok(Arc::new(ObjectBackend::gcs(uri)?)),
+        #[cfg(feature = "azure")]
+        Some(("az", _)) => Ok(Arc::new(ObjectBackend::azure(uri)?)),
         Some((scheme, _)) => Err(Error::Refused {
             path: PathBuf::from(uri),
             reason: format!(
-                "unsupported storage scheme `{scheme}://` (this build reads local paths{}{})",
-                if cfg!(feature = "s3") { ", s3://" } else { "" },
-                if cfg!(feature = "hdfs") {
-                    ", hdfs:// and viewfs://"
-                } else {
-                    ""
-                }
+                "unsupported storage scheme `{scheme}://` (this build reads {})",
+                supported_schemes()
             ),
         }),
+    }
+}
+
+/// What this build can open, for messages: "local paths, s3://, ... and viewfs://".
+fn supported_schemes() -> String {
+    let built = [
+        (true, "local paths"),
+        (cfg!(feature = "s3"), "s3://"),
+        (cfg!(feature = "gcs"), "gs://"),
+        (cfg!(feature = "azure"), "az://"),
+        (cfg!(feature = "hdfs"), "hdfs://"),
+        (cfg!(feature = "hdfs"), "viewfs://"),
+    ];
+    let names: Vec<&str> = built
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, name)| *name)
+        .collect();
+    match names.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+        _ => names.join(""),
     }
 }

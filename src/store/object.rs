@@ -1,15 +1,17 @@
-//! Object stores (S3 and S3-compatible servers) through the object_store crate.
+//! Object stores (S3 and S3-compatible servers, Google Cloud Storage, Azure Blob Storage)
+//! through the object_store crate.
 //!
-//! Reads are single ranged GETs; writes are multipart uploads that become visible only when
-//! completed, so a half-written container or catalog is never seen; transient faults are
-//! retried by object_store with bounded backoff.
+//! Reads are single ranged GETs; writes are multipart uploads (block lists on Azure) that
+//! become visible only when completed, so a half-written container or catalog is never seen;
+//! transient faults are retried by object_store with bounded backoff. Each service is
+//! configured from its usual environment variables, as object_store reads them.
 
 use super::runtime::block_on;
 use super::{ObjectInfo, ObjectWriter, Store};
 use crate::error::{Error, Result};
 use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ClientConfigKey, ObjectStore, ObjectStoreExt, PutPayload};
 use std::io::{self, Write};
 use std::ops::Range;
 use std::sync::Arc;
@@ -17,6 +19,37 @@ use std::time::Duration;
 
 /// Bytes buffered before a multipart part is sent (S3's minimum part size is 5 MiB).
 const PART_SIZE: usize = 8 << 20;
+
+/// Client settings every service gets, applied over those the environment set (so a proxy
+/// variable such as AWS_PROXY_URL still applies).
+const CLIENT_SETTINGS: [(ClientConfigKey, &str); 2] = [
+    (ClientConfigKey::ConnectTimeout, "5s"),
+    (ClientConfigKey::Timeout, "60s"),
+];
+
+/// Bounded retries: a dropped connection or a 503 is retried at most 4 times within 30 s.
+fn retry_config() -> object_store::RetryConfig {
+    object_store::RetryConfig {
+        max_retries: 4,
+        retry_timeout: Duration::from_secs(30),
+        ..Default::default()
+    }
+}
+
+/// Applies [`CLIENT_SETTINGS`] through a builder's own `with_config`.
+fn with_client_settings<B>(builder: B, set: impl Fn(B, ClientConfigKey, &str) -> B) -> B {
+    CLIENT_SETTINGS
+        .into_iter()
+        .fold(builder, |builder, (key, value)| set(builder, key, value))
+}
+
+/// A URI scheme served by object_store.
+struct Service {
+    scheme: &'static str,
+    name: &'static str,
+    /// What the first URI component names (bucket, container).
+    bucket: &'static str,
+}
 
 /// A prefix of an object store.
 #[derive(Debug)]
@@ -29,38 +62,92 @@ pub struct ObjectBackend {
 impl ObjectBackend {
     /// Opens `s3://bucket/prefix` with the usual AWS_* settings from the environment
     /// (credentials, AWS_REGION, AWS_ENDPOINT_URL for S3-compatible servers, AWS_ALLOW_HTTP).
+    #[cfg(feature = "s3")]
     pub fn s3(uri: &str) -> Result<Self> {
+        use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+        let service = Service {
+            scheme: "s3",
+            name: "S3",
+            bucket: "bucket",
+        };
+        Self::open(uri, &service, |bucket| {
+            with_client_settings(AmazonS3Builder::from_env(), |b, key, value| {
+                b.with_config(AmazonS3ConfigKey::Client(key), value)
+            })
+            .with_bucket_name(bucket)
+            .with_retry(retry_config())
+            .build()
+        })
+    }
+
+    /// Opens `gs://bucket/prefix` with the GOOGLE_* settings from the environment
+    /// (GOOGLE_SERVICE_ACCOUNT or GOOGLE_SERVICE_ACCOUNT_KEY, GOOGLE_APPLICATION_CREDENTIALS,
+    /// GOOGLE_BASE_URL for another endpoint), else the machine's default credentials.
+    #[cfg(feature = "gcs")]
+    pub fn gcs(uri: &str) -> Result<Self> {
+        use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
+        let service = Service {
+            scheme: "gs",
+            name: "Google Cloud Storage",
+            bucket: "bucket",
+        };
+        Self::open(uri, &service, |bucket| {
+            with_client_settings(GoogleCloudStorageBuilder::from_env(), |b, key, value| {
+                b.with_config(GoogleConfigKey::Client(key), value)
+            })
+            .with_bucket_name(bucket)
+            .with_retry(retry_config())
+            .build()
+        })
+    }
+
+    /// Opens `az://container/prefix` with the AZURE_* settings from the environment
+    /// (AZURE_STORAGE_ACCOUNT_NAME with AZURE_STORAGE_ACCOUNT_KEY, a SAS token or a service
+    /// principal; AZURE_STORAGE_ENDPOINT for another endpoint; AZURE_STORAGE_USE_EMULATOR with
+    /// AZURITE_BLOB_STORAGE_URL for Azurite).
+    #[cfg(feature = "azure")]
+    pub fn azure(uri: &str) -> Result<Self> {
+        use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
+        let service = Service {
+            scheme: "az",
+            name: "Azure Blob Storage",
+            bucket: "container",
+        };
+        Self::open(uri, &service, |container| {
+            with_client_settings(MicrosoftAzureBuilder::from_env(), |b, key, value| {
+                b.with_config(AzureConfigKey::Client(key), value)
+            })
+            .with_container_name(container)
+            .with_retry(retry_config())
+            .build()
+        })
+    }
+
+    /// Splits `SCHEME://bucket/prefix` and builds the client for the bucket.
+    fn open<S: ObjectStore>(
+        uri: &str,
+        service: &Service,
+        build: impl FnOnce(&str) -> object_store::Result<S>,
+    ) -> Result<Self> {
         let refuse = |reason: String| Error::Refused {
             path: uri.into(),
             reason,
         };
         let rest = uri
-            .strip_prefix("s3://")
-            .ok_or_else(|| refuse("not an s3:// URI".into()))?;
+            .strip_prefix(service.scheme)
+            .and_then(|rest| rest.strip_prefix("://"))
+            .ok_or_else(|| refuse(format!("not a {}:// URI", service.scheme)))?;
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
         if bucket.is_empty() {
-            return Err(refuse("the URI names no bucket".into()));
+            return Err(refuse(format!("the URI names no {}", service.bucket)));
         }
         install_crypto_provider();
-        let retry = object_store::RetryConfig {
-            max_retries: 4,
-            retry_timeout: Duration::from_secs(30),
-            ..Default::default()
-        };
-        let options = object_store::ClientOptions::new()
-            .with_connect_timeout(Duration::from_secs(5))
-            .with_timeout(Duration::from_secs(60));
-        let store = object_store::aws::AmazonS3Builder::from_env()
-            .with_bucket_name(bucket)
-            .with_retry(retry)
-            .with_client_options(options)
-            .with_allow_http(env_flag("AWS_ALLOW_HTTP"))
-            .build()
-            .map_err(|e| refuse(format!("cannot configure S3: {e}")))?;
+        let store =
+            build(bucket).map_err(|e| refuse(format!("cannot configure {}: {e}", service.name)))?;
         Ok(ObjectBackend {
             inner: Arc::new(store),
             prefix: prefix.trim_matches('/').to_owned(),
-            uri_base: format!("s3://{bucket}"),
+            uri_base: format!("{}://{bucket}", service.scheme),
         })
     }
 
@@ -83,11 +170,6 @@ impl ObjectBackend {
             },
         }
     }
-}
-
-/// A boolean setting from the environment (`true` or `1`).
-fn env_flag(name: &str) -> bool {
-    std::env::var(name).is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
 }
 
 /// rustls needs one process-wide crypto provider; ring is the one sheaf builds with.

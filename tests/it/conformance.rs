@@ -1,7 +1,13 @@
 //! One conformance suite that every storage back-end runs: the local filesystem, an
-//! S3-compatible server (moto, on loopback) and HDFS (a MiniDFSCluster). `.ci/run` starts the
-//! servers with `scripts/servers.sh` and exports their addresses; without them these tests
-//! fail and say how to start them (set SHEAF_TEST_LOCAL_ONLY=1 to run the local back-end only).
+//! S3-compatible server (moto), Azure Blob Storage (Azurite) and HDFS (a MiniDFSCluster), the
+//! servers on loopback. `.ci/run` starts them with `scripts/servers.sh` and exports their
+//! addresses; without them these tests fail and say how to start them (set
+//! SHEAF_TEST_LOCAL_ONLY=1 to run the local back-end only).
+//!
+//! Google Cloud Storage (`gs://`) is not in the suite: object_store writes through GCS's XML
+//! API (a PUT of the object, XML multipart uploads), which fake-gcs-server, the one GCS
+//! emulator the package registries serve, does not implement (it answers 400 "invalid
+//! uploadType"), so nothing could be written to it.
 
 use crate::proxy::{Fault, Proxy};
 use crate::util::*;
@@ -21,13 +27,26 @@ pub(crate) struct Backend {
     pub(crate) base: Option<String>,
 }
 
+impl Backend {
+    /// For a back-end spoken to over HTTP, the variable that holds its endpoint URL.
+    fn http_endpoint_var(&self) -> Option<&'static str> {
+        match self.name {
+            "s3" => Some("AWS_ENDPOINT_URL"),
+            "azure" => Some("AZURITE_BLOB_STORAGE_URL"),
+            _ => None,
+        }
+    }
+}
+
 pub(crate) fn backends() -> Vec<Backend> {
     let mut out = vec![Backend {
         name: "local",
         base: None,
     }];
     if std::env::var_os("SHEAF_TEST_LOCAL_ONLY").is_some() {
-        eprintln!("NOTE: SHEAF_TEST_LOCAL_ONLY is set: the S3 and HDFS back-ends are not tested");
+        eprintln!(
+            "NOTE: SHEAF_TEST_LOCAL_ONLY is set: the S3, Azure and HDFS back-ends are not tested"
+        );
         return out;
     }
     let require = |var: &str| {
@@ -43,6 +62,11 @@ pub(crate) fn backends() -> Vec<Backend> {
     out.push(Backend {
         name: "s3",
         base: Some(format!("s3://{}", require("SHEAF_TEST_S3_BUCKET"))),
+    });
+    require("AZURITE_BLOB_STORAGE_URL");
+    out.push(Backend {
+        name: "azure",
+        base: Some(format!("az://{}", require("SHEAF_TEST_AZURE_CONTAINER"))),
     });
     out.push(Backend {
         name: "hdfs",
@@ -350,7 +374,12 @@ fn an_unreachable_server_fails_fast_with_an_error_naming_the_uri() {
                 "s3://sheaf-test/nowhere".into(),
                 vec![("AWS_ENDPOINT_URL", "http://127.0.0.1:9")],
             ),
-            _ => ("hdfs://127.0.0.1:9/nowhere".into(), vec![]),
+            "azure" => (
+                "az://sheaf-test/nowhere".into(),
+                vec![("AZURITE_BLOB_STORAGE_URL", "http://127.0.0.1:9")],
+            ),
+            "hdfs" => ("hdfs://127.0.0.1:9/nowhere".into(), vec![]),
+            other => panic!("no unreachable server for the back-end {other}"),
         };
         let started = Instant::now();
         let run = sheaf_with(["ls".into(), PathBuf::from(&uri).into_os_string()], |cmd| {
@@ -527,20 +556,22 @@ pub(crate) struct Proxied {
     env: Vec<(&'static str, String)>,
 }
 
+/// HTTP back-ends go through the proxy by pointing their endpoint variable at it; HDFS by
+/// naming the proxy in the URI.
 pub(crate) fn through_proxy(backend: &Backend, uri: &str) -> Proxied {
     let base = backend.base.as_deref().expect("a remote back-end");
-    match backend.name {
-        "s3" => {
-            let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap();
-            let proxy = Proxy::to(endpoint.trim_start_matches("http://"));
-            let env = vec![("AWS_ENDPOINT_URL", format!("http://{}", proxy.addr()))];
+    match backend.http_endpoint_var() {
+        Some(var) => {
+            let endpoint = std::env::var(var).unwrap();
+            let proxy = Proxy::to(endpoint.trim_start_matches("http://").trim_end_matches('/'));
+            let env = vec![(var, format!("http://{}", proxy.addr()))];
             Proxied {
                 proxy,
                 uri: uri.to_owned(),
                 env,
             }
         }
-        _ => {
+        None => {
             let authority = base.trim_start_matches("hdfs://").trim_end_matches('/');
             let proxy = Proxy::to(authority);
             let uri = uri.replacen(authority, &proxy.addr().to_string(), 1);
@@ -573,10 +604,10 @@ fn transient_faults_are_retried_and_the_read_still_returns_the_right_bytes() {
             .read(path.as_bytes())
             .unwrap();
         let proxied = through_proxy(&backend, &uri);
-        let faults: &[Fault] = match backend.name {
-            "s3" => &[Fault::Reset, Fault::Http503, Fault::Reset],
+        let faults: &[Fault] = match backend.http_endpoint_var() {
+            Some(_) => &[Fault::Reset, Fault::Http503, Fault::Reset],
             // HDFS speaks RPC, not HTTP: a dropped NameNode connection is its transient fault.
-            _ => &[Fault::Reset, Fault::Reset],
+            None => &[Fault::Reset, Fault::Reset],
         };
         proxied.proxy.inject(faults);
         let run = proxied.sheaf(&["cat", &path]).success();
