@@ -24,6 +24,8 @@ packages=()
 command -v python3 >/dev/null 2>&1 || packages+=(python3)
 command -v cc >/dev/null 2>&1 || packages+=(gcc)
 command -v g++ >/dev/null 2>&1 || packages+=(g++)
+# fusermount3 mounts `sheaf mount`; its tests really mount.
+command -v fusermount3 >/dev/null 2>&1 || packages+=(fuse3)
 if [ ${#packages[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "setup: please install: ${packages[*]} (needs root)" >&2

@@ -10,6 +10,7 @@
 
 pub mod cache;
 pub mod error;
+#[cfg(feature = "fuse")]
 pub mod fs;
 pub mod index;
 pub mod layout;

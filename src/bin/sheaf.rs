@@ -2,6 +2,8 @@
 //! exit codes. All the work is done by the library.
 
 mod cache_cmd;
+#[cfg(feature = "fuse")]
+mod mount_cmd;
 mod output;
 mod progress;
 
@@ -51,6 +53,10 @@ enum Command {
     Preload(cache_cmd::PreloadArgs),
     /// Inspect and manage a cache directory: stats, ls, evict, pin, unpin, verify.
     Cache(cache_cmd::CacheCommandArgs),
+    /// Mount a dataset read-only as the tree it was folded from (FUSE); unmount with
+    /// `fusermount3 -u MOUNTPOINT`, or SIGINT/SIGTERM to a foreground mount.
+    #[cfg(feature = "fuse")]
+    Mount(mount_cmd::MountArgs),
 }
 
 /// Reading through an SSD cache.
@@ -219,6 +225,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Unfold(args) => unfold(args),
         Command::Preload(args) => cache_cmd::preload(args),
         Command::Cache(args) => cache_cmd::cache_command(args),
+        #[cfg(feature = "fuse")]
+        Command::Mount(args) => mount_cmd::mount(args),
     }
 }
 

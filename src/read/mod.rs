@@ -419,6 +419,16 @@ impl Dataset {
 
     /// The direct children of a directory, in path order.
     pub fn list(&self, user_dir: &[u8]) -> Result<Vec<Entry>> {
+        Ok(self
+            .list_located(user_dir)?
+            .into_iter()
+            .map(|(_, entry)| entry)
+            .collect())
+    }
+
+    /// The direct children of a directory with their locations, in path order. A directory the
+    /// index implies but does not hold (a foreign index may omit them) has no location.
+    pub fn list_located(&self, user_dir: &[u8]) -> Result<Vec<(Option<Location>, Entry)>> {
         let mut dir = normalize(user_dir)?;
         if !dir.is_empty() {
             // Listing a symlink to a directory lists the directory, as `ls link/` does.
@@ -438,6 +448,7 @@ impl Dataset {
             if !is_inside(&entry.path, &dir) {
                 break;
             }
+            let is_entry_itself = path::parent(&entry.path) == dir.as_slice();
             let child = direct_child(&dir, entry);
             at = if child.kind == EntryKind::Dir {
                 let end = child.path.clone();
@@ -445,7 +456,7 @@ impl Dataset {
             } else {
                 self.next(here)
             };
-            children.push(child);
+            children.push((is_entry_itself.then_some(here), child));
         }
         Ok(children)
     }
@@ -534,6 +545,38 @@ impl Dataset {
             ));
         }
         check_external(Path::new(&uri), entry, hasher.digest())
+    }
+
+    /// Bytes `range` of an external entry's file, from where it lives: one read, unchecked
+    /// (the checksum covers the whole file; callers that read it all check it themselves).
+    pub fn read_external_range(
+        &self,
+        entry: &Entry,
+        range: std::ops::Range<u64>,
+    ) -> Result<Vec<u8>> {
+        path::check_entry_path(&entry.path).map_err(|reason| Error::InvalidPath {
+            path: display(&entry.path),
+            reason,
+        })?;
+        match self.store.local_root() {
+            Some(root) => {
+                use std::os::unix::fs::FileExt;
+                let file_path = root.join(OsStr::from_bytes(&entry.path));
+                let file = store::open_nofollow(&file_path)
+                    .map_err(|e| Error::io("open", &file_path, e))?;
+                let mut bytes = vec![0; (range.end - range.start) as usize];
+                file.read_exact_at(&mut bytes, range.start)
+                    .map_err(|e| Error::io("read", &file_path, e))?;
+                Ok(bytes)
+            }
+            None => {
+                let key = std::str::from_utf8(&entry.path).map_err(|_| Error::InvalidPath {
+                    path: display(&entry.path),
+                    reason: "is not UTF-8, which an object store key must be",
+                })?;
+                self.store.read_range(key, range)
+            }
+        }
     }
 
     /// Reads an external file whole, checked against the index checksum.

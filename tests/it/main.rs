@@ -7,6 +7,7 @@
 //! - `full_disk`: a fold into a full filesystem fails cleanly.
 //! - `proptests`: random trees round-trip; damaged bytes never come back as data.
 //! - `cache`: preload, the cache-aware reader, quota, pins, faults in the cache and at the origin.
+//! - `mount`: `sheaf mount` really mounted: the original tree, read-only, faults, unmounts.
 //! - `conformance`: the same fold, read, publish and fault cases on local, S3 and HDFS stores.
 
 /// Runs the built binary with arguments of any path-like type: `run!("ls", dataset, "-l")`.
@@ -24,6 +25,7 @@ mod cache;
 mod conformance;
 mod fold_behaviour;
 mod full_disk;
+mod mount;
 mod proptests;
 mod resume;
 mod roundtrip;

@@ -1,0 +1,244 @@
+//! `sheaf mount`: serve a dataset as its original tree through FUSE, detached once the mount is
+//! ready (or in the foreground with -f), unmounted cleanly on SIGINT or SIGTERM.
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use sheaf::fs::SheafFs;
+use sheaf::{Dataset, ReadOptions};
+use std::io::{BufRead, Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Args)]
+pub struct MountArgs {
+    /// The dataset (a path or a store URI).
+    dataset: PathBuf,
+    /// An empty directory to mount it on.
+    mountpoint: PathBuf,
+    /// Read containers from this cache directory when it holds them (see `sheaf preload`).
+    #[arg(long, value_name = "DIR")]
+    cache: Option<PathBuf>,
+    /// With --cache: fetch containers that keep missing into the cache in the background.
+    #[arg(long, requires = "cache")]
+    fill: bool,
+    /// Stay in the foreground (stop with Ctrl-C or SIGTERM) instead of detaching once mounted.
+    #[arg(short, long)]
+    foreground: bool,
+    /// Let other users read the mount (needs user_allow_other in /etc/fuse.conf unless root).
+    #[arg(long)]
+    allow_other: bool,
+    /// Threads answering the kernel's requests.
+    #[arg(long, default_value_t = 8, value_parser = crate::output::parse_positive_count)]
+    threads: usize,
+    /// Serve the reader's counters in Prometheus text format on this address (e.g.
+    /// 127.0.0.1:9464).
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<SocketAddr>,
+}
+
+pub fn mount(args: MountArgs) -> Result<ExitCode> {
+    check_mountpoint(&args.mountpoint)?;
+    if args.foreground {
+        block_stop_signals();
+        return serve(&args, None);
+    }
+    detach_and_serve(&args)
+}
+
+/// Refuses a mountpoint that is missing, not a directory, not empty or already mounted, and a
+/// machine without /dev/fuse, before anything is opened.
+fn check_mountpoint(mountpoint: &Path) -> Result<()> {
+    let meta = std::fs::metadata(mountpoint)
+        .with_context(|| format!("mountpoint {}", mountpoint.display()))?;
+    if !meta.is_dir() {
+        bail!("mountpoint {} is not a directory", mountpoint.display());
+    }
+    let parent = mountpoint
+        .canonicalize()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("/"));
+    if std::fs::metadata(&parent).is_ok_and(|p| p.dev() != meta.dev()) {
+        bail!(
+            "mountpoint {} is busy: something is already mounted there",
+            mountpoint.display()
+        );
+    }
+    let mut children = std::fs::read_dir(mountpoint)
+        .with_context(|| format!("reading mountpoint {}", mountpoint.display()))?;
+    if children.next().is_some() {
+        bail!("mountpoint {} is not empty", mountpoint.display());
+    }
+    if !Path::new("/dev/fuse").exists() {
+        bail!("/dev/fuse is missing: load the fuse kernel module (modprobe fuse) or run where FUSE is available");
+    }
+    Ok(())
+}
+
+/// Forks: the child mounts and serves, the parent waits until the child says the mount is
+/// ready (exit 0) or why it is not (exit 1).
+fn detach_and_serve(args: &MountArgs) -> Result<ExitCode> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe fills two descriptors we then own.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("creating a pipe");
+    }
+    // SAFETY: both descriptors were just created and are owned here only.
+    let (read_end, write_end) =
+        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // SAFETY: no other thread runs yet, so the child may go on using the process freely.
+    match unsafe { libc::fork() } {
+        -1 => Err(std::io::Error::last_os_error()).context("detaching (fork)"),
+        0 => {
+            drop(read_end);
+            // SAFETY: setsid in the new child detaches it from the terminal's session.
+            unsafe { libc::setsid() };
+            block_stop_signals();
+            let ready = write_end
+                .try_clone()
+                .context("duplicating the ready pipe")?;
+            match serve(args, Some(ready)) {
+                Ok(code) => Ok(code),
+                Err(e) => {
+                    let mut pipe = std::fs::File::from(write_end);
+                    let _ = writeln!(pipe, "{e:#}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        _child => {
+            drop(write_end);
+            // The first line is "ready", or the child's error followed by its exit.
+            let mut pipe = std::io::BufReader::new(std::fs::File::from(read_end));
+            let mut said = String::new();
+            pipe.read_line(&mut said).context("waiting for the mount")?;
+            if said == "ready\n" {
+                return Ok(ExitCode::SUCCESS);
+            }
+            let _ = pipe.read_to_string(&mut said);
+            match said.trim() {
+                "" => bail!("the mount process died before the mount was ready"),
+                error => bail!("{error}"),
+            }
+        }
+    }
+}
+
+/// Opens the dataset, mounts it, says so through `ready`, and answers requests until unmounted.
+fn serve(args: &MountArgs, ready: Option<OwnedFd>) -> Result<ExitCode> {
+    let dataset = Arc::new(open(args)?);
+    if let Some(addr) = args.metrics {
+        serve_metrics(addr, Arc::clone(&dataset))?;
+    }
+    let options = vec![
+        fuser::MountOption::RO,
+        fuser::MountOption::FSName(format!("sheaf:{}", args.dataset.display())),
+        fuser::MountOption::Subtype("sheaf".into()),
+        fuser::MountOption::NoAtime,
+    ];
+    let mut config = fuser::Config::default();
+    config.mount_options = options;
+    // SessionACL::All is what mounts with allow_other.
+    config.acl = if args.allow_other {
+        fuser::SessionACL::All
+    } else {
+        fuser::SessionACL::Owner
+    };
+    config.n_threads = Some(args.threads);
+    config.clone_fd = true;
+    let mut session = fuser::Session::new(SheafFs::new(dataset), &args.mountpoint, &config)
+        .with_context(|| format!("mounting on {}", args.mountpoint.display()))?;
+    let mut unmounter = session.unmount_callable();
+    std::thread::spawn(move || {
+        wait_for_stop_signal();
+        let _ = unmounter.unmount();
+    });
+    if let Some(ready) = ready {
+        let mut pipe = std::fs::File::from(ready);
+        pipe.write_all(b"ready\n")
+            .context("reporting the mount ready")?;
+        drop(pipe);
+        quiet_stdio();
+    }
+    session.run().context("serving the mount")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn open(args: &MountArgs) -> Result<Dataset> {
+    let cache = match &args.cache {
+        Some(dir) => Some(Arc::new(
+            sheaf::cache::Cache::open(dir)
+                .with_context(|| format!("opening cache {}", dir.display()))?,
+        )),
+        None => None,
+    };
+    let options = ReadOptions {
+        cache,
+        fill: args.fill,
+    };
+    Dataset::open_uri_with(&args.dataset.to_string_lossy(), options)
+        .with_context(|| format!("opening dataset {}", args.dataset.display()))
+}
+
+/// Answers every HTTP request on `addr` with the reader's counters in Prometheus text format.
+fn serve_metrics(addr: SocketAddr, dataset: Arc<Dataset>) -> Result<()> {
+    let listener = TcpListener::bind(addr).with_context(|| format!("serving metrics on {addr}"))?;
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let body = dataset.stats().prometheus();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    Ok(())
+}
+
+fn stop_signals() -> libc::sigset_t {
+    // SAFETY: sigemptyset/sigaddset initialise a set we own.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        set
+    }
+}
+
+/// Blocks SIGINT and SIGTERM in this thread and every thread it starts later, so one thread
+/// can wait for them and unmount cleanly.
+fn block_stop_signals() {
+    let set = stop_signals();
+    // SAFETY: changes this thread's signal mask only.
+    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+}
+
+fn wait_for_stop_signal() {
+    let set = stop_signals();
+    let mut signal = 0;
+    // SAFETY: the signals are blocked in every thread, so sigwait receives them here.
+    unsafe { libc::sigwait(&set, &mut signal) };
+}
+
+/// A detached mount has no terminal to write to: stdio goes to /dev/null.
+fn quiet_stdio() {
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        for fd in 0..3 {
+            // SAFETY: dup2 onto the standard descriptors, which stay open.
+            unsafe { libc::dup2(null.as_raw_fd(), fd) };
+        }
+    }
+}

@@ -1,0 +1,369 @@
+//! `sheaf mount`: really mounted through FUSE (fuse3 from the test set-up, /dev/fuse, root):
+//! the original tree byte for byte, read-only, concurrent readers, a cache damaged under a live
+//! mount, clean unmounts, refusals, metrics, and datasets on the S3 and HDFS servers.
+
+use crate::conformance::{backends, fresh_location};
+use crate::util::*;
+use std::fs;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn require_fuse() {
+    if std::env::var_os("SHEAF_TEST_NO_FUSE").is_some() {
+        return;
+    }
+    assert!(
+        Path::new("/dev/fuse").exists() && running_as_root(),
+        "the mount tests need /dev/fuse and root (set SHEAF_TEST_NO_FUSE=1 to skip them, and \
+         say so): run `bash .ci/run`, which installs fuse3"
+    );
+}
+
+fn fuse_skipped() -> bool {
+    require_fuse();
+    if std::env::var_os("SHEAF_TEST_NO_FUSE").is_some() {
+        eprintln!("NOTE: SHEAF_TEST_NO_FUSE is set: this mount test did not run");
+        return true;
+    }
+    false
+}
+
+fn is_mounted(mountpoint: &Path) -> bool {
+    let wanted = mountpoint
+        .canonicalize()
+        .unwrap_or(mountpoint.to_path_buf());
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .any(|line| line.split(' ').nth(4) == Some(wanted.to_str().unwrap()))
+}
+
+fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "timed out waiting until {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A foreground mount in a child process; unmounted with SIGTERM when dropped.
+struct Mount {
+    child: Option<Child>,
+    point: PathBuf,
+}
+
+impl Mount {
+    fn start(dataset: &str, point: &Path, extra: &[&str]) -> Mount {
+        fs::create_dir_all(point).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_sheaf"))
+            .args(["mount", dataset])
+            .arg(point)
+            .arg("-f")
+            .args(extra)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut mount = Mount {
+            child: Some(child),
+            point: point.to_path_buf(),
+        };
+        let started = Instant::now();
+        while !is_mounted(point) {
+            if let Some(status) = mount.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("sheaf mount exited with {status} before mounting");
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "mount never came up"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        mount
+    }
+
+    /// Sends SIGTERM and checks the mount went away cleanly.
+    fn stop(mut self) {
+        let mut child = self.child.take().unwrap();
+        // SAFETY: signalling our own child process.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let status = child.wait().unwrap();
+        assert!(status.success(), "sheaf mount ended with {status}");
+        assert!(!is_mounted(&self.point), "still mounted after SIGTERM");
+        assert_eq!(fs::read_dir(&self.point).unwrap().count(), 0);
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: signalling our own child process.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let _ = child.wait();
+            let _ = Command::new("fusermount3")
+                .arg("-u")
+                .arg(&self.point)
+                .status();
+        }
+    }
+}
+
+/// A real tree: folded files, large kept files, symlinks, an empty directory, odd modes.
+fn tree(root: &Path, files: usize) -> Snapshot {
+    generate(root, files, 21);
+    let t = Tree::new(root);
+    t.dir("empty/dir");
+    t.symlink("link-to-first", "l0-00");
+    t.symlink("dangling", "no/such/file");
+    t.file("exec.sh", b"#!/bin/sh\necho hi\n");
+    t.chmod("exec.sh", 0o755);
+    snapshot(root, false)
+}
+
+#[test]
+fn a_mount_is_the_original_tree_read_only_and_goes_away_on_sigterm() {
+    if fuse_skipped() {
+        return;
+    }
+    let tmp = tempdir();
+    let src = tmp.path().join("src");
+    let expected = tree(&src, 3000);
+    let ds = tmp.path().join("ds");
+    fold(&src, &ds, &[]).success();
+    let point = tmp.path().join("mnt");
+    let mount = Mount::start(ds.to_str().unwrap(), &point, &[]);
+    assert_same_tree(&expected, &snapshot(&point, false));
+    let diff = Command::new("diff")
+        .arg("-r")
+        .arg("--no-dereference")
+        .arg(&src)
+        .arg(&point)
+        .output()
+        .unwrap();
+    assert!(
+        diff.status.success(),
+        "diff -r found differences:\n{}",
+        String::from_utf8_lossy(&diff.stdout)
+    );
+    let erofs = |what: &str, result: std::io::Result<()>| {
+        let e = result.expect_err(what);
+        assert_eq!(e.raw_os_error(), Some(libc::EROFS), "{what}: {e}");
+    };
+    erofs("create", fs::write(point.join("new-file"), b"x"));
+    erofs("mkdir", fs::create_dir(point.join("new-dir")));
+    erofs("unlink", fs::remove_file(point.join("exec.sh")));
+    erofs("rmdir", fs::remove_dir(point.join("empty/dir")));
+    erofs(
+        "rename",
+        fs::rename(point.join("exec.sh"), point.join("x.sh")),
+    );
+    erofs(
+        "chmod",
+        fs::set_permissions(
+            point.join("exec.sh"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o777),
+        ),
+    );
+    erofs(
+        "open for writing",
+        fs::OpenOptions::new()
+            .append(true)
+            .open(point.join("exec.sh"))
+            .map(|_| ()),
+    );
+    assert_eq!(
+        fs::metadata(point.join("no-such-file")).unwrap_err().kind(),
+        std::io::ErrorKind::NotFound
+    );
+    mount.stop();
+    assert_same_tree(&expected, &snapshot(&src, false));
+}
+
+#[test]
+fn many_threads_and_processes_reading_random_files_all_get_the_right_bytes() {
+    if fuse_skipped() {
+        return;
+    }
+    let tmp = tempdir();
+    let src = tmp.path().join("src");
+    let expected = tree(&src, 2000);
+    let ds = tmp.path().join("ds");
+    fold(&src, &ds, &[]).success();
+    let point = tmp.path().join("mnt");
+    let mount = Mount::start(ds.to_str().unwrap(), &point, &["--threads", "4"]);
+    let files: Vec<(Vec<u8>, Vec<u8>)> = expected
+        .iter()
+        .filter_map(|(path, node)| match &node.content {
+            Content::File(bytes) => Some((path.clone(), bytes.clone())),
+            _ => None,
+        })
+        .collect();
+    let processes: Vec<Child> = ["l0-00", "l0-01", "l0-02"]
+        .iter()
+        .filter(|dir| src.join(dir).is_dir())
+        .map(|dir| {
+            Command::new("diff")
+                .arg("-r")
+                .arg(src.join(dir))
+                .arg(point.join(dir))
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    std::thread::scope(|scope| {
+        for seed in 0..8u64 {
+            let (files, point) = (&files, &point);
+            scope.spawn(move || {
+                let mut rng = Rng::new(seed + 100);
+                for _ in 0..400 {
+                    let (path, bytes) = &files[rng.below(files.len() as u64) as usize];
+                    let read = fs::read(point.join(bpath(path))).unwrap();
+                    assert!(read == *bytes, "{}", String::from_utf8_lossy(path));
+                }
+            });
+        }
+    });
+    for mut process in processes {
+        assert!(
+            process.wait().unwrap().success(),
+            "a diff process saw a difference"
+        );
+    }
+    mount.stop();
+}
+
+#[test]
+fn a_cached_container_damaged_under_a_live_mount_is_read_from_the_origin() {
+    if fuse_skipped() {
+        return;
+    }
+    let tmp = tempdir();
+    let src = tmp.path().join("src");
+    let expected = tree(&src, 600);
+    let ds = tmp.path().join("ds");
+    fold(&src, &ds, &["--container-size", "16KiB"]).success();
+    let cache = tmp.path().join("cache");
+    run!("preload", ds, "--cache", cache).success();
+    let point = tmp.path().join("mnt");
+    let metrics_port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let metrics = format!("127.0.0.1:{metrics_port}");
+    let mount = Mount::start(
+        ds.to_str().unwrap(),
+        &point,
+        &["--cache", cache.to_str().unwrap(), "--metrics", &metrics],
+    );
+    // Damage every cached container before the mount reads anything from it.
+    let cached: Vec<PathBuf> = fs::read_dir(cache.join("containers"))
+        .unwrap()
+        .map(|c| c.unwrap().path())
+        .collect();
+    assert!(cached.len() > 2);
+    for (i, file) in cached.iter().enumerate() {
+        if i % 2 == 0 {
+            let len = fs::metadata(file).unwrap().len();
+            fs::OpenOptions::new()
+                .write(true)
+                .open(file)
+                .unwrap()
+                .set_len(len / 2)
+                .unwrap();
+        } else {
+            flip_bit(file, 100, 1);
+        }
+    }
+    assert_same_tree(&expected, &snapshot(&point, false));
+    let mut stream = std::net::TcpStream::connect(&metrics).unwrap();
+    stream.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut page = String::new();
+    stream.read_to_string(&mut page).unwrap();
+    assert!(page.contains("sheaf_fallbacks_total"), "{page}");
+    let fallbacks: u64 = page
+        .lines()
+        .find_map(|l| l.strip_prefix("sheaf_fallbacks_total "))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(fallbacks > 0, "{page}");
+    assert!(fs::read_dir(cache.join("quarantine")).unwrap().count() > 0);
+    mount.stop();
+}
+
+#[test]
+fn a_detached_mount_returns_once_ready_and_bad_requests_are_refused_clearly() {
+    if fuse_skipped() {
+        return;
+    }
+    let tmp = tempdir();
+    let src = tmp.path().join("src");
+    let expected = tree(&src, 200);
+    let ds = tmp.path().join("ds");
+    fold(&src, &ds, &[]).success();
+    let point = tmp.path().join("mnt");
+    fs::create_dir(&point).unwrap();
+    run!("mount", ds, point).success();
+    assert!(is_mounted(&point), "mounted when the command returned");
+    assert_same_tree(&expected, &snapshot(&point, false));
+    run!("mount", ds, point).fails_with(1).stderr_has("busy");
+    let status = Command::new("fusermount3")
+        .arg("-u")
+        .arg(&point)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    wait_until("the mount is gone", || !is_mounted(&point));
+
+    run!("mount", ds, tmp.path().join("missing"))
+        .fails_with(1)
+        .stderr_has("missing");
+    let full = tmp.path().join("full");
+    Tree::new(&full).file("x", b"x");
+    run!("mount", ds, full)
+        .fails_with(1)
+        .stderr_has("not empty");
+    run!("mount", tmp.path().join("no-dataset"), point)
+        .fails_with(1)
+        .stderr_has("not a sheaf dataset");
+    assert!(!is_mounted(&point));
+}
+
+#[test]
+fn datasets_on_the_s3_and_hdfs_servers_mount_with_and_without_a_cache() {
+    if fuse_skipped() {
+        return;
+    }
+    let tmp = tempdir();
+    let src = tmp.path().join("src");
+    let expected = tree(&src, 300);
+    for backend in backends().into_iter().filter(|b| b.base.is_some()) {
+        let uri = fresh_location(&backend, tmp.path(), "mounted");
+        fold(&src, Path::new(&uri), &[]).success();
+        let point = tmp.path().join(format!("mnt-{}", backend.name));
+        let mount = Mount::start(&uri, &point, &[]);
+        assert_same_tree(&expected, &snapshot(&point, false));
+        mount.stop();
+        let cache = tmp.path().join(format!("cache-{}", backend.name));
+        run!("preload", uri, "--cache", cache).success();
+        let mount = Mount::start(&uri, &point, &["--cache", cache.to_str().unwrap()]);
+        assert_same_tree(&expected, &snapshot(&point, false));
+        mount.stop();
+        let stats = run!("cache", "stats", "--cache", cache, "--json")
+            .success()
+            .json();
+        assert!(num(&stats, "hits") > 0, "{}: {stats:#}", backend.name);
+        assert_eq!(
+            num(&stats, "origin_reads"),
+            0,
+            "{}: {stats:#}",
+            backend.name
+        );
+    }
+}
