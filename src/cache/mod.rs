@@ -147,15 +147,17 @@ impl Cache {
     }
 
     /// Maps the cached container `id`, if the cache holds it, and marks it used. A file that is
-    /// there but unreadable or not a container is quarantined and reported as the error.
+    /// there but not a sound container is quarantined and reported as the error; one this
+    /// process cannot open or map is reported and left alone.
     pub fn map(&self, id: u128) -> Result<Option<MappedContainer>> {
         let path = self.container_path(id);
         let file = match File::open(&path) {
             Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(self.quarantine_after(id, Error::io("open", &path, e))),
+            // Out of descriptors, no permission: the process's trouble, not the file's.
+            Err(e) => return Err(Error::io("open", &path, e)),
         };
-        let mapped = (|| {
+        let mapped: Result<MappedContainer> = (|| {
             let len = file.metadata().ctx("stat", &path)?.len();
             let bytes = crate::index::container::map_file(&path)?;
             let container = Container::from_buffer(bytes, path.clone())?;
@@ -170,7 +172,8 @@ impl Cache {
                 self.touch(id);
                 Ok(Some(mapped))
             }
-            Err(e) => Err(self.quarantine_after(id, e)),
+            Err(e) if e.is_data_fault() => Err(self.quarantine_after(id, e)),
+            Err(e) => Err(e),
         }
     }
 

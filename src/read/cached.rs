@@ -105,7 +105,7 @@ impl Tier {
                     None
                 }
                 Err(_) => {
-                    // `map` quarantined the file already.
+                    // A damaged file was quarantined by `map`; either way the origin serves.
                     *slot = absent(0);
                     None
                 }
