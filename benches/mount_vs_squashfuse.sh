@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# Reads every file of one tree through four systems, side by side in one run:
+#
+#   plain        the files themselves on the local filesystem
+#   sheaf        `sheaf mount` of the folded tree (no cache: the dataset is local)
+#   squashfuse   squashfuse_ll over a mksquashfs image of the same tree (uncompressed, like
+#                the fold's default)
+#
+#   bash benches/mount_vs_squashfuse.sh [--files N] [--runs R] [--threads T,T]
+#
+# For each system, order (sorted = sequential, shuffled = random) and thread count, one cold
+# pass (page cache dropped with `echo 3 > /proc/sys/vm/drop_caches`, and the FUSE mounts made
+# afresh) and R warm passes (medians) of benches/read_files.c: open, read to the end, close.
+# Every pass must return the same bytes (file count, byte count and a checksum). Also reports
+# each mount's time to come up and the sheaf daemon's peak RSS (VmHWM).
+#
+# Needs root (drop_caches, mounts), /dev/fuse, gcc, python3, and the Debian packages
+# squashfs-tools, squashfuse and fuse3 (installed with apt-get when missing).
+# Results: a table on stdout and bench-out/mount_vs_squashfuse.csv.
+set -euo pipefail
+
+FILES=20000
+RUNS=3
+THREADS="1,4"
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --files) FILES="${2:?}"; shift 2 ;;
+        --runs) RUNS="${2:?}"; shift 2 ;;
+        --threads) THREADS="${2:?}"; shift 2 ;;
+        -h|--help) sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "mount_vs_squashfuse: unknown argument $1" >&2; exit 2 ;;
+    esac
+done
+
+die() { printf 'mount_vs_squashfuse: %s\n' "$*" >&2; exit 1; }
+log() { printf '==> %s\n' "$*" >&2; }
+[[ $(id -u) -eq 0 ]] || die "run as root (drop_caches and mounts)"
+[[ -e /dev/fuse ]] || die "/dev/fuse is missing"
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
+WORK="$ROOT/bench-out/mount"
+mkdir -p "$WORK"
+
+need=()
+command -v mksquashfs >/dev/null || need+=(squashfs-tools)
+command -v squashfuse_ll >/dev/null || need+=(squashfuse)
+command -v fusermount3 >/dev/null || need+=(fuse3)
+if [[ ${#need[@]} -gt 0 ]]; then
+    log "installing ${need[*]}"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+log "building the release binary and the reader"
+(cd "$ROOT" && cargo build --release --quiet)
+install -m 0755 "$ROOT/target/release/sheaf" "$WORK/sheaf"
+gcc -O2 -pthread -o "$WORK/read_files" "$ROOT/benches/read_files.c"
+
+CORPUS="$ROOT/bench-out/corpus-n$FILES-s0"
+if [[ ! -f "$CORPUS.done" ]]; then
+    log "generating $FILES files into $CORPUS"
+    rm -rf "$CORPUS"
+    python3 "$ROOT/benches/make_corpus.py" "$CORPUS" --files "$FILES" --seed 0 >/dev/null
+    touch "$CORPUS.done"
+fi
+(cd "$CORPUS" && find . -type f | sed 's|^\./||' | LC_ALL=C sort) >"$WORK/sorted.txt"
+python3 -c 'import random,sys; p=open(sys.argv[1]).read().split("\n")[:-1]; random.Random(42).shuffle(p); open(sys.argv[2],"w").write("\n".join(p)+"\n")' \
+    "$WORK/sorted.txt" "$WORK/shuffled.txt"
+
+log "folding and building the squashfs image"
+rm -rf "$WORK/ds" "$WORK/image.sqfs"
+"$WORK/sheaf" fold --quiet "$CORPUS" "$WORK/ds" >/dev/null
+mksquashfs "$CORPUS" "$WORK/image.sqfs" -noappend -quiet -noI -noD -noF -noX >/dev/null
+
+SHEAF_MNT="$WORK/mnt-sheaf"
+SQ_MNT="$WORK/mnt-squashfuse"
+mkdir -p "$SHEAF_MNT" "$SQ_MNT"
+unmount_all() {
+    fusermount3 -u "$SHEAF_MNT" 2>/dev/null || true
+    fusermount3 -u "$SQ_MNT" 2>/dev/null || true
+}
+trap unmount_all EXIT
+
+now() { date +%s.%N; }
+calc() { awk "BEGIN { printf \"%.6f\", $1 }"; }
+mount_sheaf() {
+    local t0; t0=$(now)
+    "$WORK/sheaf" mount "$WORK/ds" "$SHEAF_MNT"
+    SHEAF_MOUNT_SECS=$(calc "$(now) - $t0")
+}
+mount_squashfuse() {
+    local t0; t0=$(now)
+    squashfuse_ll "$WORK/image.sqfs" "$SQ_MNT"
+    until mountpoint -q "$SQ_MNT"; do sleep 0.01; done
+    SQ_MOUNT_SECS=$(calc "$(now) - $t0")
+}
+remount() { unmount_all; sleep 0.2; mount_sheaf; mount_squashfuse; }
+
+dir_of() {
+    case "$1" in
+        plain) echo "$CORPUS" ;;
+        sheaf) echo "$SHEAF_MNT" ;;
+        squashfuse) echo "$SQ_MNT" ;;
+    esac
+}
+
+CSV="$ROOT/bench-out/mount_vs_squashfuse.csv"
+echo "order,threads,system,pass,seconds,files_per_sec" >"$CSV"
+read -r _ files bytes sum <<<"$("$WORK/read_files" "$WORK/sorted.txt" "$CORPUS" 1)"
+EXPECTED="$files/$bytes/$sum"
+run_pass() { # system order threads pass; prints the seconds
+    local out secs files bytes sum
+    out=$("$WORK/read_files" "$WORK/$2.txt" "$(dir_of "$1")" "$3")
+    read -r secs files bytes sum <<<"$out"
+    [[ "$files/$bytes/$sum" == "$EXPECTED" ]] ||
+        die "$1 returned other bytes ($files/$bytes/$sum, expected $EXPECTED)"
+    echo "$2,$3,$1,$4,$secs,$(calc "$files / $secs")" >>"$CSV"
+    echo "$secs"
+}
+median() { tr ' ' '\n' | LC_ALL=C sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+remount
+mount_times="sheaf mount ${SHEAF_MOUNT_SECS}s, squashfuse_ll ${SQ_MOUNT_SECS}s"
+printf '%-10s %-7s %-11s %10s %10s %12s %12s\n' order threads system cold_s warm_s cold_files/s warm_files/s
+for order in shuffled sorted; do
+    for threads in ${THREADS//,/ }; do
+        remount
+        sync; echo 3 >/proc/sys/vm/drop_caches
+        declare -A COLD=() WARM=()
+        for system in plain sheaf squashfuse; do
+            COLD[$system]=$(run_pass "$system" "$order" "$threads" cold)
+        done
+        for system in plain sheaf squashfuse; do
+            times=""
+            for ((r = 1; r <= RUNS; r++)); do
+                times+=" $(run_pass "$system" "$order" "$threads" "warm$r")"
+            done
+            WARM[$system]=$(echo "$times" | median)
+        done
+        count=$(wc -l <"$WORK/$order.txt")
+        for system in plain sheaf squashfuse; do
+            printf '%-10s %-7s %-11s %10.3f %10.3f %12.0f %12.0f\n' "$order" "$threads" "$system" \
+                "${COLD[$system]}" "${WARM[$system]}" \
+                "$(calc "$count / ${COLD[$system]}")" "$(calc "$count / ${WARM[$system]}")"
+        done
+    done
+done
+pid=$(pgrep -f "$WORK/sheaf mount" | head -1)
+echo "mount time: $mount_times (last mount)"
+# VmHWM counts the container pages the daemon mapped and touched; RssAnon is its own memory.
+echo "sheaf mount daemon: peak RSS (VmHWM, mapped files included) $(awk '/VmHWM/ {print $2, $3}' "/proc/$pid/status"), anonymous RSS now $(awk '/RssAnon/ {print $2, $3}' "/proc/$pid/status")"
+echo "every pass returned the same bytes ($EXPECTED); runs in $CSV"
