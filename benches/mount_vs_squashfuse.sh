@@ -10,7 +10,8 @@
 #
 # For each system, order (sorted = sequential, shuffled = random) and thread count, one cold
 # pass (page cache dropped with `echo 3 > /proc/sys/vm/drop_caches`, and the FUSE mounts made
-# afresh) and R warm passes (medians) of benches/read_files.c: open, read to the end, close.
+# afresh), then warm-up passes until a pass is no longer 5% faster than the previous one, then
+# R timed warm passes (medians) of benches/read_files.c: open, read to the end, close.
 # Every pass must return the same bytes (file count, byte count and a checksum). Also reports
 # each mount's time to come up and the sheaf daemon's peak RSS (VmHWM).
 #
@@ -130,6 +131,14 @@ for order in shuffled sorted; do
             COLD[$system]=$(run_pass "$system" "$order" "$threads" cold)
         done
         for system in plain sheaf squashfuse; do
+            # Warm until a pass is no longer 5% faster than the one before (at most 8 passes):
+            # a FUSE mount's page cache fills over several passes.
+            last=$(run_pass "$system" "$order" "$threads" settle)
+            for ((w = 1; w < 8; w++)); do
+                t=$(run_pass "$system" "$order" "$threads" settle)
+                awk "BEGIN { exit !($t < 0.95 * $last) }" || break
+                last=$t
+            done
             times=""
             for ((r = 1; r <= RUNS; r++)); do
                 times+=" $(run_pass "$system" "$order" "$threads" "warm$r")"
