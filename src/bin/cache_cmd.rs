@@ -273,10 +273,7 @@ fn evict(args: EvictArgs) -> Result<ExitCode> {
         Some(dataset) => {
             let key = dataset_key(dataset)?;
             let catalog = cache
-                .datasets()?
-                .into_iter()
-                .find(|(record, _)| record.uri == key)
-                .map(|(_, catalog)| catalog)
+                .dataset_catalog(&key)?
                 .with_context(|| format!("the cache has no record of {key}"))?;
             let ids: HashSet<u128> = catalog.rows().iter().map(|r| r.content_id).collect();
             cache.evict(|id| ids.contains(&id))?

@@ -416,6 +416,14 @@ impl Cache {
         }
     }
 
+    /// The parsed catalog the cache keeps for a dataset, if any.
+    pub fn dataset_catalog(&self, uri: &str) -> Result<Option<Catalog>> {
+        let path = self.record_paths(uri).1;
+        self.cached_catalog(uri)?
+            .map(|bytes| Catalog::from_buffer(Buffer::from_vec(bytes), &path))
+            .transpose()
+    }
+
     /// Every dataset the cache has a record of, with its parsed catalog.
     pub fn datasets(&self) -> Result<Vec<(DatasetRecord, Catalog)>> {
         let dir = self.dir.join("datasets");

@@ -117,10 +117,9 @@ pub fn preload(
             })
             .collect()
     });
-    for row in &selected {
-        if !missing.iter().any(|m| m.content_id == row.content_id) {
-            cache.touch(row.content_id);
-        }
+    let copied: HashSet<u128> = missing.iter().map(|r| r.content_id).collect();
+    for row in selected.iter().filter(|r| !copied.contains(&r.content_id)) {
+        cache.touch(row.content_id);
     }
     let mut summary = PreloadSummary {
         dataset: uri.to_owned(),

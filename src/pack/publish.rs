@@ -316,16 +316,10 @@ pub fn publish_catalog(
 pub fn remove_originals(layout: &Layout, progress: &dyn Progress) -> Result<(u64, u64)> {
     let dataset = Dataset::open(layout.root())?;
     refuse_unverified(&dataset, progress)?;
-    progress.phase("remove originals", dataset.entry_count(), 0);
-    let (mut removed, mut changed) = (0, 0);
-    for item in dataset.walk() {
-        let (_, entry) = item?;
-        if !entry.kind.is_stored() {
-            continue;
-        }
+    remove_unchanged(&dataset, progress, |entry| {
         let original = layout.external(&entry.path);
         let Ok(meta) = fs::symlink_metadata(&original) else {
-            continue;
+            return Ok(Original::Gone);
         };
         let same_kind = match entry.kind {
             EntryKind::Symlink => meta.file_type().is_symlink(),
@@ -333,17 +327,10 @@ pub fn remove_originals(layout: &Layout, progress: &dyn Progress) -> Result<(u64
         };
         if same_kind && meta.len() == entry.len && mtime_ns(&meta) == entry.mtime_ns {
             fs::remove_file(&original).ctx("remove original", &original)?;
-            removed += 1;
-        } else {
-            progress.warn(&format!(
-                "kept {}: it changed after it was folded",
-                original.display()
-            ));
-            changed += 1;
+            return Ok(Original::Removed);
         }
-        progress.advance(1, 0);
-    }
-    Ok((removed, changed))
+        Ok(Original::Changed(original.display().to_string()))
+    })
 }
 
 /// After an in-place fold of a store: re-reads every container and checks every folded entry,
@@ -360,6 +347,37 @@ pub fn remove_original_objects(
         .into_iter()
         .map(|o| (o.key, (o.len, o.mtime_ns)))
         .collect();
+    remove_unchanged(&dataset, progress, |entry| {
+        // Object stores hold UTF-8 keys only, so every folded path is one.
+        let key = String::from_utf8_lossy(&entry.path).into_owned();
+        match now.get(&key) {
+            None => Ok(Original::Gone),
+            Some(&(len, mtime_ns)) if len == entry.len && mtime_ns == entry.mtime_ns => {
+                store.delete(&key)?;
+                Ok(Original::Removed)
+            }
+            Some(_) => Ok(Original::Changed(store.uri(&key))),
+        }
+    })
+}
+
+/// What became of one folded original.
+enum Original {
+    /// Deleted: it was unchanged since the fold.
+    Removed,
+    /// Kept: it changed after it was folded (named for the warning).
+    Changed(String),
+    /// Already gone.
+    Gone,
+}
+
+/// Offers every folded entry (files and symlinks) of a verified dataset to `remove`, counting
+/// and reporting what it did. Returns (removed, changed-and-kept).
+fn remove_unchanged(
+    dataset: &Dataset,
+    progress: &dyn Progress,
+    mut remove: impl FnMut(&crate::index::Entry) -> Result<Original>,
+) -> Result<(u64, u64)> {
     progress.phase("remove originals", dataset.entry_count(), 0);
     let (mut removed, mut changed) = (0, 0);
     for item in dataset.walk() {
@@ -367,21 +385,13 @@ pub fn remove_original_objects(
         if !entry.kind.is_stored() {
             continue;
         }
-        // Object stores hold UTF-8 keys only, so every folded path is one.
-        let key = String::from_utf8_lossy(&entry.path).into_owned();
-        match now.get(&key) {
-            None => {}
-            Some(&(len, mtime_ns)) if len == entry.len && mtime_ns == entry.mtime_ns => {
-                store.delete(&key)?;
-                removed += 1;
-            }
-            Some(_) => {
-                progress.warn(&format!(
-                    "kept {}: it changed after it was folded",
-                    store.uri(&key)
-                ));
+        match remove(&entry)? {
+            Original::Removed => removed += 1,
+            Original::Changed(name) => {
+                progress.warn(&format!("kept {name}: it changed after it was folded"));
                 changed += 1;
             }
+            Original::Gone => {}
         }
         progress.advance(1, 0);
     }
