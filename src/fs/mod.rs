@@ -5,6 +5,12 @@
 //! at row `r` of container `c` is `2 + (entries before c) + r`, so the namespace is never
 //! loaded into memory and numbers stay stable for the life of the mount. A published dataset
 //! never changes, so the kernel may keep entries, attributes and pages for as long as it likes.
+//!
+//! Files are never opened in the daemon: the first `open` is answered ENOSYS, which tells the
+//! kernel to open files itself from then on (keeping their page cache), so a warm read costs no
+//! round trip to this process at all. Reads therefore arrive by inode: a folded entry is read
+//! and checked whole on its first read request and kept among the few recently read entries
+//! until its last byte has been served; a large external file is checked as it is read in order.
 
 use crate::error::Error;
 use crate::index::path::{self, SEPARATOR};
@@ -16,7 +22,7 @@ use fuser::{
     OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen,
     ReplyStatfs, Request,
 };
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,20 +38,14 @@ const SYNTHETIC_BASE: u64 = 1 << 62;
 
 const ROOT: u64 = 1;
 
-/// One open file or directory.
-enum Handle {
-    /// A folded file, read and checked whole at open.
-    Stored(Buffer),
-    /// A large file kept outside the containers, read by ranges from where it lives; its
-    /// checksum is checked when it is read from start to end in order.
-    External {
-        entry: Entry,
-        check: Box<Mutex<SequentialCheck>>,
-    },
-    /// A directory listing taken at opendir, so readdir resumes at any offset.
-    Dir(Vec<(u64, FileType, OsString)>),
-}
+/// How many checked entries are kept between the read requests of one file (the kernel
+/// splits a file into requests of at most 128 KiB to 1 MiB; entries are at most 4 MiB).
+const RECENT_ENTRIES: usize = 64;
 
+/// A directory listing taken at opendir, so readdir resumes at any offset.
+type Listing = Vec<(u64, FileType, OsString)>;
+
+/// The whole-file checksum of an external file, computed while it is read in order.
 struct SequentialCheck {
     next: u64,
     hasher: Xxh3,
@@ -57,7 +57,12 @@ pub struct SheafFs {
     /// Entries in the containers before each one.
     starts: Vec<u64>,
     synthetic: Mutex<HashMap<u64, Vec<u8>>>,
-    handles: RwLock<HashMap<u64, Arc<Handle>>>,
+    /// Open directories.
+    handles: RwLock<HashMap<u64, Arc<Listing>>>,
+    /// Folded entries read and checked whole, by inode, until their last byte is served.
+    recent: Mutex<VecDeque<(u64, Buffer)>>,
+    /// External files being read, by inode.
+    external_checks: Mutex<HashMap<u64, SequentialCheck>>,
     next_handle: AtomicU64,
     uid: u32,
     gid: u32,
@@ -79,6 +84,8 @@ impl SheafFs {
             starts,
             synthetic: Mutex::default(),
             handles: RwLock::default(),
+            recent: Mutex::default(),
+            external_checks: Mutex::default(),
             next_handle: AtomicU64::new(1),
             uid,
             gid,
@@ -165,7 +172,7 @@ impl SheafFs {
         }
     }
 
-    fn add_handle(&self, handle: Handle) -> FileHandle {
+    fn add_handle(&self, handle: Listing) -> FileHandle {
         let fh = self.next_handle.fetch_add(1, Ordering::Relaxed);
         self.handles
             .write()
@@ -174,7 +181,7 @@ impl SheafFs {
         FileHandle(fh)
     }
 
-    fn handle(&self, fh: FileHandle) -> Option<Arc<Handle>> {
+    fn handle(&self, fh: FileHandle) -> Option<Arc<Listing>> {
         self.handles
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -189,7 +196,7 @@ impl SheafFs {
             .remove(&u64::from(fh));
     }
 
-    fn listing(&self, ino: u64, dir: &Entry) -> Result<Vec<(u64, FileType, OsString)>, Errno> {
+    fn listing(&self, ino: u64, dir: &Entry) -> Result<Listing, Errno> {
         let children = self.dataset.list_located(&dir.path).map_err(errno)?;
         let parent = match dir.path.is_empty() {
             true => ROOT,
@@ -216,10 +223,43 @@ impl SheafFs {
         }
     }
 
+    /// Bytes `offset..offset+size` of the folded entry at inode `ino`, from a whole-entry
+    /// read checked against its checksum (kept until the entry's last byte is served).
+    fn read_stored(&self, ino: u64, offset: u64, size: u32) -> Result<Buffer, Errno> {
+        let cached = {
+            let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+            recent
+                .iter()
+                .find(|(i, _)| *i == ino)
+                .map(|(_, b)| b.clone())
+        };
+        let bytes = match cached {
+            Some(bytes) => bytes,
+            None => {
+                let at = self.location(ino).ok_or(Errno::ENOENT)?;
+                self.dataset.read_at(at).map_err(errno)?
+            }
+        };
+        let len = bytes.len() as u64;
+        let start = offset.min(len);
+        let end = start.saturating_add(size as u64).min(len);
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        recent.retain(|(i, _)| *i != ino);
+        if end < len {
+            if recent.len() == RECENT_ENTRIES {
+                recent.pop_front();
+            }
+            recent.push_back((ino, bytes.clone()));
+        }
+        Ok(bytes.slice_with_length(start as usize, (end - start) as usize))
+    }
+
+    /// Bytes of an external file, read from where it lives; the whole-file checksum is
+    /// checked when the file is read from start to end in order.
     fn read_external(
         &self,
+        ino: u64,
         entry: &Entry,
-        check: &Mutex<SequentialCheck>,
         offset: u64,
         size: u32,
     ) -> Result<Vec<u8>, Errno> {
@@ -231,20 +271,39 @@ impl SheafFs {
             .dataset
             .read_external_range(entry, offset..end)
             .map_err(errno)?;
-        let mut check = check.lock().unwrap_or_else(|p| p.into_inner());
-        if check.next == offset {
-            check.hasher.update(&bytes);
-            check.next = end;
-            if end == entry.len && check.hasher.digest() != entry.xxh3 {
+        let mut checks = self
+            .external_checks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if offset == 0 {
+            checks.insert(
+                ino,
+                SequentialCheck {
+                    next: 0,
+                    hasher: Xxh3::new(),
+                },
+            );
+        }
+        if checks.get(&ino).is_none_or(|c| c.next != offset) {
+            // Read out of order (or by two readers at once): no whole-file check this time.
+            checks.remove(&ino);
+            return Ok(bytes);
+        }
+        let Some(check) = checks.get_mut(&ino) else {
+            return Ok(bytes);
+        };
+        check.hasher.update(&bytes);
+        check.next = end;
+        if end == entry.len {
+            let digest = check.hasher.digest();
+            checks.remove(&ino);
+            if digest != entry.xxh3 {
                 eprintln!(
                     "sheaf mount: {}: checksum mismatch (changed since the fold?)",
                     self.dataset.external_uri(entry)
                 );
                 return Err(Errno::EIO);
             }
-        } else {
-            // Read out of order: the whole-file check cannot be made on this handle.
-            check.next = u64::MAX;
         }
         Ok(bytes)
     }
@@ -314,71 +373,43 @@ impl Filesystem for SheafFs {
         }
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+    fn open(&self, _req: &Request, _ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         if flags.0 & libc::O_ACCMODE != libc::O_RDONLY {
             return reply.error(Errno::EROFS);
         }
-        let opened = self.node(ino.into()).and_then(|entry| match entry.kind {
-            EntryKind::File => {
-                let at = self.location(ino.into()).ok_or(Errno::ENOENT)?;
-                Ok(Handle::Stored(self.dataset.read_at(at).map_err(errno)?))
-            }
-            EntryKind::External => Ok(Handle::External {
-                entry,
-                check: Box::new(Mutex::new(SequentialCheck {
-                    next: 0,
-                    hasher: Xxh3::new(),
-                })),
-            }),
-            EntryKind::Dir => Err(Errno::EISDIR),
-            EntryKind::Symlink => Err(Errno::ELOOP),
-        });
-        match opened {
-            Ok(handle) => reply.opened(self.add_handle(handle), FopenFlags::FOPEN_KEEP_CACHE),
-            Err(e) => reply.error(e),
-        }
+        // "Not implemented" makes the kernel open files itself from now on, with their page
+        // cache kept (see the module comment); reads then arrive without a handle.
+        reply.error(Errno::ENOSYS);
     }
 
     fn read(
         &self,
         _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
+        ino: INodeNo,
+        _fh: FileHandle,
         offset: u64,
         size: u32,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        match self.handle(fh).as_deref() {
-            Some(Handle::Stored(bytes)) => {
-                let start = (offset as usize).min(bytes.len());
-                let end = start.saturating_add(size as usize).min(bytes.len());
-                reply.data(&bytes[start..end]);
-            }
-            Some(Handle::External { entry, check }) => {
-                match self.read_external(entry, check, offset, size) {
-                    Ok(bytes) => reply.data(&bytes),
-                    Err(e) => reply.error(e),
-                }
-            }
-            Some(Handle::Dir(_)) => reply.error(Errno::EISDIR),
-            None => reply.error(Errno::EBADF),
+        let ino = u64::from(ino);
+        let entry = match self.node(ino) {
+            Ok(entry) => entry,
+            Err(e) => return reply.error(e),
+        };
+        let read = match entry.kind {
+            EntryKind::File => self.read_stored(ino, offset, size),
+            EntryKind::External => self
+                .read_external(ino, &entry, offset, size)
+                .map(Buffer::from_vec),
+            EntryKind::Dir => Err(Errno::EISDIR),
+            EntryKind::Symlink => Err(Errno::EINVAL),
+        };
+        match read {
+            Ok(bytes) => reply.data(&bytes),
+            Err(e) => reply.error(e),
         }
-    }
-
-    fn release(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
-        _flags: OpenFlags,
-        _lock_owner: Option<LockOwner>,
-        _flush: bool,
-        reply: ReplyEmpty,
-    ) {
-        self.drop_handle(fh);
-        reply.ok();
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
@@ -388,7 +419,7 @@ impl Filesystem for SheafFs {
         });
         match listed {
             Ok(children) => reply.opened(
-                self.add_handle(Handle::Dir(children)),
+                self.add_handle(children),
                 FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_CACHE_DIR,
             ),
             Err(e) => reply.error(e),
@@ -403,11 +434,8 @@ impl Filesystem for SheafFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let Some(handle) = self.handle(fh) else {
+        let Some(children) = self.handle(fh) else {
             return reply.error(Errno::EBADF);
-        };
-        let Handle::Dir(children) = &*handle else {
-            return reply.error(Errno::ENOTDIR);
         };
         for (i, (ino, kind, name)) in children.iter().enumerate().skip(offset as usize) {
             if reply.add(INodeNo(*ino), i as u64 + 1, *kind, name) {
