@@ -13,7 +13,7 @@ use crate::index::path::{self, cmp_paths, display, is_inside, normalize_user_pat
 use crate::index::{Catalog, Container, Entry, EntryKind};
 use crate::layout::{container_key, CATALOG_KEY, FOLD_PARAMS_KEY};
 use crate::store::{self, LocalStore, Store};
-use arrow_buffer::Buffer;
+pub use arrow_buffer::Buffer;
 use std::cmp::Ordering;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;

@@ -1,0 +1,336 @@
+//! The C ABI of the sheaf reader: open a folded dataset, then read, stat, list and walk it by
+//! the paths of the tree it was folded from. `include/sheaf.h` is generated from this crate.
+//!
+//! Conventions, the same for every function:
+//! - Every function that can fail returns a [`sheaf_status`]; `sheaf_last_error()` then holds
+//!   the message for the calling thread. No function unwinds or aborts on bad input: null
+//!   pointers are `SHEAF_INVALID_ARGUMENT`, panics are caught and become `SHEAF_INTERNAL`.
+//! - Paths are byte strings with an explicit length (they need not be UTF-8 or NUL-terminated),
+//!   relative to the dataset root as in the source tree; `""`, `"."` and `"/"` name the root.
+//! - A `sheaf_dataset` may be used from many threads at once. Listings, walks and byte buffers
+//!   it hands out must be freed with their own `_free` function, walks before the dataset.
+//! - After `fork`, a child must open the dataset again rather than use the parent's handle.
+
+#![allow(non_camel_case_types)]
+#![allow(clippy::missing_safety_doc)] // the header's comments and the conventions above say it
+
+mod listing;
+mod status;
+
+pub use listing::*;
+pub use status::*;
+
+use sheaf::cache::{Cache, Counter};
+use sheaf::{Dataset, Entry, EntryKind, ReadOptions};
+use status::sheaf_status::*;
+use std::ffi::{c_char, c_void, CStr, CString};
+use std::sync::{Arc, OnceLock};
+
+/// An open dataset. Opaque: obtained from `sheaf_open`, released by `sheaf_close`.
+pub struct sheaf_dataset {
+    inner: Dataset,
+}
+
+/// What kind of entry a path names.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum sheaf_kind {
+    SHEAF_FILE = 0,
+    SHEAF_DIR = 1,
+    SHEAF_SYMLINK = 2,
+}
+
+/// `sheaf_stat.flags`: the file was too large to fold and is read from where it lives.
+pub const SHEAF_STAT_EXTERNAL: u32 = 1;
+
+/// `sheaf_open` flag: fetch containers that keep missing into the cache in the background.
+pub const SHEAF_OPEN_FILL: u32 = 1;
+
+/// Metadata of one entry, as the source tree had it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct sheaf_stat {
+    /// Bytes in the file (for a symlink, in its target; 0 for a directory).
+    pub size: u64,
+    /// Modification time, nanoseconds since the Unix epoch.
+    pub mtime_ns: i64,
+    /// `st_mode`: file type bits and permission bits.
+    pub mode: u32,
+    /// A `sheaf_kind` value.
+    pub kind: u32,
+    /// `SHEAF_STAT_*` bits.
+    pub flags: u32,
+}
+
+impl From<&Entry> for sheaf_stat {
+    fn from(entry: &Entry) -> Self {
+        let kind = match entry.kind {
+            EntryKind::File | EntryKind::External => sheaf_kind::SHEAF_FILE,
+            EntryKind::Dir => sheaf_kind::SHEAF_DIR,
+            EntryKind::Symlink => sheaf_kind::SHEAF_SYMLINK,
+        };
+        let external = entry.kind == EntryKind::External;
+        sheaf_stat {
+            size: entry.len,
+            mtime_ns: entry.mtime_ns,
+            mode: entry.mode,
+            kind: kind as u32,
+            flags: if external { SHEAF_STAT_EXTERNAL } else { 0 },
+        }
+    }
+}
+
+/// Bytes owned by the library (an entry's content), released by `sheaf_bytes_free`.
+#[repr(C)]
+#[derive(Debug)]
+pub struct sheaf_bytes {
+    pub data: *const u8,
+    pub len: usize,
+    /// The library's handle on the memory; do not touch.
+    pub owner: *mut c_void,
+}
+
+/// The library's version, a NUL-terminated string such as "0.1.0".
+#[no_mangle]
+pub extern "C" fn sheaf_version() -> *const c_char {
+    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+}
+
+/// Opens the dataset `uri` names (a local path, `file://`, `s3://`, `hdfs://`, `az://`,
+/// `gs://`). `cache_dir` (may be null) is a sheaf cache directory to read containers from,
+/// created when missing; `flags` are `SHEAF_OPEN_*` bits. On success `*out` is the handle.
+#[no_mangle]
+pub unsafe extern "C" fn sheaf_open(
+    uri: *const c_char,
+    cache_dir: *const c_char,
+    flags: u32,
+    out: *mut *mut sheaf_dataset,
+) -> sheaf_status {
+    guard(|| {
+        let out = unsafe { out.as_mut() }.ok_or_else(|| Failure::null("out"))?;
+        *out = std::ptr::null_mut();
+        let uri = unsafe { c_text(uri, "uri") }?;
+        if flags & !SHEAF_OPEN_FILL != 0 {
+            return Err(Failure::new(
+                SHEAF_INVALID_ARGUMENT,
+                format!("unknown sheaf_open flags {flags:#x}"),
+            ));
+        }
+        let cache = match cache_dir.is_null() {
+            true => None,
+            false => Some(Arc::new(Cache::open(unsafe {
+                c_text(cache_dir, "cache_dir")
+            }?)?)),
+        };
+        let options = ReadOptions {
+            cache,
+            fill: flags & SHEAF_OPEN_FILL != 0,
+        };
+        let inner = Dataset::open_uri_with(uri, options)?;
+        *out = Box::into_raw(Box::new(sheaf_dataset { inner }));
+        Ok(SHEAF_OK)
+    })
+}
+
+/// Closes a dataset opened by `sheaf_open`. Null is ignored.
+#[no_mangle]
+pub unsafe extern "C" fn sheaf_close(dataset: *mut sheaf_dataset) {
+    unsafe { free_boxed(dataset) }
+}
+
+/// Metadata of `path`. With `follow` non-zero a final symlink is followed (as `stat`);
+/// otherwise the symlink itself is described (as `lstat`).
+#[no_mangle]
+pub unsafe extern "C" fn sheaf_stat_path(
+    dataset: *const sheaf_dataset,
+    path: *const u8,
+    path_len: usize,
+    follow: i32,
+    out: *mut sheaf_stat,
+) -> sheaf_status {
+    guard(|| {
+        let dataset = unsafe { handle(dataset) }?;
+        let path = unsafe { bytes_arg(path, path_len, "path") }?;
+        let out = unsafe { out.as_mut() }.ok_or_else(|| Failure::null("out"))?;
+        let mut entry = dataset.stat(path)?;
+        if follow != 0 && entry.kind == EntryKind::Symlink {
+            entry = dataset.resolve(path)?.1;
+        }
+        *out = sheaf_stat::from(&entry);
+        Ok(SHEAF_OK)
+    })
+}
+
+/// Reads the whole file at `path` (following symlinks) into the caller's buffer `buf` of
+/// `capacity` bytes and writes its length to `*len`. When the file is larger than `capacity`,
+/// nothing is written to `buf`, `*len` is the size needed and the status is
+/// `SHEAF_BUFFER_TOO_SMALL`. Bytes are checked against the index checksum first.
+#[no_mangle]
+pub unsafe extern "C" fn sheaf_read_into(
+    dataset: *const sheaf_dataset,
+    path: *const u8,
+    path_len: usize,
+    buf: *mut u8,
+    capacity: usize,
+    len: *mut usize,
+) -> sheaf_status {
+    guard(|| {
+        let dataset = unsafe { handle(dataset) }?;
+        let path = unsafe { bytes_arg(path, path_len, "path") }?;
+        let len = unsafe { len.as_mut() }.ok_or_else(|| Failure::null("len"))?;
+        let bytes = dataset.read(path)?;
+        *len = bytes.len();
+        if bytes.len() > capacity {
+            return Err(Failure::new(
+                SHEAF_BUFFER_TOO_SMALL,
+                format!(
+                    "{}: the file has {} bytes, the buffer holds {capacity}",
+                    String::from_utf8_lossy(path),
+                    bytes.len()
+                ),
+            ));
+        }
+        if !bytes.is_empty() {
+            if buf.is_null() {
+                return Err(Failure::null("buf"));
+            }
+            unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), buf, bytes.len()) };
+        }
+        Ok(SHEAF_OK)
+    })
+}
+
+/// Reads the whole file at `path` (following symlinks) into memory the library owns, checked
+/// against the index checksum; release it with `sheaf_bytes_free`. From a cached container the
+/// bytes are not copied at all.
+#[no_mangle]
+pub unsafe extern "C" fn sheaf_read(
+    dataset: *const sheaf_dataset,
+    path: *const u8,
+    path_len: usize,
+    out: *mut sheaf_bytes,
+) -> sheaf_status {
+    guard(|| {
+        let dataset = unsafe { handle(dataset) }?;
+        let path = unsafe { bytes_arg(path, path_len, "path") }?;
+        let out = unsafe { out.as_mut() }.ok_or_else(|| Failure::null("out"))?;
+        *out = sheaf_bytes {
+            data: std::ptr::null(),
+            len: 0,
+            owner: std::ptr::null_mut(),
+        };
+        let bytes = Box::new(dataset.read(path)?);
+        out.data = bytes.as_ptr();
+        out.len = bytes.len();
+        out.owner = Box::into_raw(bytes).cast();
+        Ok(SHEAF_OK)
+    })
+}
+
+/// Releases bytes from `sheaf_read` and clears `*bytes`. Null, or bytes already freed, are
+/// ignored.
+#[no_mangle]
+pub unsafe extern "C" fn sheaf_bytes_free(bytes: *mut sheaf_bytes) {
+    let Some(bytes) = (unsafe { bytes.as_mut() }) else {
+        return;
+    };
+    let owner = std::mem::replace(&mut bytes.owner, std::ptr::null_mut());
+    bytes.data = std::ptr::null();
+    bytes.len = 0;
+    unsafe { free_boxed(owner.cast::<sheaf::read::Buffer>()) }
+}
+
+/// The number of entries (files, directories, symlinks) the dataset's catalog records.
+#[no_mangle]
+pub unsafe extern "C" fn sheaf_entry_count(
+    dataset: *const sheaf_dataset,
+    count: *mut u64,
+) -> sheaf_status {
+    guard(|| {
+        let dataset = unsafe { handle(dataset) }?;
+        let count = unsafe { count.as_mut() }.ok_or_else(|| Failure::null("count"))?;
+        *count = dataset.entry_count();
+        Ok(SHEAF_OK)
+    })
+}
+
+/// How many counters `sheaf_stats` reports.
+#[no_mangle]
+pub extern "C" fn sheaf_counter_count() -> usize {
+    Counter::ALL.len()
+}
+
+/// The name of counter `i` (such as "hits" or "origin_reads"), a static NUL-terminated
+/// string; null when `i` is out of range.
+#[no_mangle]
+pub extern "C" fn sheaf_counter_name(i: usize) -> *const c_char {
+    static NAMES: OnceLock<Vec<CString>> = OnceLock::new();
+    let names = NAMES.get_or_init(|| {
+        Counter::ALL
+            .iter()
+            .map(|c| CString::new(c.name()).expect("counter names hold no NUL"))
+            .collect()
+    });
+    names.get(i).map_or(std::ptr::null(), |name| name.as_ptr())
+}
+
+/// Writes this dataset's counters, in the order of `sheaf_counter_name`, to `values` (room
+/// for `capacity`) and how many were written to `*written`.
+#[no_mangle]
+pub unsafe extern "C" fn sheaf_stats(
+    dataset: *const sheaf_dataset,
+    values: *mut u64,
+    capacity: usize,
+    written: *mut usize,
+) -> sheaf_status {
+    guard(|| {
+        let dataset = unsafe { handle(dataset) }?;
+        let written = unsafe { written.as_mut() }.ok_or_else(|| Failure::null("written"))?;
+        if values.is_null() && capacity > 0 {
+            return Err(Failure::null("values"));
+        }
+        let snapshot = dataset.stats();
+        let count = capacity.min(Counter::ALL.len());
+        for (i, counter) in Counter::ALL.iter().take(count).enumerate() {
+            unsafe { *values.add(i) = snapshot.get(*counter) };
+        }
+        *written = count;
+        Ok(SHEAF_OK)
+    })
+}
+
+/// Drops something the library boxed for the caller; null is ignored.
+unsafe fn free_boxed<T>(ptr: *mut T) {
+    if !ptr.is_null() {
+        guard(|| {
+            drop(unsafe { Box::from_raw(ptr) });
+            Ok(SHEAF_OK)
+        });
+    }
+}
+
+/// The dataset behind a handle.
+unsafe fn handle<'a>(dataset: *const sheaf_dataset) -> Result<&'a Dataset, Failure> {
+    unsafe { dataset.as_ref() }
+        .map(|d| &d.inner)
+        .ok_or_else(|| Failure::null("dataset"))
+}
+
+/// A byte-string argument; a null pointer is allowed only with length 0.
+unsafe fn bytes_arg<'a>(ptr: *const u8, len: usize, what: &str) -> Result<&'a [u8], Failure> {
+    match (ptr.is_null(), len) {
+        (true, 0) => Ok(&[]),
+        (true, _) => Err(Failure::null(what)),
+        (false, _) => Ok(unsafe { std::slice::from_raw_parts(ptr, len) }),
+    }
+}
+
+/// A NUL-terminated UTF-8 string argument.
+unsafe fn c_text<'a>(ptr: *const c_char, what: &str) -> Result<&'a str, Failure> {
+    if ptr.is_null() {
+        return Err(Failure::null(what));
+    }
+    unsafe { CStr::from_ptr(ptr) }
+        .to_str()
+        .map_err(|_| Failure::new(SHEAF_INVALID_ARGUMENT, format!("{what} is not valid UTF-8")))
+}

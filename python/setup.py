@@ -1,0 +1,52 @@
+"""Builds the native library (the sheaf-capi crate) with cargo and ships it in the package.
+
+`pip install ./python` from a clone runs `cargo build --release -p sheaf-capi` in the
+repository and copies `libsheaf_capi.so` next to the Python modules. SHEAF_CARGO_PROFILE=dev
+builds the debug profile instead (the test suite does, to reuse its build).
+"""
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from setuptools import setup
+from setuptools.command.build_py import build_py
+from setuptools.dist import Distribution
+
+REPO = Path(__file__).resolve().parent.parent
+LIBRARY = "libsheaf_capi.so"
+
+
+def build_native_library() -> Path:
+    profile = os.environ.get("SHEAF_CARGO_PROFILE", "release")
+    if shutil.which("cargo") is None:
+        raise SystemExit("building sheaf needs cargo (Rust): install it with rustup first")
+    subprocess.run(
+        ["cargo", "build", "--locked", "--profile", profile, "-p", "sheaf-capi"],
+        cwd=REPO,
+        check=True,
+    )
+    target = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
+    built = target / ("debug" if profile == "dev" else profile) / LIBRARY
+    if not built.exists():
+        raise SystemExit(f"cargo finished but {built} is missing")
+    return built
+
+
+class BuildWithNativeLibrary(build_py):
+    def run(self):
+        super().run()
+        package_dir = Path(self.build_lib) / "sheaf"
+        package_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(build_native_library(), package_dir / LIBRARY)
+
+
+class NativeDistribution(Distribution):
+    """Marks the wheel as platform-specific: it carries a native library."""
+
+    def has_ext_modules(self):
+        return True
+
+
+setup(cmdclass={"build_py": BuildWithNativeLibrary}, distclass=NativeDistribution)

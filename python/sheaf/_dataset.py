@@ -1,0 +1,418 @@
+"""The Dataset and File classes over the native reader."""
+
+from __future__ import annotations
+
+import ctypes
+import io
+import os
+import threading
+import weakref
+from ctypes import byref, c_size_t, c_uint64, c_uint8, c_void_p
+from typing import Iterator, NamedTuple, Optional, Union
+
+from . import _native
+from ._native import Bytes, Stat, lib
+from .errors import BufferTooSmall, Error, InvalidPath, NotADirectory, NotFound, from_status
+
+PathArg = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
+
+# Every live dataset, so a forked child can give each a fresh lock before any thread of the
+# child uses it (a lock held by another parent thread at the fork would never be released).
+_LIVE: "weakref.WeakSet[Dataset]" = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for dataset in list(_LIVE):
+        dataset._forked()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _encode(path: PathArg) -> bytes:
+    if isinstance(path, str):
+        return path.encode("utf-8", "surrogateescape")
+    if isinstance(path, bytes):
+        return path
+    return os.fsencode(path)
+
+
+def _raise(status: int) -> None:
+    raise from_status(status, _native.last_error())
+
+
+class StatResult(NamedTuple):
+    """Metadata of one entry, in the shape of `os.stat_result`'s fields of the same names."""
+
+    st_mode: int
+    st_size: int
+    st_mtime_ns: int
+    #: True when the file was too large to fold and is read from where it lives.
+    external: bool = False
+
+    @property
+    def st_mtime(self) -> float:
+        return self.st_mtime_ns / 1e9
+
+    def is_dir(self) -> bool:
+        return self.st_mode & 0o170000 == 0o040000
+
+    def is_file(self) -> bool:
+        return self.st_mode & 0o170000 == 0o100000
+
+    def is_symlink(self) -> bool:
+        return self.st_mode & 0o170000 == 0o120000
+
+
+def _stat_result(stat: Stat) -> StatResult:
+    return StatResult(stat.mode, stat.size, stat.mtime_ns, bool(stat.flags & _native.STAT_EXTERNAL))
+
+
+class Dataset:
+    """A folded dataset opened for reading. Use `sheaf.open` to make one."""
+
+    def __init__(self, uri: PathArg, *, cache: Optional[PathArg] = None, fill: bool = False):
+        self._uri = os.fsdecode(uri)
+        self._cache = os.fsdecode(cache) if cache is not None else None
+        self._fill = bool(fill)
+        self._lock = threading.Lock()
+        self._handle: Optional[int] = None
+        self._stale = False
+        self._closed = False
+        self._walks = 0
+        self._handle = self._open_native()
+        _LIVE.add(self)
+
+    def _open_native(self) -> int:
+        out = c_void_p()
+        cache = _encode(self._cache) if self._cache is not None else None
+        flags = _native.OPEN_FILL if self._fill else 0
+        status = lib.sheaf_open(_encode(self._uri), cache, flags, byref(out))
+        if status:
+            _raise(status)
+        return out.value
+
+    def _forked(self) -> None:
+        # The parent's handle is not ours to use or free here: its I/O threads did not come
+        # along. It is left alone, and the first call in the child opens the dataset again.
+        self._lock = threading.Lock()
+        self._stale = True
+        self._walks = 0
+
+    def _h(self) -> int:
+        if self._stale:
+            with self._lock:
+                if self._stale and not self._closed:
+                    self._handle = self._open_native()
+                    self._stale = False
+        handle = self._handle
+        if handle is None:
+            raise ValueError("I/O operation on a closed sheaf dataset")
+        return handle
+
+    # --- reading -------------------------------------------------------------------------
+
+    def read(self, path: PathArg) -> bytes:
+        """The whole file at `path` (symlinks followed), checked against its checksum."""
+        out = self._read_native(path)
+        try:
+            return ctypes.string_at(out.data, out.len) if out.len else b""
+        finally:
+            lib.sheaf_bytes_free(byref(out))
+
+    def readinto(self, path: PathArg, buffer) -> int:
+        """Reads the whole file at `path` into `buffer` (any writable, contiguous buffer:
+        bytearray, memoryview, numpy array, mmap) and returns its length. Raises
+        `BufferTooSmall` (with `.needed`) when the file does not fit; the buffer is then
+        untouched."""
+        view = memoryview(buffer)
+        if view.readonly:
+            raise TypeError("readinto needs a writable buffer")
+        if not view.c_contiguous:
+            raise ValueError("readinto needs a contiguous buffer")
+        if view.format != "B" or view.ndim != 1:
+            view = view.cast("B")
+        capacity = view.nbytes
+        target = (c_uint8 * capacity).from_buffer(view) if capacity else None
+        address = ctypes.addressof(target) if target is not None else None
+        encoded = _encode(path)
+        length = c_size_t()
+        status = lib.sheaf_read_into(
+            self._h(), encoded, len(encoded), address, capacity, byref(length)
+        )
+        del target
+        view.release()
+        if status == _native.BUFFER_TOO_SMALL:
+            raise BufferTooSmall(_native.last_error(), length.value)
+        if status:
+            _raise(status)
+        return length.value
+
+    def open(self, path: PathArg, mode: str = "rb") -> "File":
+        """A read-only binary file object over the file at `path`. The file is read and
+        checked when opened, then served from memory (for a cached container, from the
+        cache file's mapping without a copy)."""
+        if mode not in ("r", "rb"):
+            raise ValueError(f"sheaf datasets are read-only and binary: mode {mode!r}")
+        return File(os.fsdecode(path), self._read_native(path))
+
+    def _read_native(self, path: PathArg) -> Bytes:
+        """The file's bytes in library-owned memory; the caller frees them."""
+        encoded = _encode(path)
+        out = Bytes()
+        status = lib.sheaf_read(self._h(), encoded, len(encoded), byref(out))
+        if status:
+            _raise(status)
+        return out
+
+    # --- metadata ------------------------------------------------------------------------
+
+    def stat(self, path: PathArg, *, follow_symlinks: bool = True) -> StatResult:
+        """Metadata of `path`; with `follow_symlinks=False` a final symlink is described
+        itself (as `os.lstat`)."""
+        encoded = _encode(path)
+        out = Stat()
+        status = lib.sheaf_stat_path(
+            self._h(), encoded, len(encoded), 1 if follow_symlinks else 0, byref(out)
+        )
+        if status:
+            _raise(status)
+        return _stat_result(out)
+
+    def lstat(self, path: PathArg) -> StatResult:
+        """Metadata of `path` without following a final symlink."""
+        return self.stat(path, follow_symlinks=False)
+
+    def exists(self, path: PathArg) -> bool:
+        """True when `path` names an entry (symlinks followed), as `os.path.exists`."""
+        try:
+            self.stat(path)
+        except (NotFound, NotADirectory, InvalidPath):
+            return False
+        return True
+
+    def isdir(self, path: PathArg) -> bool:
+        """True when `path` is a directory (symlinks followed)."""
+        try:
+            return self.stat(path).is_dir()
+        except (NotFound, NotADirectory, InvalidPath):
+            return False
+
+    def isfile(self, path: PathArg) -> bool:
+        """True when `path` is a regular file (symlinks followed)."""
+        try:
+            return self.stat(path).is_file()
+        except (NotFound, NotADirectory, InvalidPath):
+            return False
+
+    def _entries(self, path: PathArg) -> list[tuple[bytes, StatResult]]:
+        encoded = _encode(path)
+        listing = c_void_p()
+        status = lib.sheaf_list(self._h(), encoded, len(encoded), byref(listing))
+        if status:
+            _raise(status)
+        try:
+            name, name_len, stat = ctypes.POINTER(c_uint8)(), c_size_t(), Stat()
+            entries = []
+            for i in range(lib.sheaf_listing_len(listing)):
+                status = lib.sheaf_listing_get(listing, i, byref(name), byref(name_len), byref(stat))
+                if status:
+                    _raise(status)
+                entries.append((ctypes.string_at(name, name_len.value), _stat_result(stat)))
+            return entries
+        finally:
+            lib.sheaf_listing_free(listing)
+
+    def listdir(self, path: PathArg = "") -> list:
+        """Names in the directory `path` (the root by default), sorted; bytes when `path` is
+        bytes, as `os.listdir`."""
+        names = [name for name, _ in self._entries(path)]
+        return names if isinstance(path, bytes) else [os.fsdecode(n) for n in names]
+
+    def scandir(self, path: PathArg = "") -> list[tuple[str, StatResult]]:
+        """(name, metadata) of every entry in the directory `path`, symlinks not followed."""
+        return [(os.fsdecode(name), stat) for name, stat in self._entries(path)]
+
+    def walk(self, top: PathArg = "") -> Iterator[tuple[str, list[str], list[str]]]:
+        """(dirpath, dirnames, filenames) for `top` and every directory below it, top-down,
+        as `os.walk`: symlinks to directories are listed in dirnames but not walked into.
+        Paths are relative to the dataset root (`""` is the root)."""
+        pending = [os.fsdecode(top).strip("/") if top not in ("", ".", "/") else ""]
+        while pending:
+            here = pending.pop()
+            dirnames, filenames = [], []
+            for name, stat in self.scandir(here):
+                child = f"{here}/{name}" if here else name
+                is_dir = stat.is_dir() or (stat.is_symlink() and self.isdir(child))
+                (dirnames if is_dir else filenames).append(name)
+            yield here, dirnames, filenames
+            for name in reversed(dirnames):
+                child = f"{here}/{name}" if here else name
+                if not self.stat(child, follow_symlinks=False).is_symlink():
+                    pending.append(child)
+
+    def files(self, under: PathArg = "") -> Iterator[str]:
+        """Every regular file below the directory `under` (the whole dataset by default), in
+        path order, streamed from the indexes without listing directories one by one."""
+        encoded = _encode(under)
+        walk = c_void_p()
+        status = lib.sheaf_walk_open(self._h(), encoded, len(encoded), byref(walk))
+        if status:
+            _raise(status)
+        self._walks += 1
+        try:
+            path, path_len, stat = ctypes.POINTER(c_uint8)(), c_size_t(), Stat()
+            while True:
+                status = lib.sheaf_walk_next(walk, byref(path), byref(path_len), byref(stat))
+                if status == _native.END:
+                    return
+                if status:
+                    _raise(status)
+                if stat.kind == _native.KIND_FILE:
+                    yield ctypes.string_at(path, path_len.value).decode("utf-8", "surrogateescape")
+        finally:
+            lib.sheaf_walk_free(walk)
+            self._walks -= 1
+            if self._walks == 0 and self._closed:
+                self._close_native()
+
+    def __len__(self) -> int:
+        """Entries (files, directories, symlinks) the dataset's catalog records."""
+        count = c_uint64()
+        status = lib.sheaf_entry_count(self._h(), byref(count))
+        if status:
+            _raise(status)
+        return count.value
+
+    def stats(self) -> dict[str, int]:
+        """This process's reader counters: hits, misses, origin_reads, origin_bytes, ..."""
+        names = _native.counter_names()
+        values = (c_uint64 * len(names))()
+        written = c_size_t()
+        status = lib.sheaf_stats(self._h(), values, len(names), byref(written))
+        if status:
+            _raise(status)
+        return dict(zip(names, values[: written.value]))
+
+    # --- lifetime ------------------------------------------------------------------------
+
+    @property
+    def uri(self) -> str:
+        return self._uri
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        """Releases the native reader (after any running `files()` walk ends)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._walks == 0:
+            self._close_native()
+
+    def _close_native(self) -> None:
+        handle, self._handle = self._handle, None
+        if handle is not None and not self._stale:
+            lib.sheaf_close(handle)
+
+    def __enter__(self) -> "Dataset":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_handle", None) is not None and not self._stale:
+            try:
+                self.close()
+            except Exception:
+                pass
+
+    def __reduce__(self):
+        # Pickling (spawned DataLoader workers) sends how to open the dataset, not the handle.
+        return (_reopen, (self._uri, self._cache, self._fill))
+
+    def __repr__(self) -> str:
+        cache = f", cache={self._cache!r}" if self._cache else ""
+        return f"sheaf.Dataset({self._uri!r}{cache})"
+
+
+def _reopen(uri: str, cache: Optional[str], fill: bool) -> Dataset:
+    return Dataset(uri, cache=cache, fill=fill)
+
+
+class File(io.RawIOBase):
+    """A read-only binary file over one entry's bytes, held by the native library."""
+
+    def __init__(self, name: str, native: Bytes):
+        super().__init__()
+        self.name = name
+        self._native = native
+        if native.len:
+            array = (ctypes.c_uint8 * native.len).from_address(native.data)
+            self._view = memoryview(array).cast("B")
+        else:
+            self._view = memoryview(b"")
+        self._pos = 0
+
+    @property
+    def mode(self) -> str:
+        return "rb"
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def __len__(self) -> int:
+        return self._view.nbytes
+
+    def read(self, size: Optional[int] = -1) -> bytes:
+        self._checkClosed()
+        end = self._view.nbytes if size is None or size < 0 else min(self._pos + size, self._view.nbytes)
+        data = self._view[self._pos : end].tobytes() if end > self._pos else b""
+        self._pos = max(self._pos, end)
+        return data
+
+    def readall(self) -> bytes:
+        return self.read(-1)
+
+    def readinto(self, buffer) -> int:
+        self._checkClosed()
+        target = memoryview(buffer).cast("B")
+        n = max(0, min(target.nbytes, self._view.nbytes - self._pos))
+        target[:n] = self._view[self._pos : self._pos + n]
+        self._pos += n
+        return n
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        self._checkClosed()
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._view.nbytes}[whence]
+        if base + offset < 0:
+            raise ValueError(f"negative seek position {base + offset}")
+        self._pos = base + offset
+        return self._pos
+
+    def tell(self) -> int:
+        self._checkClosed()
+        return self._pos
+
+    def close(self) -> None:
+        if not self.closed:
+            self._view.release()
+            lib.sheaf_bytes_free(byref(self._native))
+        super().close()
+
+    def __repr__(self) -> str:
+        return f"<sheaf.File name={self.name!r} size={len(self) if not self.closed else '?'}>"
+
+
+def open(uri: PathArg, *, cache: Optional[PathArg] = None, fill: bool = False) -> Dataset:
+    """Opens the folded dataset `uri` names: a local path, `file://`, `s3://`, `hdfs://`,
+    `az://` or `gs://`. With `cache`, containers are read from that sheaf cache directory
+    when it holds them (see `sheaf preload`), and `fill=True` copies the ones that keep
+    missing into it in the background. Raises `NotADataset` when nothing is published there."""
+    return Dataset(uri, cache=cache, fill=fill)
