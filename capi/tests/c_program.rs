@@ -19,16 +19,21 @@ fn make_tree(src: &Path) {
     fs::write(src.join("big.bin"), vec![b'x'; 300_000]).unwrap();
 }
 
-/// The directory cargo put libsheaf_capi.so in (the test binary lives in its deps/).
+/// The directory holding libsheaf_capi.so: `cargo test` leaves it next to the test binary in
+/// deps/; `cargo build` also copies it one level up.
 fn library_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
-    assert!(
-        dir.join("libsheaf_capi.so").exists(),
-        "libsheaf_capi.so is not in {}",
-        dir.display()
-    );
-    dir
+    let deps = exe.parent().unwrap().to_path_buf();
+    let candidates = [deps.clone(), deps.parent().unwrap().to_path_buf()];
+    candidates
+        .into_iter()
+        .find(|dir| dir.join("libsheaf_capi.so").exists())
+        .unwrap_or_else(|| {
+            panic!(
+                "libsheaf_capi.so is in neither {} nor its parent",
+                deps.display()
+            )
+        })
 }
 
 #[test]

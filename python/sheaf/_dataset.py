@@ -120,6 +120,20 @@ class Dataset:
         finally:
             lib.sheaf_bytes_free(byref(out))
 
+    def view(self, path: PathArg) -> memoryview:
+        """A read-only view of the whole file at `path` (symlinks followed), checked against
+        its checksum, without a copy: from a mapped container it views the mapping itself.
+        The bytes stay valid for as long as the view (or anything made from it) is alive,
+        even after the dataset is closed. `torch.frombuffer`, `numpy.frombuffer` and
+        `bytes(view)` take it as it is."""
+        native = self._read_native(path)
+        if not native.len:
+            lib.sheaf_bytes_free(byref(native))
+            return memoryview(b"")
+        array = (c_uint8 * native.len).from_address(native.data)
+        array._sheaf_owner = _NativeBytes(native)  # freed when the last view goes
+        return memoryview(array).cast("B").toreadonly()
+
     def readinto(self, path: PathArg, buffer) -> int:
         """Reads the whole file at `path` into `buffer` (any writable, contiguous buffer:
         bytearray, memoryview, numpy array, mmap) and returns its length. Raises
@@ -337,6 +351,18 @@ class Dataset:
     def __repr__(self) -> str:
         cache = f", cache={self._cache!r}" if self._cache else ""
         return f"sheaf.Dataset({self._uri!r}{cache})"
+
+
+class _NativeBytes:
+    """Owns bytes the library handed out; frees them when garbage."""
+
+    __slots__ = ("native",)
+
+    def __init__(self, native: Bytes):
+        self.native = native
+
+    def __del__(self) -> None:
+        lib.sheaf_bytes_free(byref(self.native))
 
 
 def _reopen(uri: str, cache: Optional[str], fill: bool) -> Dataset:

@@ -36,6 +36,21 @@ def test_readinto_fills_a_caller_buffer_without_resizing_it(ds, source_tree):
     assert view[:n] == (source_tree / "labels/c00/00000.json").read_bytes()
 
 
+def test_view_is_a_read_only_zero_copy_view_that_outlives_the_dataset(folded, source_tree):
+    expected = (source_tree / "train/c04/00004.jpg").read_bytes()
+    with sheaf.open(folded) as dataset:
+        view = dataset.view("train/c04/00004.jpg")
+        empty = dataset.view("empty.txt")
+        label = dataset.view("labels/c00/00000.json")[10:20]
+    assert view.readonly and view.nbytes == len(expected)
+    assert view == expected and bytes(view[100:200]) == expected[100:200]
+    assert empty.nbytes == 0 and bytes(empty) == b""
+    assert label == (source_tree / "labels/c00/00000.json").read_bytes()[10:20]
+    with pytest.raises(TypeError):
+        view[0] = 0
+    del view, label
+
+
 def test_readinto_a_numpy_array_when_numpy_is_there(ds, source_tree):
     numpy = pytest.importorskip("numpy", reason="numpy is not installed; the bytearray test covers readinto")
     array = numpy.zeros(4096, dtype=numpy.uint8)
