@@ -20,10 +20,27 @@ pub fn cmp_paths(a: &[u8], b: &[u8]) -> Ordering {
             u16::from(byte) + 1
         }
     };
-    match a.iter().zip(b).position(|(x, y)| x != y) {
+    match first_difference(a, b) {
         Some(i) => rank(a[i]).cmp(&rank(b[i])),
         None => a.len().cmp(&b.len()),
     }
+}
+
+/// The first position at which `a` and `b` differ within their common length. Eight bytes at
+/// a time: lookups compare paths that share long prefixes (`train/class_017/...`).
+fn first_difference(a: &[u8], b: &[u8]) -> Option<usize> {
+    let common = a.len().min(b.len());
+    let (a, b) = (&a[..common], &b[..common]);
+    let mut start = 0;
+    for (x, y) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
+        let x = u64::from_le_bytes(x.try_into().expect("chunks of 8"));
+        let y = u64::from_le_bytes(y.try_into().expect("chunks of 8"));
+        if x != y {
+            return Some(start + (x ^ y).trailing_zeros() as usize / 8);
+        }
+        start += 8;
+    }
+    (start..common).find(|&i| a[i] != b[i])
 }
 
 /// True when `path` lies strictly inside the directory `dir` (`dir` empty means the root).
@@ -106,6 +123,39 @@ pub fn display(path: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
+    /// The order SPEC.md defines, spelt out: byte-wise, with `/` before every other byte.
+    fn reference_order(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+        let rank = |x: &u8| if *x == b'/' { 0u16 } else { u16::from(*x) + 1 };
+        a.iter().map(rank).cmp(b.iter().map(rank))
+    }
+
+    proptest! {
+        #[test]
+        fn cmp_paths_is_the_specified_order(
+            prefix in proptest::collection::vec(prop_oneof![Just(b'/'), Just(b'a'), Just(b'.'), Just(0xffu8)], 0..20),
+            a in proptest::collection::vec(prop_oneof![Just(b'/'), Just(b'a'), Just(b'-'), Just(b'b')], 0..20),
+            b in proptest::collection::vec(prop_oneof![Just(b'/'), Just(b'a'), Just(b'-'), Just(b'b')], 0..20),
+        ) {
+            let a = [prefix.as_slice(), &a].concat();
+            let b = [prefix.as_slice(), &b].concat();
+            prop_assert_eq!(super::cmp_paths(&a, &b), reference_order(&a, &b));
+        }
+    }
+
+    #[test]
+    fn first_difference_finds_the_first_differing_byte_at_any_position() {
+        let base: Vec<u8> = (0..40).map(|i| b'a' + i % 26).collect();
+        for at in 0..base.len() {
+            let mut other = base.clone();
+            other[at] = b'/';
+            assert_eq!(super::first_difference(&base, &other), Some(at));
+            assert_eq!(super::first_difference(&base[..at], &other), None);
+        }
+        assert_eq!(super::first_difference(&base, &base), None);
+    }
+
     use super::*;
 
     #[test]

@@ -1,0 +1,201 @@
+//! Criterion micro-benchmarks of the hot paths: opening a dataset (its catalog), opening a
+//! container's index, looking a path up, reading an entry from a mapped container, the entry
+//! checksum, and writing a container.
+//!
+//! ```text
+//! cargo bench --bench micro                 # all of them
+//! cargo bench --bench micro -- lookup       # those whose name holds "lookup"
+//! SHEAF_BENCH_ENTRIES=10000000 cargo bench --bench micro
+//! ```
+//!
+//! The dataset is synthetic and made in-process (no source tree): SHEAF_BENCH_ENTRIES entries
+//! (default 1,000,000) of 64 bytes, 1,000 files a directory, in containers of 65,536 entries,
+//! written with the library's own container writer and catalog, under a temporary directory.
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use sheaf::index::{Catalog, CatalogRow, Codec, ContainerWriter, Entry, EntryKind};
+use sheaf::layout::{container_key, container_name, CATALOG_KEY};
+use sheaf::Dataset;
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::path::Path;
+use std::time::Instant;
+use xxhash_rust::xxh3::xxh3_64;
+
+const ENTRY_BYTES: usize = 64;
+const PER_CONTAINER: usize = 65_536;
+const PER_DIR: usize = 1_000;
+
+fn entry_count() -> usize {
+    std::env::var("SHEAF_BENCH_ENTRIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000)
+}
+
+/// The path of file `i`: zero-padded, so byte order is path order.
+fn path_of(i: usize) -> Vec<u8> {
+    format!("d{:07}/f{:04}.bin", i / PER_DIR, i % PER_DIR).into_bytes()
+}
+
+fn content_of(i: usize) -> [u8; ENTRY_BYTES] {
+    let mut bytes = [0u8; ENTRY_BYTES];
+    for (j, b) in bytes.iter_mut().enumerate() {
+        *b = (i.wrapping_mul(31).wrapping_add(j)) as u8;
+    }
+    bytes
+}
+
+fn file_entry(path: Vec<u8>, content: &[u8]) -> Entry {
+    Entry {
+        path,
+        kind: EntryKind::File,
+        offset: 0,
+        stored_len: 0,
+        len: content.len() as u64,
+        codec: Codec::None,
+        xxh3: xxh3_64(content),
+        mode: 0o100644,
+        mtime_ns: 1_700_000_000_000_000_000,
+    }
+}
+
+/// Writes one container holding files `range` and returns its catalog row.
+fn write_container(root: &Path, seq: u32, range: std::ops::Range<usize>) -> CatalogRow {
+    let name = container_name(0, seq);
+    let mut writer = ContainerWriter::create(&root.join(container_key(&name))).unwrap();
+    for i in range {
+        let content = content_of(i);
+        writer
+            .add(file_entry(path_of(i), &content), &content)
+            .unwrap();
+    }
+    let written = writer.finish().unwrap();
+    CatalogRow {
+        name,
+        first_path: written.first_path,
+        last_path: written.last_path,
+        entry_count: written.footer.entry_count,
+        file_len: written.file_len,
+        index_xxh3: written.footer.index_xxh3,
+        content_id: written.content_id,
+        generation: 0,
+    }
+}
+
+/// A published dataset of `n` files under `root`.
+fn make_dataset(root: &Path, n: usize) {
+    std::fs::create_dir_all(root.join(container_key(""))).unwrap();
+    let rows: Vec<CatalogRow> = (0..n)
+        .step_by(PER_CONTAINER)
+        .enumerate()
+        .map(|(seq, start)| {
+            write_container(root, seq as u32, start..(start + PER_CONTAINER).min(n))
+        })
+        .collect();
+    let catalog = Catalog::new(rows, HashMap::new());
+    std::fs::write(root.join(CATALOG_KEY), catalog.to_bytes().unwrap()).unwrap();
+}
+
+/// A fixed pseudo-random sequence of file numbers below `n`.
+fn random_indexes(n: usize, count: usize) -> Vec<usize> {
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    (0..count)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        })
+        .collect()
+}
+
+fn reader_benches(c: &mut Criterion) {
+    let n = entry_count();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("dataset");
+    let started = Instant::now();
+    make_dataset(&root, n);
+    eprintln!(
+        "micro: made a {n}-entry dataset in {:.1?}",
+        started.elapsed()
+    );
+
+    c.bench_function(&format!("dataset_open/{n}"), |b| {
+        b.iter(|| black_box(Dataset::open(&root).unwrap()))
+    });
+    c.bench_function(&format!("dataset_open_and_map_every_index/{n}"), |b| {
+        b.iter(|| {
+            let dataset = Dataset::open(&root).unwrap();
+            for i in 0..dataset.catalog().rows().len() {
+                black_box(dataset.container(i).unwrap());
+            }
+        })
+    });
+    c.bench_function(&format!("container_index_open/{PER_CONTAINER}"), |b| {
+        let dataset = Dataset::open(&root).unwrap();
+        b.iter(|| black_box(dataset.open_container_unchecked(0).unwrap()))
+    });
+
+    let dataset = Dataset::open(&root).unwrap();
+    let paths: Vec<Vec<u8>> = random_indexes(n, 100_000)
+        .into_iter()
+        .map(path_of)
+        .collect();
+    for path in &paths {
+        dataset.lookup(path).unwrap(); // map every container first: steady state
+    }
+    let mut next = 0;
+    c.bench_function(&format!("lookup/{n}"), |b| {
+        b.iter(|| {
+            next = (next + 1) % paths.len();
+            black_box(dataset.lookup(&paths[next]).unwrap())
+        })
+    });
+    c.bench_function(&format!("read_64B_entry_mapped/{n}"), |b| {
+        b.iter(|| {
+            next = (next + 1) % paths.len();
+            black_box(dataset.read(&paths[next]).unwrap())
+        })
+    });
+}
+
+fn checksum_benches(c: &mut Criterion) {
+    let mut group = c.benchmark_group("xxh3_64");
+    for size in [1usize << 10, 64 << 10, 1 << 20] {
+        let bytes: Vec<u8> = (0..size).map(|i| i as u8).collect();
+        group.throughput(Throughput::Bytes(size as u64));
+        group.bench_function(format!("{size}B"), |b| {
+            b.iter(|| black_box(xxh3_64(&bytes)))
+        });
+    }
+    group.finish();
+}
+
+fn writer_benches(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut group = c.benchmark_group("container_write");
+    const FILES: usize = 1_000;
+    const FILE_BYTES: usize = 16 << 10;
+    let content = vec![7u8; FILE_BYTES];
+    group.throughput(Throughput::Bytes((FILES * FILE_BYTES) as u64));
+    group.bench_function("1000x16KiB", |b| {
+        b.iter_batched(
+            || dir.path().join("c.sheaf"),
+            |file| {
+                let mut writer = ContainerWriter::create(&file).unwrap();
+                for i in 0..FILES {
+                    writer
+                        .add(file_entry(path_of(i), &content), &content)
+                        .unwrap();
+                }
+                black_box(writer.finish().unwrap())
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, reader_benches, checksum_benches, writer_benches);
+criterion_main!(benches);
