@@ -70,17 +70,7 @@ fn write_container(root: &Path, seq: u32, range: std::ops::Range<usize>) -> Cata
             .add(file_entry(path_of(i), &content), &content)
             .unwrap();
     }
-    let written = writer.finish().unwrap();
-    CatalogRow {
-        name,
-        first_path: written.first_path,
-        last_path: written.last_path,
-        entry_count: written.footer.entry_count,
-        file_len: written.file_len,
-        index_xxh3: written.footer.index_xxh3,
-        content_id: written.content_id,
-        generation: 0,
-    }
+    writer.finish().unwrap().catalog_row(&name)
 }
 
 /// A published dataset of `n` files under `root`.

@@ -276,6 +276,22 @@ pub struct WrittenContainer {
     pub last_path: Vec<u8>,
 }
 
+impl WrittenContainer {
+    /// The catalog row describing this container under the file name `name`.
+    pub fn catalog_row(&self, name: &str) -> crate::index::CatalogRow {
+        crate::index::CatalogRow {
+            name: name.to_owned(),
+            first_path: self.first_path.clone(),
+            last_path: self.last_path.clone(),
+            entry_count: self.footer.entry_count,
+            file_len: self.file_len,
+            index_xxh3: self.footer.index_xxh3,
+            content_id: self.content_id,
+            generation: 0,
+        }
+    }
+}
+
 /// Streams entries into a new container object.
 pub struct ContainerWriter {
     file: PathBuf,

@@ -249,7 +249,7 @@ pub fn fold(
                     options,
                     progress,
                 )?;
-                publish::row_for(&name, &written)
+                written.catalog_row(&name)
             }
         };
         rows.push(row);

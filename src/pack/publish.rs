@@ -242,18 +242,14 @@ pub fn reusable_container(
         return None;
     }
     let footer = *container.footer();
-    Some(row_for(
-        name,
-        &WrittenContainer {
-            file_len: footer.index_offset
-                + footer.index_len
-                + crate::index::footer::FOOTER_LEN as u64,
-            footer,
-            content_id: container.content_id().ok()?,
-            first_path: index.path(0).to_vec(),
-            last_path: index.path(index.len() - 1).to_vec(),
-        },
-    ))
+    let written = WrittenContainer {
+        file_len: footer.index_offset + footer.index_len + crate::index::footer::FOOTER_LEN as u64,
+        footer,
+        content_id: container.content_id().ok()?,
+        first_path: index.path(0).to_vec(),
+        last_path: index.path(index.len() - 1).to_vec(),
+    };
+    Some(written.catalog_row(name))
 }
 
 /// Removes containers that an earlier, interrupted run of the same fold left but this run's
@@ -267,20 +263,6 @@ pub fn remove_unlisted_containers(store: &dyn Store, rows: &[CatalogRow]) -> Res
         }
     }
     Ok(())
-}
-
-/// The catalog row describing a written container.
-pub fn row_for(name: &str, written: &WrittenContainer) -> CatalogRow {
-    CatalogRow {
-        name: name.to_owned(),
-        first_path: written.first_path.clone(),
-        last_path: written.last_path.clone(),
-        entry_count: written.footer.entry_count,
-        file_len: written.file_len,
-        index_xxh3: written.footer.index_xxh3,
-        content_id: written.content_id,
-        generation: 0,
-    }
 }
 
 /// Writes the catalog, the moment the dataset becomes visible (an atomic rename or a single

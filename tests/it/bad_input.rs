@@ -523,17 +523,7 @@ fn write_dataset(root: &Path, mut entries: Vec<(Entry, Vec<u8>)>) {
     for (e, stored) in entries {
         writer.add(e, &stored).unwrap();
     }
-    let written = writer.finish().unwrap();
-    let row = CatalogRow {
-        name,
-        first_path: written.first_path,
-        last_path: written.last_path,
-        entry_count: written.footer.entry_count,
-        file_len: written.file_len,
-        index_xxh3: written.footer.index_xxh3,
-        content_id: written.content_id,
-        generation: 0,
-    };
+    let row = writer.finish().unwrap().catalog_row(&name);
     let bytes = Catalog::new(vec![row], HashMap::new()).to_bytes().unwrap();
     fs::write(layout.catalog(), bytes).unwrap();
 }
