@@ -107,7 +107,7 @@ pub unsafe extern "C" fn sheaf_open(
     out: *mut *mut sheaf_dataset,
 ) -> sheaf_status {
     guard(|| {
-        let out = unsafe { out.as_mut() }.ok_or_else(|| Failure::null("out"))?;
+        let out = unsafe { required(out, "out") }?;
         *out = std::ptr::null_mut();
         let uri = unsafe { c_text(uri, "uri") }?;
         if flags & !SHEAF_OPEN_FILL != 0 {
@@ -151,7 +151,7 @@ pub unsafe extern "C" fn sheaf_stat_path(
     guard(|| {
         let dataset = unsafe { handle(dataset) }?;
         let path = unsafe { bytes_arg(path, path_len, "path") }?;
-        let out = unsafe { out.as_mut() }.ok_or_else(|| Failure::null("out"))?;
+        let out = unsafe { required(out, "out") }?;
         let mut entry = dataset.stat(path)?;
         if follow != 0 && entry.kind == EntryKind::Symlink {
             entry = dataset.resolve(path)?.1;
@@ -177,7 +177,7 @@ pub unsafe extern "C" fn sheaf_read_into(
     guard(|| {
         let dataset = unsafe { handle(dataset) }?;
         let path = unsafe { bytes_arg(path, path_len, "path") }?;
-        let len = unsafe { len.as_mut() }.ok_or_else(|| Failure::null("len"))?;
+        let len = unsafe { required(len, "len") }?;
         let bytes = dataset.read(path)?;
         *len = bytes.len();
         if bytes.len() > capacity {
@@ -213,7 +213,7 @@ pub unsafe extern "C" fn sheaf_read(
     guard(|| {
         let dataset = unsafe { handle(dataset) }?;
         let path = unsafe { bytes_arg(path, path_len, "path") }?;
-        let out = unsafe { out.as_mut() }.ok_or_else(|| Failure::null("out"))?;
+        let out = unsafe { required(out, "out") }?;
         *out = sheaf_bytes {
             data: std::ptr::null(),
             len: 0,
@@ -248,7 +248,7 @@ pub unsafe extern "C" fn sheaf_entry_count(
 ) -> sheaf_status {
     guard(|| {
         let dataset = unsafe { handle(dataset) }?;
-        let count = unsafe { count.as_mut() }.ok_or_else(|| Failure::null("count"))?;
+        let count = unsafe { required(count, "count") }?;
         *count = dataset.entry_count();
         Ok(SHEAF_OK)
     })
@@ -285,7 +285,7 @@ pub unsafe extern "C" fn sheaf_stats(
 ) -> sheaf_status {
     guard(|| {
         let dataset = unsafe { handle(dataset) }?;
-        let written = unsafe { written.as_mut() }.ok_or_else(|| Failure::null("written"))?;
+        let written = unsafe { required(written, "written") }?;
         if values.is_null() && capacity > 0 {
             return Err(Failure::null("values"));
         }
@@ -309,11 +309,19 @@ unsafe fn free_boxed<T>(ptr: *mut T) {
     }
 }
 
+/// The caller's out-parameter or handle behind a pointer that must not be null.
+unsafe fn required<'a, T>(ptr: *mut T, what: &str) -> Result<&'a mut T, Failure> {
+    unsafe { ptr.as_mut() }.ok_or_else(|| Failure::null(what))
+}
+
+/// A read-only argument behind a pointer that must not be null.
+unsafe fn required_ref<'a, T>(ptr: *const T, what: &str) -> Result<&'a T, Failure> {
+    unsafe { ptr.as_ref() }.ok_or_else(|| Failure::null(what))
+}
+
 /// The dataset behind a handle.
 unsafe fn handle<'a>(dataset: *const sheaf_dataset) -> Result<&'a Dataset, Failure> {
-    unsafe { dataset.as_ref() }
-        .map(|d| &d.inner)
-        .ok_or_else(|| Failure::null("dataset"))
+    unsafe { required_ref(dataset, "dataset") }.map(|d| &d.inner)
 }
 
 /// A byte-string argument; a null pointer is allowed only with length 0.

@@ -2,7 +2,7 @@
 
 use crate::status::sheaf_status::*;
 use crate::status::{guard, sheaf_status, Failure};
-use crate::{bytes_arg, free_boxed, handle, sheaf_dataset, sheaf_stat};
+use crate::{bytes_arg, free_boxed, handle, required, required_ref, sheaf_dataset, sheaf_stat};
 use sheaf::index::path::file_name;
 use sheaf::{Dataset, Entry, EntryKind, Location, Result};
 
@@ -30,7 +30,7 @@ pub unsafe extern "C" fn sheaf_list(
     guard(|| {
         let dataset = unsafe { handle(dataset) }?;
         let path = unsafe { bytes_arg(path, path_len, "path") }?;
-        let out = unsafe { out.as_mut() }.ok_or_else(|| Failure::null("out"))?;
+        let out = unsafe { required(out, "out") }?;
         *out = std::ptr::null_mut();
         let entries = dataset.list(path)?;
         *out = Box::into_raw(Box::new(sheaf_listing { entries }));
@@ -55,7 +55,7 @@ pub unsafe extern "C" fn sheaf_listing_get(
     stat: *mut sheaf_stat,
 ) -> sheaf_status {
     guard(|| {
-        let listing = unsafe { listing.as_ref() }.ok_or_else(|| Failure::null("listing"))?;
+        let listing = unsafe { required_ref(listing, "listing") }?;
         let entry = listing.entries.get(i).ok_or_else(|| {
             Failure::new(
                 SHEAF_INVALID_ARGUMENT,
@@ -87,7 +87,7 @@ pub unsafe extern "C" fn sheaf_walk_open(
     guard(|| {
         let dataset = unsafe { handle(dataset) }?;
         let path = unsafe { bytes_arg(path, path_len, "path") }?;
-        let out = unsafe { out.as_mut() }.ok_or_else(|| Failure::null("out"))?;
+        let out = unsafe { required(out, "out") }?;
         *out = std::ptr::null_mut();
         let mut dir = dataset.stat(path)?;
         if dir.kind == EntryKind::Symlink {
@@ -122,7 +122,7 @@ pub unsafe extern "C" fn sheaf_walk_next(
     stat: *mut sheaf_stat,
 ) -> sheaf_status {
     guard(|| {
-        let walk = unsafe { walk.as_mut() }.ok_or_else(|| Failure::null("walk"))?;
+        let walk = unsafe { required(walk, "walk") }?;
         walk.current = None;
         let Some(item) = walk.entries.next() else {
             return Ok(SHEAF_END);
@@ -146,8 +146,8 @@ unsafe fn write_entry(
     name_len_out: *mut usize,
     stat_out: *mut sheaf_stat,
 ) -> Result<sheaf_status, Failure> {
-    let name_out = unsafe { name_out.as_mut() }.ok_or_else(|| Failure::null("name"))?;
-    let name_len_out = unsafe { name_len_out.as_mut() }.ok_or_else(|| Failure::null("name_len"))?;
+    let name_out = unsafe { required(name_out, "name") }?;
+    let name_len_out = unsafe { required(name_len_out, "name_len") }?;
     *name_out = name.as_ptr();
     *name_len_out = name.len();
     if let Some(stat_out) = unsafe { stat_out.as_mut() } {

@@ -284,12 +284,9 @@ impl SheafFs {
                 },
             );
         }
-        if checks.get(&ino).is_none_or(|c| c.next != offset) {
+        let Some(check) = checks.get_mut(&ino).filter(|c| c.next == offset) else {
             // Read out of order (or by two readers at once): no whole-file check this time.
             checks.remove(&ino);
-            return Ok(bytes);
-        }
-        let Some(check) = checks.get_mut(&ino) else {
             return Ok(bytes);
         };
         check.hasher.update(&bytes);
