@@ -28,8 +28,9 @@
 # and a few `sheaf cat` spot checks against the originals.
 #
 # Results: a table on stdout, bench-out/fold_vs_tar.csv (medians; tar_over_this = tar median /
-# this median, so > 1 means faster than tar), bench-out/fold_vs_tar_runs.csv (every run) and
-# bench-out/fold_vs_tar_env.txt (machine, versions, commit).
+# this median, so > 1 means faster than tar), bench-out/fold_vs_tar_runs.csv (every run),
+# bench-out/fold_facts.csv (peak RSS, objects left) and bench-out/fold_vs_tar_env.txt
+# (machine, versions, commit).
 set -euo pipefail
 
 FILES=20000
@@ -278,6 +279,17 @@ print(f'fold summary: {s["files_folded"]} folded + {s["files_kept"]} kept files,
       f'{s["dirs"]} dirs, {s["containers"]} containers, {got_bytes} bytes '
       f'(corpus: {files} files, {size} bytes)')
 sys.exit(0 if (got_files, got_bytes) == (files, size) else 1)
+EOF
+
+python3 - "$OUT/fold.json" "$PEAK_KB" > "$WORK/fold_facts.csv" <<'EOF'
+import json, sys
+s = json.load(open(sys.argv[1]))
+print("fact,value")
+print(f"peak_rss_kib,{sys.argv[2]}")
+for key in ("files_folded", "files_kept", "symlinks", "dirs", "containers"):
+    print(f"{key},{s[key]}")
+# What is left to track: the containers, the catalog and the files kept as they are.
+print(f'objects_after,{s["containers"] + 1 + s["files_kept"]}')
 EOF
 
 # Spot-check a few files byte for byte through `sheaf cat`.

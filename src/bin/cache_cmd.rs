@@ -45,7 +45,8 @@ pub struct PreloadArgs {
     /// Pin the dataset: its containers are never evicted.
     #[arg(long)]
     pin: bool,
-    /// Containers copied at once.
+    /// Ranged requests in flight at once (containers side by side, and several ranges of
+    /// each when there are fewer containers than jobs).
     #[arg(short, long, default_value_t = 8, value_parser = output::parse_positive_count)]
     jobs: usize,
     /// Print the summary as JSON.

@@ -24,7 +24,8 @@ pub struct PreloadOptions {
     pub prefixes: Vec<Vec<u8>>,
     /// Pin the dataset: its containers are never evicted.
     pub pin: bool,
-    /// Containers fetched at once.
+    /// Ranged requests in flight at once: containers are fetched side by side, and when there
+    /// are fewer containers than jobs, each is fetched through several ranges at once.
     pub jobs: usize,
 }
 
@@ -96,8 +97,16 @@ pub fn preload(
     cache.record_dataset(&key, &catalog_bytes, options.pin.then_some(true))?;
     cache.make_room(missing_bytes, &protect)?;
     progress.phase("preload", missing.len() as u64, missing_bytes);
+    let jobs = options.jobs.max(1);
+    let side_by_side = jobs.min(missing.len()).max(1);
+    // A local origin streams each file in order; ranges in parallel help remote stores,
+    // where every request waits on a round trip.
+    let ways_per_container = match origin.local_root() {
+        Some(_) => 1,
+        None => jobs / side_by_side,
+    };
     let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(options.jobs.max(1))
+        .num_threads(side_by_side)
         .build()
         .map_err(|e| Error::Refused {
             path: PathBuf::from("--jobs"),
@@ -110,7 +119,14 @@ pub fn preload(
                 let key = container_key(&row.name);
                 let origin = Arc::clone(&origin);
                 let fetched = cache.fetch(row.content_id, row.file_len, &protect, |sink| {
-                    origin.read_chunks(&key, row.file_len, sink)
+                    store::read_chunks_parallel(
+                        origin.as_ref(),
+                        &key,
+                        row.file_len,
+                        store::CHUNK,
+                        ways_per_container,
+                        sink,
+                    )
                 });
                 progress.advance(1, row.file_len);
                 fetched

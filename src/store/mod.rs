@@ -10,6 +10,7 @@ mod hdfs;
 mod local;
 #[cfg(any(feature = "s3", feature = "gcs", feature = "azure"))]
 mod object;
+mod parallel;
 #[cfg(any(feature = "s3", feature = "gcs", feature = "azure", feature = "hdfs"))]
 mod runtime;
 
@@ -19,6 +20,7 @@ pub use local::LocalStore;
 pub(crate) use local::{open_nofollow, stream_file};
 #[cfg(any(feature = "s3", feature = "gcs", feature = "azure"))]
 pub use object::ObjectBackend;
+pub use parallel::read_chunks_parallel;
 
 use crate::error::{Error, Result};
 use std::fmt::Debug;
@@ -28,7 +30,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Size of one read when an object is streamed.
-const CHUNK: u64 = 8 << 20;
+pub const CHUNK: u64 = 8 << 20;
 
 /// Metadata of one stored object.
 #[derive(Clone, Debug, PartialEq, Eq)]

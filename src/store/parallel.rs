@@ -1,0 +1,257 @@
+//! Streaming one object through several ranged requests at once, delivered in order.
+//!
+//! A remote store serves one request at a time per connection, so a large object fetched as
+//! consecutive ranges waits on one round trip after another. Here up to `ways` ranges are in
+//! flight, and the sink still sees the bytes from the first to the last: callers that hash
+//! while they write (the cache's fetch) need that order.
+
+use super::Store;
+use crate::error::Result;
+use std::collections::BTreeMap;
+use std::sync::{Condvar, Mutex};
+
+/// Ranges fetched ahead of the one the sink waits for, per worker: enough to keep every
+/// worker busy while the sink catches up, and a bound on the bytes held (`ways * 2` chunks).
+const AHEAD_PER_WORKER: u64 = 2;
+
+struct Shared {
+    /// Next chunk index no worker has claimed.
+    next: u64,
+    /// Chunks the sink has consumed.
+    delivered: u64,
+    /// Fetched chunks the sink has not consumed yet.
+    ready: BTreeMap<u64, Result<Vec<u8>>>,
+    /// The sink failed: workers stop claiming.
+    stopped: bool,
+}
+
+/// Streams `len` bytes of `key` through `sink` in order, fetching `chunk`-byte ranges with up
+/// to `ways` requests in flight. With one way or one chunk it is [`Store::read_chunks`].
+pub fn read_chunks_parallel(
+    store: &dyn Store,
+    key: &str,
+    len: u64,
+    chunk: u64,
+    ways: usize,
+    sink: &mut dyn FnMut(&[u8]) -> Result<()>,
+) -> Result<()> {
+    let count = len.div_ceil(chunk.max(1));
+    if ways <= 1 || count <= 1 {
+        return store.read_chunks(key, len, sink);
+    }
+    let window = ways as u64 * AHEAD_PER_WORKER;
+    let shared = Mutex::new(Shared {
+        next: 0,
+        delivered: 0,
+        ready: BTreeMap::new(),
+        stopped: false,
+    });
+    let changed = Condvar::new();
+    let range_of = |i: u64| i * chunk..((i + 1) * chunk).min(len);
+    std::thread::scope(|scope| {
+        for _ in 0..ways.min(count as usize) {
+            scope.spawn(|| {
+                while let Some(i) = claim(&shared, &changed, count, window) {
+                    let bytes = store.read_range(key, range_of(i));
+                    lock(&shared).ready.insert(i, bytes);
+                    changed.notify_all();
+                }
+            });
+        }
+        let outcome = deliver(&shared, &changed, count, sink);
+        if outcome.is_err() {
+            lock(&shared).stopped = true;
+            changed.notify_all();
+        }
+        outcome
+    })
+}
+
+/// The next chunk for a worker once the window allows it; `None` when all are claimed or the
+/// sink stopped.
+fn claim(shared: &Mutex<Shared>, changed: &Condvar, count: u64, window: u64) -> Option<u64> {
+    let mut state = lock(shared);
+    loop {
+        if state.stopped || state.next >= count {
+            return None;
+        }
+        if state.next < state.delivered + window {
+            state.next += 1;
+            return Some(state.next - 1);
+        }
+        state = changed.wait(state).unwrap_or_else(|e| e.into_inner());
+    }
+}
+
+/// Hands the chunks to the sink in index order as they arrive; the first error ends it.
+fn deliver(
+    shared: &Mutex<Shared>,
+    changed: &Condvar,
+    count: u64,
+    sink: &mut dyn FnMut(&[u8]) -> Result<()>,
+) -> Result<()> {
+    for i in 0..count {
+        let fetched = {
+            let mut state = lock(shared);
+            loop {
+                if let Some(fetched) = state.ready.remove(&i) {
+                    break fetched;
+                }
+                state = changed.wait(state).unwrap_or_else(|e| e.into_inner());
+            }
+        };
+        sink(&fetched?)?;
+        lock(shared).delivered = i + 1;
+        changed.notify_all();
+    }
+    Ok(())
+}
+
+fn lock(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
+    // A worker that panicked mid-request leaves consistent state (it inserts whole results).
+    shared.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Error;
+    use crate::store::{ObjectInfo, ObjectWriter};
+    use std::ops::Range;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    /// One object in memory; ranges answer after a delay that shrinks with the offset, so
+    /// later ranges tend to finish first. Counts requests and the most ever in flight.
+    #[derive(Debug)]
+    struct Slow {
+        bytes: Vec<u8>,
+        fail_at: Option<u64>,
+        requests: AtomicUsize,
+        in_flight: AtomicUsize,
+        most_in_flight: AtomicUsize,
+    }
+
+    impl Slow {
+        fn new(len: usize, fail_at: Option<u64>) -> Slow {
+            Slow {
+                bytes: (0..len).map(|i| (i * 7 % 251) as u8).collect(),
+                fail_at,
+                requests: AtomicUsize::new(0),
+                in_flight: AtomicUsize::new(0),
+                most_in_flight: AtomicUsize::new(0),
+            }
+        }
+    }
+
+    impl Store for Slow {
+        fn uri(&self, key: &str) -> String {
+            format!("slow://{key}")
+        }
+        fn read_range(&self, key: &str, range: Range<u64>) -> Result<Vec<u8>> {
+            self.requests.fetch_add(1, Ordering::SeqCst);
+            let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most_in_flight.fetch_max(now, Ordering::SeqCst);
+            let later_is_faster = 20u64.saturating_sub(range.start / 1000);
+            std::thread::sleep(Duration::from_millis(later_is_faster));
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            if self.fail_at.is_some_and(|at| range.contains(&at)) {
+                return Err(Error::NotFound {
+                    path: self.uri(key),
+                });
+            }
+            Ok(self.bytes[range.start as usize..range.end as usize].to_vec())
+        }
+        fn read(&self, _: &str) -> Result<Vec<u8>> {
+            Ok(self.bytes.clone())
+        }
+        fn len(&self, _: &str) -> Result<Option<u64>> {
+            Ok(Some(self.bytes.len() as u64))
+        }
+        fn create(&self, _: &str) -> Result<Box<dyn ObjectWriter>> {
+            unreachable!("read-only test store")
+        }
+        fn list(&self, _: &str) -> Result<Vec<ObjectInfo>> {
+            Ok(Vec::new())
+        }
+        fn delete(&self, _: &str) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    fn collect(store: &Slow, chunk: u64, ways: usize) -> (Result<()>, Vec<u8>, usize) {
+        let mut got = Vec::new();
+        let mut calls = 0;
+        let outcome = read_chunks_parallel(
+            store,
+            "k",
+            store.bytes.len() as u64,
+            chunk,
+            ways,
+            &mut |c| {
+                calls += 1;
+                got.extend_from_slice(c);
+                Ok(())
+            },
+        );
+        (outcome, got, calls)
+    }
+
+    #[test]
+    fn chunks_arrive_in_order_with_several_requests_in_flight() {
+        let store = Slow::new(20_500, None);
+        let (outcome, got, calls) = collect(&store, 1000, 4);
+        outcome.unwrap();
+        assert_eq!(got, store.bytes);
+        assert_eq!(calls, 21);
+        assert_eq!(store.requests.load(Ordering::SeqCst), 21);
+        let most = store.most_in_flight.load(Ordering::SeqCst);
+        assert!(
+            (2..=4).contains(&most),
+            "{most} requests were in flight at once"
+        );
+    }
+
+    #[test]
+    fn one_way_or_one_chunk_reads_in_sequence() {
+        let store = Slow::new(3_000, None);
+        let (outcome, got, _) = collect(&store, 1000, 1);
+        outcome.unwrap();
+        assert_eq!(got, store.bytes);
+        assert_eq!(store.most_in_flight.load(Ordering::SeqCst), 1);
+        let small = Slow::new(999, None);
+        let (outcome, got, _) = collect(&small, 1000, 8);
+        outcome.unwrap();
+        assert_eq!(got, small.bytes);
+    }
+
+    #[test]
+    fn a_failed_range_ends_the_stream_after_the_bytes_before_it() {
+        let store = Slow::new(20_000, Some(7_500));
+        let (outcome, got, _) = collect(&store, 1000, 4);
+        assert!(
+            matches!(outcome, Err(Error::NotFound { .. })),
+            "{outcome:?}"
+        );
+        assert_eq!(got, store.bytes[..7000]);
+    }
+
+    #[test]
+    fn a_failing_sink_stops_the_workers() {
+        let store = Slow::new(100_000, None);
+        let mut calls = 0;
+        let outcome = read_chunks_parallel(&store, "k", 100_000, 1000, 3, &mut |_| {
+            calls += 1;
+            Err(Error::NotFound {
+                path: "sink".into(),
+            })
+        });
+        assert!(outcome.is_err());
+        assert_eq!(calls, 1);
+        let requests = store.requests.load(Ordering::SeqCst);
+        assert!(
+            requests <= 1 + 3 * AHEAD_PER_WORKER as usize + 3,
+            "{requests} requests after the sink failed on the first chunk"
+        );
+    }
+}
