@@ -357,7 +357,7 @@ def step_scale(args, card: Scorecard, scale: Path) -> None:
     env = dict(os.environ, SHEAF_BENCH_ENTRIES=str(entries))
     run("cargo", "bench", "--bench", "micro", "--", "dataset_open|lookup|read_64B", env=env)
     def median_ns(name):
-        path = ROOT / "target/criterion" / name / str(entries) / "new/estimates.json"
+        path = ROOT / "target/criterion" / f"{name}_{entries}" / "new/estimates.json"
         return json.loads(path.read_text())["median"]["point_estimate"]
     card.bound(f"dataset open, {entries:,} entries (ms)", median_ns("dataset_open") / 1e6,
                "ms", 10.0, note="catalog read and parsed; indexes map on first use")

@@ -160,7 +160,7 @@ run_pass() { # system order threads pass; prints the seconds
     echo "$2,$3,$1,$4,$secs,$(calc "$files / $secs")" >>"$CSV"
     echo "$secs"
 }
-median() { tr ' ' '\n' | LC_ALL=C sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+median() { tr ' ' '\n' | grep -v '^$' | LC_ALL=C sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 remount
 mount_times="sheaf mount ${SHEAF_MOUNT_SECS}s, squashfuse_ll ${SQ_MOUNT_SECS}s"

@@ -144,6 +144,17 @@ mod tests {
         }
     }
 
+    proptest! {
+        #[test]
+        fn a_path_in_index_form_normalizes_to_itself(
+            path in proptest::collection::vec(prop_oneof![Just(b'/'), Just(b'.'), Just(b'a'), Just(0u8)], 0..12),
+        ) {
+            if super::check_entry_path(&path).is_ok() {
+                prop_assert_eq!(super::normalize_user_path(&path), Ok(path.clone()));
+            }
+        }
+    }
+
     #[test]
     fn first_difference_finds_the_first_differing_byte_at_any_position() {
         let base: Vec<u8> = (0..40).map(|i| b'a' + i % 26).collect();

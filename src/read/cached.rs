@@ -65,22 +65,25 @@ impl Tier {
         stats: &Stats,
         accept: impl FnOnce(&MappedContainer) -> bool,
     ) -> Option<Arc<MappedContainer>> {
-        let mut slot = self.slots[i].lock().unwrap_or_else(|p| p.into_inner());
-        match &mut *slot {
-            Slot::Cached { mapped, touched } => {
-                if mapped.is_whole() {
-                    if touched.elapsed() > TOUCH_EVERY {
-                        self.cache.touch(row.content_id);
-                        *touched = Instant::now();
-                    }
-                    return Some(mapped.clone());
-                }
-                // Cut short under us: the mapping must not be read past its new end.
+        if let Some(mapped) = self.mapped(i, row) {
+            // The length check is a system call: made outside the slot's lock, so readers of
+            // one container on several threads do not queue behind each other's.
+            if mapped.is_whole() {
+                return Some(mapped);
+            }
+            // Cut short under us: the mapping must not be read past its new end.
+            let mut slot = self.slots[i].lock().unwrap_or_else(|p| p.into_inner());
+            if matches!(&*slot, Slot::Cached { mapped: m, .. } if Arc::ptr_eq(m, &mapped)) {
                 self.cache.quarantine(row.content_id);
                 stats.add(Counter::Fallbacks, 1);
                 *slot = absent(0);
-                None
             }
+            return None;
+        }
+        let mut slot = self.slots[i].lock().unwrap_or_else(|p| p.into_inner());
+        match &mut *slot {
+            // Mapped by another thread since the look above.
+            Slot::Cached { mapped, .. } => Some(mapped.clone()),
             Slot::Absent { since, .. } if since.elapsed() < RECHECK_AFTER => None,
             _ => match self.cache.map(row.content_id) {
                 Ok(Some(mapped)) if accept(&mapped) => {
@@ -111,6 +114,20 @@ impl Tier {
                 }
             },
         }
+    }
+
+    /// The mapped copy of container `i` if the slot holds one, marked as recently used now
+    /// and then.
+    fn mapped(&self, i: usize, row: &CatalogRow) -> Option<Arc<MappedContainer>> {
+        let mut slot = self.slots[i].lock().unwrap_or_else(|p| p.into_inner());
+        let Slot::Cached { mapped, touched } = &mut *slot else {
+            return None;
+        };
+        if touched.elapsed() > TOUCH_EVERY {
+            self.cache.touch(row.content_id);
+            *touched = Instant::now();
+        }
+        Some(mapped.clone())
     }
 
     /// Drops the cached copy of container `i` after a fault and quarantines it.

@@ -210,33 +210,45 @@ impl Dataset {
     /// (checksum mismatch, damage) sends the read to the origin and the copy to quarantine.
     pub fn read_at(&self, at: Location) -> Result<Buffer> {
         if let Some(tier) = &self.tier {
-            let row = &self.catalog.rows()[at.container];
             match self.cached(at.container) {
-                Some(mapped) => {
-                    let started = Instant::now();
-                    match mapped.container.read_row(at.row) {
-                        Ok(bytes) => {
-                            self.stats.add(Counter::Hits, 1);
-                            self.stats.add(Counter::CacheBytes, bytes.len() as u64);
-                            self.stats.latency(Latency::Cache, started);
-                            return Ok(bytes);
-                        }
-                        Err(e) if e.is_data_fault() => {
-                            if matches!(e, Error::ChecksumMismatch { .. }) {
-                                self.stats.add(Counter::ChecksumFailures, 1);
-                            }
-                            self.stats.add(Counter::Fallbacks, 1);
-                            tier.fault(at.container, row);
-                        }
-                        Err(e) => return Err(e),
-                    }
-                }
+                Some(mapped) => return self.read_mapped(at, &mapped),
                 None => {
                     self.stats.add(Counter::Misses, 1);
+                    let row = &self.catalog.rows()[at.container];
                     tier.missed(at.container, row, &self.store);
                 }
             }
         }
+        self.read_origin(at)
+    }
+
+    /// The entry at `at` from its container's cached copy; a data fault there quarantines the
+    /// copy and sends the read to the origin.
+    fn read_mapped(&self, at: Location, mapped: &MappedContainer) -> Result<Buffer> {
+        let started = Instant::now();
+        match mapped.container.read_row(at.row) {
+            Ok(bytes) => {
+                self.stats.add(Counter::Hits, 1);
+                self.stats.add(Counter::CacheBytes, bytes.len() as u64);
+                self.stats.latency(Latency::Cache, started);
+                Ok(bytes)
+            }
+            Err(e) if e.is_data_fault() => {
+                if matches!(e, Error::ChecksumMismatch { .. }) {
+                    self.stats.add(Counter::ChecksumFailures, 1);
+                }
+                self.stats.add(Counter::Fallbacks, 1);
+                if let Some(tier) = &self.tier {
+                    tier.fault(at.container, &self.catalog.rows()[at.container]);
+                }
+                self.read_origin(at)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The entry at `at` from the origin's container.
+    fn read_origin(&self, at: Location) -> Result<Buffer> {
         let started = Instant::now();
         let bytes = self.origin_container(at.container)?.read_row(at.row)?;
         self.stats.add(Counter::OriginReads, 1);
@@ -302,12 +314,20 @@ impl Dataset {
 
     /// Finds the entry with exactly this (index-form) path.
     pub fn lookup(&self, path: &[u8]) -> Result<Option<(Location, Entry)>> {
-        let Some(at) = self.seek(|p| cmp_paths(p, path) == Ordering::Less)? else {
+        // `seek` spelt out, so the container is fetched once: every fetch of a cached one
+        // checks that its file was not cut short under the mapping (a system call).
+        let before = |p: &[u8]| cmp_paths(p, path) == Ordering::Less;
+        let rows = self.catalog.rows();
+        let i = rows.partition_point(|r| before(&r.last_path));
+        if i == rows.len() {
             return Ok(None);
-        };
-        let container = self.container(at.container)?;
-        if at.row < container.index().len() && container.index().path(at.row) == path {
-            return Ok(Some((at, container.index().entry(at.row))));
+        }
+        let container = self.container(i)?;
+        let index = container.index();
+        let row = index.partition_point(before);
+        if row < index.len() && index.path(row) == path {
+            let at = Location { container: i, row };
+            return Ok(Some((at, index.entry(row))));
         }
         Ok(None)
     }
@@ -343,6 +363,9 @@ impl Dataset {
     /// The bytes of a regular file, following symlinks inside the dataset. Bytes are checked
     /// against the index checksum before they are returned.
     pub fn read(&self, user_path: &[u8]) -> Result<Buffer> {
+        if let Some(bytes) = self.read_cached_file(user_path)? {
+            return Ok(bytes);
+        }
         let (at, entry) = self.resolve(user_path)?;
         match entry.kind {
             EntryKind::File => self.read_at(at),
@@ -353,6 +376,40 @@ impl Dataset {
             }),
             EntryKind::Symlink => unreachable!("resolve follows symlinks"),
         }
+    }
+
+    /// The common case in one pass: a file found under its own path (no symlink on the way)
+    /// in a container the cache holds, looked up and read through one mapping, so the
+    /// mapping's length check (a system call) is made once. `None` sends the read the general
+    /// way (origin, symlinks, external files, not found).
+    fn read_cached_file(&self, user_path: &[u8]) -> Result<Option<Buffer>> {
+        if self.tier.is_none() {
+            return Ok(None);
+        }
+        // Paths usually arrive in index form already: then they need no copy.
+        let normalized;
+        let path = if path::check_entry_path(user_path).is_ok() {
+            user_path
+        } else {
+            normalized = normalize(user_path)?;
+            &normalized
+        };
+        let before = |p: &[u8]| cmp_paths(p, path) == Ordering::Less;
+        let rows = self.catalog.rows();
+        let i = rows.partition_point(|r| before(&r.last_path));
+        if i == rows.len() {
+            return Ok(None);
+        }
+        let Some(mapped) = self.cached(i) else {
+            return Ok(None);
+        };
+        let index = mapped.container.index();
+        let row = index.partition_point(before);
+        if row >= index.len() || index.path(row) != path || index.kind(row) != EntryKind::File {
+            return Ok(None);
+        }
+        self.read_mapped(Location { container: i, row }, &mapped)
+            .map(Some)
     }
 
     /// The target of a symbolic link, checked against the index checksum.
