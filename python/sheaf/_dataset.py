@@ -130,9 +130,9 @@ class Dataset:
         if not native.len:
             lib.sheaf_bytes_free(byref(native))
             return memoryview(b"")
-        array = (c_uint8 * native.len).from_address(native.data)
+        array = _array_at(native.data, native.len)
         array._sheaf_owner = _NativeBytes(native)  # freed when the last view goes
-        return memoryview(array).cast("B").toreadonly()
+        return memoryview(array).cast("B")[: native.len].toreadonly()
 
     def readinto(self, path: PathArg, buffer) -> int:
         """Reads the whole file at `path` into `buffer` (any writable, contiguous buffer:
@@ -147,7 +147,10 @@ class Dataset:
         if view.format != "B" or view.ndim != 1:
             view = view.cast("B")
         capacity = view.nbytes
-        target = (c_uint8 * capacity).from_buffer(view) if capacity else None
+        # A one-byte ctypes object at the buffer's start gives its address (and holds the
+        # buffer exported until `del`) without making a ctypes array type per length, which
+        # costs more than a small read.
+        target = ctypes.c_char.from_buffer(view) if capacity else None
         address = ctypes.addressof(target) if target is not None else None
         encoded = _encode(path)
         length = c_size_t()
@@ -353,6 +356,20 @@ class Dataset:
         return f"sheaf.Dataset({self._uri!r}{cache})"
 
 
+_ARRAY_TYPES: dict = {}
+
+
+def _array_at(address: int, length: int):
+    """A ctypes byte array at `address` covering at least `length` bytes. Making a ctypes
+    array type costs microseconds, more than copying a small file, so types are kept per power
+    of two and callers slice their views to `length`."""
+    size = 1 << max(0, length - 1).bit_length()
+    kind = _ARRAY_TYPES.get(size)
+    if kind is None:
+        kind = _ARRAY_TYPES.setdefault(size, c_uint8 * size)
+    return kind.from_address(address)
+
+
 class _NativeBytes:
     """Owns bytes the library handed out; frees them when garbage."""
 
@@ -377,8 +394,7 @@ class File(io.RawIOBase):
         self.name = name
         self._native = native
         if native.len:
-            array = (ctypes.c_uint8 * native.len).from_address(native.data)
-            self._view = memoryview(array).cast("B")
+            self._view = memoryview(_array_at(native.data, native.len)).cast("B")[: native.len]
         else:
             self._view = memoryview(b"")
         self._pos = 0

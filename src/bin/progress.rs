@@ -36,7 +36,10 @@ impl Bars {
         let template = if bytes > 0 {
             format!("{name:>8} [{{wide_bar}}] {{bytes}}/{{total_bytes}} {{items}} {{binary_bytes_per_sec}} eta {{eta}}")
         } else {
-            format!("{name:>8} {{spinner}} {{items}} {{elapsed}}")
+            // No total known up front (a fold streams its walk): show what is done so far.
+            format!(
+                "{name:>8} {{spinner}} {{items}} {{bytes}} {{binary_bytes_per_sec}} {{elapsed}}"
+            )
         };
         ProgressStyle::with_template(&template)
             .expect("valid template")

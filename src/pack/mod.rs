@@ -7,10 +7,10 @@ mod walk;
 mod write;
 
 pub use plan::ContainerLimits;
+use walk::Walked;
 pub use walk::{mtime_ns, SourceEntry};
 
 use crate::error::{Error, Result};
-use crate::index::path::cmp_paths;
 use crate::index::{CatalogRow, EntryKind, MAX_ENTRY_LEN};
 use crate::layout::{container_key, container_name, Layout};
 use crate::progress::Progress;
@@ -200,27 +200,10 @@ pub fn fold(
         Some(local) => Some(publish::lock_root(&Layout::new(local))?),
         None => None,
     };
-    progress.phase("scan", 0, 0);
-    let walked = match src_is_local {
-        true => walk::walk(src, options.threshold, in_place)?,
-        false => walk::walk_store(src_store.as_ref(), options.threshold, in_place)?,
-    };
-    for special in &walked.skipped_special {
-        progress.warn(&format!(
-            "skipped {} (not a file, directory or symlink)",
-            special.display()
-        ));
-    }
-    let mut entries = walked.entries;
-    entries.sort_unstable_by(|a, b| cmp_paths(&a.path, &b.path));
     publish::prepare_staging(store.as_ref(), options)?;
-    let ranges = plan::plan_containers(&entries, options.limits);
-    let total_bytes = entries
-        .iter()
-        .filter(|e| e.kind != EntryKind::Dir)
-        .map(|e| e.len)
-        .sum();
-    progress.phase("fold", entries.len() as u64, total_bytes);
+    // Entries stream from the walk straight into containers: the fold holds the container
+    // being filled, never the whole tree (see `plan`).
+    progress.phase("fold", 0, 0);
     let sources = write::Sources {
         src: match src_is_local {
             true => write::SourceTree::Local(src),
@@ -228,35 +211,33 @@ pub fn fold(
         },
         copy_externals_to: (!in_place).then_some(store.as_ref()),
     };
-    let mut rows = Vec::with_capacity(ranges.len());
-    let mut reused = 0;
-    for (seq, range) in ranges.iter().enumerate() {
-        let name = container_name(0, seq as u32);
-        let planned = &entries[range.clone()];
-        let row = match publish::reusable_container(&store, &name, planned, &sources, options) {
-            Some(row) => {
-                reused += 1;
-                progress.advance(planned.len() as u64, planned.iter().map(|e| e.len).sum());
-                row
-            }
-            None => {
-                let key = container_key(&name);
-                let written = write::write_container(
-                    store.as_ref(),
-                    &key,
-                    planned,
-                    &sources,
-                    options,
-                    progress,
-                )?;
-                written.catalog_row(&name)
-            }
-        };
-        rows.push(row);
+    let mut folding = Folding {
+        store: &store,
+        sources: &sources,
+        options,
+        progress,
+        rows: Vec::new(),
+        reused: 0,
+        summary: FoldSummary::default(),
+    };
+    if src_is_local {
+        let walk = walk::SortedWalk::new(src, options.threshold, in_place)?;
+        folding.consume_in_background(walk)?;
+    } else {
+        let entries = walk::walk_store(src_store.as_ref(), options.threshold, in_place)?;
+        folding.consume(entries.into_iter().map(|e| Ok(Walked::Entry(e))))?;
     }
+    let Folding {
+        rows,
+        reused,
+        mut summary,
+        ..
+    } = folding;
     publish::remove_unlisted_containers(store.as_ref(), &rows)?;
     let catalog = publish::publish_catalog(store.as_ref(), rows, options)?;
-    let mut summary = summarize(&entries, &catalog, walked.skipped_special.len() as u64);
+    summary.containers = catalog.len() as u64;
+    summary.bytes_stored = catalog.iter().map(|r| r.file_len).sum();
+    summary.objects_before = summary.files_folded + summary.symlinks + summary.files_kept;
     summary.containers_reused = reused;
     summary.dataset = root.to_path_buf();
     if options.remove_originals {
@@ -316,29 +297,111 @@ fn check_options(options: &FoldOptions) -> Result<()> {
     Ok(())
 }
 
-fn summarize(entries: &[SourceEntry], catalog: &[CatalogRow], special: u64) -> FoldSummary {
-    let mut s = FoldSummary {
-        containers: catalog.len() as u64,
-        special_skipped: special,
-        ..Default::default()
-    };
-    for e in entries {
-        match e.kind {
-            EntryKind::File => {
-                s.files_folded += 1;
-                s.bytes_folded += e.len;
-            }
-            EntryKind::Symlink => s.symlinks += 1,
-            EntryKind::Dir => s.dirs += 1,
-            EntryKind::External => {
-                s.files_kept += 1;
-                s.bytes_kept += e.len;
+/// Entries in path order, turned into containers one batch at a time.
+struct Folding<'a> {
+    store: &'a Arc<dyn Store>,
+    sources: &'a write::Sources<'a>,
+    options: &'a FoldOptions,
+    progress: &'a dyn Progress,
+    rows: Vec<CatalogRow>,
+    reused: u64,
+    summary: FoldSummary,
+}
+
+/// Walked entries queued between the walk's thread and the writer: enough to keep the walk
+/// ahead of the writer, few enough to stay small (about 100 bytes each).
+const WALK_AHEAD: usize = 16_384;
+
+impl Folding<'_> {
+    /// Walks on a thread of its own, so the next container's entries are found while the
+    /// current one is written.
+    fn consume_in_background(&mut self, walk: walk::SortedWalk) -> Result<()> {
+        std::thread::scope(|scope| {
+            let (found, queued) = std::sync::mpsc::sync_channel(WALK_AHEAD);
+            scope.spawn(move || {
+                for item in walk {
+                    // A closed queue means the fold stopped: stop walking too.
+                    if found.send(item).is_err() {
+                        break;
+                    }
+                }
+            });
+            // `queued` is dropped when this returns, which stops the walk on an error.
+            self.consume(queued)
+        })
+    }
+
+    fn consume(&mut self, walked: impl IntoIterator<Item = Result<Walked>>) -> Result<()> {
+        let mut batcher = plan::Batcher::new(self.options.limits);
+        for item in walked {
+            match item? {
+                Walked::Special(path) => {
+                    self.summary.special_skipped += 1;
+                    self.progress.warn(&format!(
+                        "skipped {} (not a file, directory or symlink)",
+                        path.display()
+                    ));
+                }
+                Walked::Entry(entry) => {
+                    tally(&mut self.summary, &entry);
+                    if let Some(batch) = batcher.push(entry) {
+                        self.write(&batch)?;
+                    }
+                }
             }
         }
+        match batcher.finish() {
+            Some(batch) => self.write(&batch),
+            None => Ok(()),
+        }
     }
-    s.bytes_stored = catalog.iter().map(|r| r.file_len).sum();
-    s.objects_before = s.files_folded + s.symlinks + s.files_kept;
-    s
+
+    /// Writes the next container, or keeps the one an interrupted fold left when it holds
+    /// exactly these entries.
+    fn write(&mut self, planned: &[SourceEntry]) -> Result<()> {
+        let name = container_name(0, self.rows.len() as u32);
+        let row = match publish::reusable_container(
+            self.store,
+            &name,
+            planned,
+            self.sources,
+            self.options,
+        ) {
+            Some(row) => {
+                self.reused += 1;
+                self.progress
+                    .advance(planned.len() as u64, planned.iter().map(|e| e.len).sum());
+                row
+            }
+            None => write::write_container(
+                self.store.as_ref(),
+                &container_key(&name),
+                planned,
+                self.sources,
+                self.options,
+                self.progress,
+            )?
+            .catalog_row(&name),
+        };
+        self.rows.push(row);
+        Ok(())
+    }
+}
+
+/// Counts one entry into the summary.
+fn tally(s: &mut FoldSummary, e: &SourceEntry) {
+    match e.kind {
+        EntryKind::File => {
+            s.files_folded += 1;
+            s.bytes_folded += e.len;
+        }
+        EntryKind::Symlink => s.symlinks += 1,
+        EntryKind::Dir => s.dirs += 1,
+        EntryKind::External => {
+            s.files_kept += 1;
+            s.bytes_kept += e.len;
+        }
+    }
 }
 
 /// Non-directory objects the storage system tracks after the fold.

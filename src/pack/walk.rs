@@ -1,11 +1,11 @@
-//! Walking the source tree: every entry's metadata via lstat, symlinks never followed, in
-//! parallel across directories.
+//! Walking the source: a local tree depth first in path order, streamed (every entry's
+//! metadata via lstat, symlinks never followed), or every object of a store.
 
 use crate::error::{IoContext, Result};
 use crate::index::path::SEPARATOR;
 use crate::index::EntryKind;
 use crate::layout::SHEAF_DIR;
-use rayon::prelude::*;
+use std::ffi::OsString;
 use std::fs::{self, Metadata};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -26,51 +26,64 @@ pub struct SourceEntry {
     pub mtime_ns: i64,
 }
 
-/// What the walk found besides entries.
-#[derive(Debug, Default)]
-pub struct WalkResult {
-    /// Entries, unsorted.
-    pub entries: Vec<SourceEntry>,
-    /// Sockets, FIFOs and device nodes, which hold no data and are not folded.
-    pub skipped_special: Vec<PathBuf>,
+/// What the walk yields, in path order.
+#[derive(Debug)]
+pub enum Walked {
+    Entry(SourceEntry),
+    /// A socket, FIFO or device node: it holds no data and is not folded.
+    Special(PathBuf),
 }
 
-/// Walks `root`, classifying regular files by `threshold`. The top-level `.sheaf` directory is
-/// skipped when `skip_sheaf_dir` (an in-place fold's own files); a fold to a new root refuses
-/// a source holding one before it walks.
-pub fn walk(root: &Path, threshold: u64, skip_sheaf_dir: bool) -> Result<WalkResult> {
-    let mut result = walk_dir(root, &[], threshold)?;
-    if skip_sheaf_dir {
-        result.entries.retain(|e| !is_sheaf_dir_or_below(&e.path));
+/// Walks a local tree depth first, yielding its entries in the index's path order (see
+/// `cmp_paths`) without collecting them: memory holds the names of the directories on the
+/// current path only, so it grows with the widest directory, not with the tree. Every entry is
+/// `lstat`ed (symlinks are never followed). The top-level `.sheaf` directory is skipped when
+/// `skip_sheaf_dir` (an in-place fold's own files); a fold to a new root refuses a source
+/// holding one before it walks.
+pub struct SortedWalk {
+    threshold: u64,
+    skip_sheaf_dir: bool,
+    /// One level per directory on the current path: its children not yet yielded.
+    levels: Vec<Level>,
+}
+
+struct Level {
+    /// Path of the directory relative to the root (empty for the root).
+    rel: Vec<u8>,
+    /// Children in byte order of their names, the next one last.
+    pending: Vec<(OsString, fs::DirEntry)>,
+}
+
+impl SortedWalk {
+    pub fn new(root: &Path, threshold: u64, skip_sheaf_dir: bool) -> Result<SortedWalk> {
+        Ok(SortedWalk {
+            threshold,
+            skip_sheaf_dir,
+            levels: vec![Level::read(root, Vec::new())?],
+        })
     }
-    Ok(result)
-}
 
-fn is_sheaf_dir_or_below(path: &[u8]) -> bool {
-    let top = SHEAF_DIR.as_bytes();
-    path.starts_with(top) && (path.len() == top.len() || path[top.len()] == SEPARATOR)
-}
-
-fn walk_dir(dir: &Path, rel: &[u8], threshold: u64) -> Result<WalkResult> {
-    let mut result = WalkResult::default();
-    let mut subdirs = Vec::new();
-    for child in fs::read_dir(dir).ctx("read directory", dir)? {
-        let child = child.ctx("read directory", dir)?;
+    fn entry(&mut self, name: OsString, child: fs::DirEntry) -> Result<Option<Walked>> {
         let abs = child.path();
+        // `DirEntry::metadata` is an lstat relative to the open directory.
         let meta = child.metadata().ctx("stat", &abs)?;
-        let mut path = rel.to_vec();
+        let Some(kind) = classify(&meta, self.threshold) else {
+            return Ok(Some(Walked::Special(abs)));
+        };
+        let parent = &self.levels.last().expect("a level is open").rel;
+        let mut path = Vec::with_capacity(parent.len() + 1 + name.len());
+        path.extend_from_slice(parent);
         if !path.is_empty() {
             path.push(SEPARATOR);
         }
-        path.extend_from_slice(child.file_name().as_bytes());
-        let Some(kind) = classify(&meta, threshold) else {
-            result.skipped_special.push(abs);
-            continue;
-        };
-        if kind == EntryKind::Dir {
-            subdirs.push((abs, path.clone()));
+        path.extend_from_slice(name.as_bytes());
+        if self.levels.len() == 1 && self.skip_sheaf_dir && is_sheaf_dir_or_below(&path) {
+            return Ok(None);
         }
-        result.entries.push(SourceEntry {
+        if kind == EntryKind::Dir {
+            self.levels.push(Level::read(&abs, path.clone())?);
+        }
+        Ok(Some(Walked::Entry(SourceEntry {
             path,
             kind,
             len: if kind == EntryKind::Dir {
@@ -80,17 +93,50 @@ fn walk_dir(dir: &Path, rel: &[u8], threshold: u64) -> Result<WalkResult> {
             },
             mode: meta.mode(),
             mtime_ns: mtime_ns(&meta),
-        });
+        })))
     }
-    let nested: Vec<WalkResult> = subdirs
-        .par_iter()
-        .map(|(abs, path)| walk_dir(abs, path, threshold))
-        .collect::<Result<_>>()?;
-    for mut sub in nested {
-        result.entries.append(&mut sub.entries);
-        result.skipped_special.append(&mut sub.skipped_special);
+}
+
+impl Level {
+    fn read(dir: &Path, rel: Vec<u8>) -> Result<Level> {
+        let mut pending = Vec::new();
+        for child in fs::read_dir(dir).ctx("read directory", dir)? {
+            let child = child.ctx("read directory", dir)?;
+            pending.push((child.file_name(), child));
+        }
+        // Names never hold `/`, so byte order of names within one directory, depth first,
+        // is the index's path order. Reversed: the next child is popped from the end.
+        pending.sort_unstable_by(|a, b| b.0.as_bytes().cmp(a.0.as_bytes()));
+        Ok(Level { rel, pending })
     }
-    Ok(result)
+}
+
+impl Iterator for SortedWalk {
+    type Item = Result<Walked>;
+
+    fn next(&mut self) -> Option<Result<Walked>> {
+        loop {
+            let level = self.levels.last_mut()?;
+            let Some((name, child)) = level.pending.pop() else {
+                self.levels.pop();
+                continue;
+            };
+            match self.entry(name, child) {
+                Ok(Some(walked)) => return Some(Ok(walked)),
+                Ok(None) => continue,
+                Err(e) => {
+                    // An error ends the walk.
+                    self.levels.clear();
+                    return Some(Err(e));
+                }
+            }
+        }
+    }
+}
+
+fn is_sheaf_dir_or_below(path: &[u8]) -> bool {
+    let top = SHEAF_DIR.as_bytes();
+    path.starts_with(top) && (path.len() == top.len() || path[top.len()] == SEPARATOR)
 }
 
 fn classify(meta: &Metadata, threshold: u64) -> Option<EntryKind> {
@@ -123,12 +169,13 @@ pub fn mtime_ns(meta: &Metadata) -> i64 {
 /// Walks every object of a store as a tree: objects are files (classified by `threshold`),
 /// every key prefix ending in `/` is a directory. Object stores keep no modes or symlinks, so
 /// files get mode 0644 and directories 0755. The top-level `.sheaf` prefix is skipped when
-/// `skip_sheaf_dir` (an in-place fold's own objects) and refused otherwise.
+/// `skip_sheaf_dir` (an in-place fold's own objects) and refused otherwise. Returned in path
+/// order. A store's listing arrives whole, so this holds every entry (about 100 bytes each).
 pub fn walk_store(
     store: &dyn crate::store::Store,
     threshold: u64,
     skip_sheaf_dir: bool,
-) -> Result<WalkResult> {
+) -> Result<Vec<SourceEntry>> {
     let mut entries = Vec::new();
     let mut dirs = std::collections::BTreeSet::new();
     for object in store.list("")? {
@@ -169,8 +216,106 @@ pub fn walk_store(
         mode: 0o040755,
         mtime_ns: 0,
     }));
-    Ok(WalkResult {
-        entries,
-        skipped_special: Vec::new(),
-    })
+    entries.sort_unstable_by(|a, b| crate::index::path::cmp_paths(&a.path, &b.path));
+    Ok(entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::path::cmp_paths;
+
+    fn walked(root: &Path, skip_sheaf_dir: bool) -> (Vec<String>, Vec<PathBuf>) {
+        let (mut entries, mut specials) = (Vec::new(), Vec::new());
+        for item in SortedWalk::new(root, 100, skip_sheaf_dir).unwrap() {
+            match item.unwrap() {
+                Walked::Entry(e) => entries.push(String::from_utf8(e.path).unwrap()),
+                Walked::Special(p) => specials.push(p),
+            }
+        }
+        (entries, specials)
+    }
+
+    #[test]
+    fn the_walk_yields_every_entry_in_index_order_without_sorting() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        for dir in ["a/b", "a-b", "a/c", ".sheaf/containers", "sub/.sheaf", "z"] {
+            fs::create_dir_all(root.join(dir)).unwrap();
+        }
+        for file in [
+            "a.txt",
+            "a/b/x",
+            "a-b/y",
+            "a/b0",
+            "b",
+            "\u{e9}",
+            "sub/.sheaf/f",
+        ] {
+            fs::write(root.join(file), file).unwrap();
+        }
+        fs::write(root.join("big"), [0u8; 200]).unwrap();
+        std::os::unix::fs::symlink("a", root.join("link")).unwrap();
+        let fifo = root.join("z/fifo");
+        let c_path = std::ffi::CString::new(fifo.as_os_str().as_bytes()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o644) }, 0);
+
+        let (entries, specials) = walked(root, true);
+        let mut sorted = entries.clone();
+        sorted.sort_by(|a, b| cmp_paths(a.as_bytes(), b.as_bytes()));
+        assert_eq!(entries, sorted, "yielded in index order");
+        assert_eq!(
+            entries,
+            [
+                "a",
+                "a/b",
+                "a/b/x",
+                "a/b0",
+                "a/c",
+                "a-b",
+                "a-b/y",
+                "a.txt",
+                "b",
+                "big",
+                "link",
+                "sub",
+                "sub/.sheaf",
+                "sub/.sheaf/f",
+                "z",
+                "\u{e9}"
+            ]
+        );
+        assert_eq!(specials, vec![fifo]);
+        let (with_own_dir, _) = walked(root, false);
+        assert!(with_own_dir.contains(&".sheaf/containers".to_owned()));
+    }
+
+    #[test]
+    fn files_at_the_threshold_are_external_and_links_are_not_followed() {
+        let tmp = tempfile::tempdir().unwrap();
+        fs::write(tmp.path().join("small"), [0u8; 99]).unwrap();
+        fs::write(tmp.path().join("large"), [0u8; 100]).unwrap();
+        std::os::unix::fs::symlink("/", tmp.path().join("root-link")).unwrap();
+        let kinds: Vec<(Vec<u8>, EntryKind)> = SortedWalk::new(tmp.path(), 100, false)
+            .unwrap()
+            .map(|item| match item.unwrap() {
+                Walked::Entry(e) => (e.path, e.kind),
+                Walked::Special(p) => panic!("{p:?}"),
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (b"large".to_vec(), EntryKind::External),
+                (b"root-link".to_vec(), EntryKind::Symlink),
+                (b"small".to_vec(), EntryKind::File),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_unreadable_directory_ends_the_walk_with_an_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        assert!(SortedWalk::new(&tmp.path().join("missing"), 100, false).is_err());
+    }
 }
