@@ -13,13 +13,12 @@
 # bench-out/bin/ so a rebuild during the run cannot swap it); the corpus is generated with
 # benches/make_corpus.py into bench-out/corpus-nN-sS/ (reused when already complete); every
 # file is read once to warm the page cache; one untimed warm-up round; then R rounds, each
-# running every command once in a fixed order (so drift hits all commands alike):
+# running every command once, the order rotated by one each round (see round_order):
 #
 #   tar            tar -cf bench-out/out/corpus.tar -C CORPUS .
 #   tar+fsync      the same, then `sync FILE` (fsync): sheaf syncs its containers, tar does not
 #   sheaf          sheaf fold --quiet CORPUS bench-out/out/fold
-#   sheaf-jN       sheaf fold --quiet --jobs $(nproc): a reader on every core (the default
-#                  leaves one core to the writer and the walk)
+#   sheaf-j1       sheaf fold --quiet --jobs 1 CORPUS bench-out/out/fold
 #
 # Before every timed command the outputs are removed and `sync` is run (untimed), so no
 # command pays for writing back another's dirty pages. Timing uses hyperfine when available
@@ -170,24 +169,33 @@ q() { printf '%q' "$1"; }
 TAR_OUT="$OUT/corpus.tar"
 FOLD_OUT="$OUT/fold"
 PREPARE="rm -rf $(q "$OUT") && mkdir -p $(q "$OUT") && sync"
-NAMES=(tar tar+fsync sheaf sheaf-jN)
+NAMES=(tar tar+fsync sheaf sheaf-j1)
 CMDS=(
     "tar -cf $(q "$TAR_OUT") -C $(q "$CORPUS") ."
     "tar -cf $(q "$TAR_OUT") -C $(q "$CORPUS") . && sync $(q "$TAR_OUT")"
     "$(q "$SHEAF") fold --quiet $(q "$CORPUS") $(q "$FOLD_OUT")"
-    "$(q "$SHEAF") fold --quiet --jobs $(nproc) $(q "$CORPUS") $(q "$FOLD_OUT")"
+    "$(q "$SHEAF") fold --quiet --jobs 1 $(q "$CORPUS") $(q "$FOLD_OUT")"
 )
 RAW="$WORK/fold_vs_tar_runs.csv"
 mkdir -p "$WORK/raw"
 rm -f "$WORK"/raw/round-*.json
 
-# One round: every command once, in order; appends "round,command,wall_s,user_s,sys_s" rows.
+# The command indexes in the order round $1 runs them: rotated by one each round, because a
+# command pays for the file deleted and the writeback left by the one before it (measured: the
+# command after `tar+fsync` was up to 2x slower whichever it was), so no command always
+# follows the same one.
+round_order() {
+    local n=${#NAMES[@]} k
+    for ((k = 0; k < n; k++)); do echo $(((k + $1) % n)); done
+}
+
+# One round: every command once; appends "round,command,wall_s,user_s,sys_s" rows.
 run_round() {
     local round="$1" i json t0 t1 tf
     if (( USE_HYPERFINE )); then
         json="$WORK/raw/round-$round.json"
         local args=()
-        for i in "${!NAMES[@]}"; do args+=(-n "${NAMES[$i]}" "${CMDS[$i]}"); done
+        for i in $(round_order "$round"); do args+=(-n "${NAMES[$i]}" "${CMDS[$i]}"); done
         hyperfine --shell=bash --runs 1 --style none --prepare "$PREPARE" \
             --export-json "$json" "${args[@]}" >/dev/null
         python3 - "$json" "$round" >> "$RAW" <<'EOF'
@@ -197,7 +205,7 @@ for r in json.load(open(sys.argv[1]))["results"]:
 EOF
     else
         tf="$(mktemp)"
-        for i in "${!NAMES[@]}"; do
+        for i in $(round_order "$round"); do
             bash -c "$PREPARE"
             t0="$(date +%s.%N)"
             /usr/bin/time -f '%U %S' -o "$tf" bash -c "${CMDS[$i]}" >/dev/null ||
