@@ -18,8 +18,7 @@
 #   tar            tar -cf bench-out/out/corpus.tar -C CORPUS .
 #   tar+fsync      the same, then `sync FILE` (fsync): sheaf syncs its containers, tar does not
 #   sheaf          sheaf fold --quiet CORPUS bench-out/out/fold
-#   sheaf-jN       sheaf fold --quiet --jobs $(nproc): a reader on every core (the default
-#                  leaves one core to the writer and the walk)
+#   sheaf-j1       sheaf fold --quiet --jobs 1 CORPUS bench-out/out/fold
 #
 # Before every timed command the outputs are removed and `sync` is run (untimed), so no
 # command pays for writing back another's dirty pages. Timing uses hyperfine when available
@@ -170,12 +169,12 @@ q() { printf '%q' "$1"; }
 TAR_OUT="$OUT/corpus.tar"
 FOLD_OUT="$OUT/fold"
 PREPARE="rm -rf $(q "$OUT") && mkdir -p $(q "$OUT") && sync"
-NAMES=(tar tar+fsync sheaf sheaf-jN)
+NAMES=(tar tar+fsync sheaf sheaf-j1)
 CMDS=(
     "tar -cf $(q "$TAR_OUT") -C $(q "$CORPUS") ."
     "tar -cf $(q "$TAR_OUT") -C $(q "$CORPUS") . && sync $(q "$TAR_OUT")"
     "$(q "$SHEAF") fold --quiet $(q "$CORPUS") $(q "$FOLD_OUT")"
-    "$(q "$SHEAF") fold --quiet --jobs $(nproc) $(q "$CORPUS") $(q "$FOLD_OUT")"
+    "$(q "$SHEAF") fold --quiet --jobs 1 $(q "$CORPUS") $(q "$FOLD_OUT")"
 )
 RAW="$WORK/fold_vs_tar_runs.csv"
 mkdir -p "$WORK/raw"

@@ -96,8 +96,7 @@ struct FoldArgs {
     /// Per-entry compression: none, zstd[:LEVEL] or auto[:LEVEL] (zstd only where it saves space).
     #[arg(long, default_value = "none")]
     compress: Compression,
-    /// Threads reading and hashing files (default: all cores but one, which the writer and
-    /// the walk need).
+    /// Worker threads (default: all cores).
     #[arg(short, long, value_parser = output::parse_positive_count)]
     jobs: Option<usize>,
     /// Print the summary as JSON.
@@ -269,10 +268,7 @@ fn open_reading(dataset: &PathBuf, read: &ReadCacheArgs) -> Result<Dataset> {
 }
 
 fn fold(args: FoldArgs) -> Result<ExitCode> {
-    // The container writer and the walk run beside the readers: measured on 2 cores, a
-    // reader on every core made folds slower (BENCHMARKS.md).
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    set_jobs(Some(args.jobs.unwrap_or(cores.saturating_sub(1).max(1))))?;
+    set_jobs(args.jobs)?;
     let target = match args.dst {
         Some(dst) => Target::NewRoot { src: args.src, dst },
         None => Target::InPlace { dir: args.src },
