@@ -306,7 +306,16 @@ def timed(*argv) -> float:
     return time.monotonic() - started
 
 
+def ensure_debian(package: str, command: str) -> None:
+    """Installs a Debian package when its command is missing (the step runs as root)."""
+    if shutil.which(command) is None:
+        run("apt-get", "update", "-qq")
+        run("apt-get", "install", "-y", "-qq", package,
+            env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+
+
 def step_scale(args, card: Scorecard, scale: Path) -> None:
+    ensure_debian("fuse3", "fusermount3")
     sheaf = sheaf_binary()
     out = WORK / "scale-out"
     shutil.rmtree(out, ignore_errors=True)

@@ -66,12 +66,11 @@ fn settings() -> Settings {
         }
         i += 2;
     }
-    assert!(
-        !s.uri.is_empty() && s.source.is_dir(),
-        "usage: cargo bench --bench remote -- --uri URI --source DIR [--reads N] [--jobs J] [--runs R]"
-    );
     s
 }
+
+const USAGE: &str =
+    "cargo bench --bench remote -- --uri URI --source DIR [--reads N] [--jobs J] [--runs R]";
 
 /// A store that counts the requests that reach the one it wraps.
 #[derive(Debug)]
@@ -281,6 +280,12 @@ fn time_plain_download(s: &Settings, scratch: &Path) -> (f64, u64) {
 
 fn main() {
     let s = settings();
+    if s.uri.is_empty() || !s.source.is_dir() {
+        // A bare `cargo bench` runs every bench: this one needs a store, so it says how to
+        // run it instead of failing (benches/compare.py runs it against the test servers).
+        println!("remote: skipped; it needs a folded dataset on a store: {USAGE}");
+        return;
+    }
     let scheme = s.uri.split("://").next().unwrap_or("local").to_owned();
     let scratch = PathBuf::from("bench-out").join(format!("remote-{scheme}"));
     std::fs::create_dir_all(&scratch).unwrap();
