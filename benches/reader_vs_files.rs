@@ -10,6 +10,9 @@
 //! system, alternating. Every system's reads are checksummed and must agree. Prints medians,
 //! files/s and the ratio; writes bench-out/reader_vs_files.csv.
 
+mod common;
+
+use common::{list_files, Rng};
 use sheaf::cache::{preload, Cache, PreloadOptions};
 use sheaf::pack::{fold, FoldOptions, Target};
 use sheaf::progress::Silent;
@@ -58,21 +61,6 @@ fn settings() -> Settings {
     s
 }
 
-/// A small deterministic generator (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 fn generate(root: &Path, files: usize) {
     let done = root.join(".complete");
     if done.exists() {
@@ -95,24 +83,6 @@ fn generate(root: &Path, files: usize) {
         std::fs::write(dir.join(name), bytes).unwrap();
     }
     std::fs::write(done, b"").unwrap();
-}
-
-fn list_files(root: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![PathBuf::new()];
-    while let Some(rel) = stack.pop() {
-        for child in std::fs::read_dir(root.join(&rel)).unwrap() {
-            let child = child.unwrap();
-            let path = rel.join(child.file_name());
-            let kind = child.file_type().unwrap();
-            if kind.is_dir() {
-                stack.push(path);
-            } else if kind.is_file() && child.file_name() != ".complete" {
-                out.push(path.to_str().unwrap().to_owned());
-            }
-        }
-    }
-    out
 }
 
 /// One system's read of a file, returning a checksum of its bytes.
@@ -176,7 +146,6 @@ fn main() {
     .expect("open");
 
     let mut paths = list_files(&corpus);
-    paths.sort();
     let mut rng = Rng(42);
     for i in (1..paths.len()).rev() {
         paths.swap(i, rng.below(i as u64 + 1) as usize);

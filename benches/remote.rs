@@ -18,6 +18,9 @@
 //!
 //! Prints a small table and writes bench-out/remote-<scheme>.csv.
 
+mod common;
+
+use common::{list_files, Rng};
 use sheaf::cache::{preload, Cache, PreloadOptions};
 use sheaf::layout::container_key;
 use sheaf::progress::Silent;
@@ -114,37 +117,6 @@ impl Store for Counting {
     fn delete(&self, key: &str) -> sheaf::Result<()> {
         self.inner.delete(key)
     }
-}
-
-/// A small deterministic generator (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
-    }
-}
-
-fn source_files(root: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![PathBuf::new()];
-    while let Some(rel) = stack.pop() {
-        for child in std::fs::read_dir(root.join(&rel)).unwrap() {
-            let child = child.unwrap();
-            let path = rel.join(child.file_name());
-            let kind = child.file_type().unwrap();
-            if kind.is_dir() {
-                stack.push(path);
-            } else if kind.is_file() && !child.file_name().to_string_lossy().starts_with('.') {
-                out.push(path.to_str().unwrap().to_owned());
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 fn median(mut xs: Vec<f64>) -> f64 {
@@ -289,7 +261,7 @@ fn main() {
     let scheme = s.uri.split("://").next().unwrap_or("local").to_owned();
     let scratch = PathBuf::from("bench-out").join(format!("remote-{scheme}"));
     std::fs::create_dir_all(&scratch).unwrap();
-    let files = source_files(&s.source);
+    let files = list_files(&s.source);
 
     let r = count_requests(&s, &files);
     println!(

@@ -314,22 +314,23 @@ impl Dataset {
 
     /// Finds the entry with exactly this (index-form) path.
     pub fn lookup(&self, path: &[u8]) -> Result<Option<(Location, Entry)>> {
-        // `seek` spelt out, so the container is fetched once: every fetch of a cached one
+        // Not through `seek`, so the container is fetched once: every fetch of a cached one
         // checks that its file was not cut short under the mapping (a system call).
-        let before = |p: &[u8]| cmp_paths(p, path) == Ordering::Less;
-        let rows = self.catalog.rows();
-        let i = rows.partition_point(|r| before(&r.last_path));
-        if i == rows.len() {
+        let Some(i) = self.container_for(path) else {
             return Ok(None);
-        }
+        };
         let container = self.container(i)?;
         let index = container.index();
-        let row = index.partition_point(before);
-        if row < index.len() && index.path(row) == path {
-            let at = Location { container: i, row };
-            return Ok(Some((at, index.entry(row))));
-        }
-        Ok(None)
+        Ok(index
+            .find(path)
+            .map(|row| (Location { container: i, row }, index.entry(row))))
+    }
+
+    /// The one container whose path range may hold `path` (index form), if any.
+    fn container_for(&self, path: &[u8]) -> Option<usize> {
+        let rows = self.catalog.rows();
+        let i = rows.partition_point(|r| cmp_paths(&r.last_path, path) == Ordering::Less);
+        (i < rows.len()).then_some(i)
     }
 
     /// Metadata of a user-supplied path, without following a final symlink. The root (`""`,
@@ -394,20 +395,19 @@ impl Dataset {
             normalized = normalize(user_path)?;
             &normalized
         };
-        let before = |p: &[u8]| cmp_paths(p, path) == Ordering::Less;
-        let rows = self.catalog.rows();
-        let i = rows.partition_point(|r| before(&r.last_path));
-        if i == rows.len() {
+        let Some(i) = self.container_for(path) else {
             return Ok(None);
-        }
+        };
         let Some(mapped) = self.cached(i) else {
             return Ok(None);
         };
         let index = mapped.container.index();
-        let row = index.partition_point(before);
-        if row >= index.len() || index.path(row) != path || index.kind(row) != EntryKind::File {
+        let Some(row) = index
+            .find(path)
+            .filter(|&row| index.kind(row) == EntryKind::File)
+        else {
             return Ok(None);
-        }
+        };
         self.read_mapped(Location { container: i, row }, &mapped)
             .map(Some)
     }
