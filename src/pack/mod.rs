@@ -224,8 +224,8 @@ pub fn fold(
         let walk = walk::SortedWalk::new(src, options.threshold, in_place)?;
         folding.consume_in_background(walk)?;
     } else {
-        let entries = walk::walk_store(src_store.as_ref(), options.threshold, in_place)?;
-        folding.consume(entries.into_iter().map(|e| Ok(Walked::Entry(e))))?;
+        let walk = walk::StoreWalk::new(src_store.as_ref(), options.threshold, in_place)?;
+        folding.consume_in_background(walk)?;
     }
     let Folding {
         rows,
@@ -315,7 +315,10 @@ const WALK_AHEAD: usize = 16_384;
 impl Folding<'_> {
     /// Walks on a thread of its own, so the next container's entries are found while the
     /// current one is written.
-    fn consume_in_background(&mut self, walk: walk::SortedWalk) -> Result<()> {
+    fn consume_in_background(
+        &mut self,
+        walk: impl Iterator<Item = Result<Walked>> + Send,
+    ) -> Result<()> {
         std::thread::scope(|scope| {
             let (found, queued) = std::sync::mpsc::sync_channel(WALK_AHEAD);
             scope.spawn(move || {

@@ -1,10 +1,12 @@
 //! Walking the source: a local tree depth first in path order, streamed (every entry's
-//! metadata via lstat, symlinks never followed), or every object of a store.
+//! metadata via lstat, symlinks never followed), or every object of a store, one listing per
+//! directory.
 
-use crate::error::{IoContext, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::index::path::SEPARATOR;
 use crate::index::EntryKind;
 use crate::layout::SHEAF_DIR;
+use crate::store::{ObjectInfo, Store};
 use std::ffi::OsString;
 use std::fs::{self, Metadata};
 use std::os::unix::ffi::OsStrExt;
@@ -166,58 +168,127 @@ pub fn mtime_ns(meta: &Metadata) -> i64 {
         .saturating_add(meta.mtime_nsec())
 }
 
-/// Walks every object of a store as a tree: objects are files (classified by `threshold`),
-/// every key prefix ending in `/` is a directory. Object stores keep no modes or symlinks, so
-/// files get mode 0644 and directories 0755. The top-level `.sheaf` prefix is skipped when
-/// `skip_sheaf_dir` (an in-place fold's own objects) and refused otherwise. Returned in path
-/// order. A store's listing arrives whole, so this holds every entry (about 100 bytes each).
-pub fn walk_store(
-    store: &dyn crate::store::Store,
+/// Walks every object of a store as a tree, one directory level per listing, yielding entries
+/// in the index's path order as [`SortedWalk`] does: memory holds the listings of the
+/// directories on the current path, not the whole store. Objects are files (classified by
+/// `threshold`), every key prefix ending in `/` is a directory. Object stores keep no modes or
+/// symlinks, so files get mode 0644 and directories 0755. The top-level `.sheaf` prefix is
+/// skipped when `skip_sheaf_dir` (an in-place fold's own objects) and refused, before anything
+/// is yielded, otherwise.
+pub struct StoreWalk<'a> {
+    store: &'a dyn Store,
     threshold: u64,
-    skip_sheaf_dir: bool,
-) -> Result<Vec<SourceEntry>> {
-    let mut entries = Vec::new();
-    let mut dirs = std::collections::BTreeSet::new();
-    for object in store.list("")? {
-        let path = object.key.into_bytes();
-        if is_sheaf_dir_or_below(&path) && skip_sheaf_dir {
-            continue;
+    /// One level per directory on the current path: its children not yet yielded.
+    levels: Vec<Vec<StoreChild>>,
+}
+
+/// An object or a prefix directly in a listed directory.
+enum StoreChild {
+    Object(ObjectInfo),
+    Dir(String),
+}
+
+impl StoreChild {
+    fn key(&self) -> &str {
+        match self {
+            StoreChild::Object(o) => &o.key,
+            StoreChild::Dir(key) => key,
         }
-        if is_sheaf_dir_or_below(&path) {
-            return Err(crate::error::Error::Refused {
+    }
+}
+
+impl<'a> StoreWalk<'a> {
+    pub fn new(
+        store: &'a dyn Store,
+        threshold: u64,
+        skip_sheaf_dir: bool,
+    ) -> Result<StoreWalk<'a>> {
+        let mut root = read_store_level(store, "")?;
+        let reserved = |c: &StoreChild| is_sheaf_dir_or_below(c.key().as_bytes());
+        if skip_sheaf_dir {
+            root.retain(|c| !reserved(c));
+        } else if root.iter().any(reserved) {
+            return Err(Error::Refused {
                 path: store.uri("").into(),
                 reason:
                     "the source holds a top-level `.sheaf`, a name sheaf reserves for its own files"
                         .into(),
             });
         }
-        let mut end = path.len();
-        while let Some(i) = path[..end].iter().rposition(|&b| b == SEPARATOR) {
-            dirs.insert(path[..i].to_vec());
-            end = i;
-        }
-        let kind = if object.len < threshold {
-            EntryKind::File
-        } else {
-            EntryKind::External
-        };
-        entries.push(SourceEntry {
-            path,
-            kind,
-            len: object.len,
-            mode: 0o100644,
-            mtime_ns: object.mtime_ns,
+        Ok(StoreWalk {
+            store,
+            threshold,
+            levels: vec![root],
+        })
+    }
+
+    fn entry(&mut self, child: StoreChild) -> Result<SourceEntry> {
+        Ok(match child {
+            StoreChild::Object(object) => SourceEntry {
+                kind: if object.len < self.threshold {
+                    EntryKind::File
+                } else {
+                    EntryKind::External
+                },
+                path: object.key.into_bytes(),
+                len: object.len,
+                mode: 0o100644,
+                mtime_ns: object.mtime_ns,
+            },
+            StoreChild::Dir(key) => {
+                self.levels.push(read_store_level(self.store, &key)?);
+                SourceEntry {
+                    path: key.into_bytes(),
+                    kind: EntryKind::Dir,
+                    len: 0,
+                    mode: 0o040755,
+                    mtime_ns: 0,
+                }
+            }
+        })
+    }
+}
+
+/// The children of the store directory `dir`, in reverse byte order of their names (the next
+/// one last). A name that is both an object and a prefix cannot be a file and a directory at
+/// once, so it is refused.
+fn read_store_level(store: &dyn Store, dir: &str) -> Result<Vec<StoreChild>> {
+    let listing = store.list_dir(dir)?;
+    let mut children: Vec<StoreChild> = listing
+        .objects
+        .into_iter()
+        .map(StoreChild::Object)
+        .chain(listing.dirs.into_iter().map(StoreChild::Dir))
+        .collect();
+    children.sort_unstable_by(|a, b| b.key().cmp(a.key()));
+    if let Some(pair) = children.windows(2).find(|w| w[0].key() == w[1].key()) {
+        return Err(Error::Refused {
+            path: store.uri(pair[0].key()).into(),
+            reason: "is both an object and a prefix of other objects (a file and a directory)"
+                .into(),
         });
     }
-    entries.extend(dirs.into_iter().map(|path| SourceEntry {
-        path,
-        kind: EntryKind::Dir,
-        len: 0,
-        mode: 0o040755,
-        mtime_ns: 0,
-    }));
-    entries.sort_unstable_by(|a, b| crate::index::path::cmp_paths(&a.path, &b.path));
-    Ok(entries)
+    Ok(children)
+}
+
+impl Iterator for StoreWalk<'_> {
+    type Item = Result<Walked>;
+
+    fn next(&mut self) -> Option<Result<Walked>> {
+        loop {
+            let level = self.levels.last_mut()?;
+            let Some(child) = level.pop() else {
+                self.levels.pop();
+                continue;
+            };
+            let walked = self.entry(child).map(Walked::Entry);
+            if walked.is_err() {
+                // An error ends the walk.
+                self.levels.clear();
+            }
+            return Some(walked);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -236,25 +307,30 @@ mod tests {
         (entries, specials)
     }
 
+    /// A tree whose path order differs from byte order ("a/b0" before "a-b"), with an empty
+    /// directory (a/c), a file over the walks' threshold of 100 (big), a top-level `.sheaf` and
+    /// the `extra_dirs` and `extra_files` given.
+    fn make_tree(root: &Path, extra_dirs: &[&str], extra_files: &[&str]) {
+        let dirs = ["a/b", "a-b", "a/c", ".sheaf/containers"];
+        for dir in dirs.iter().chain(extra_dirs) {
+            fs::create_dir_all(root.join(dir)).unwrap();
+        }
+        let files = ["a.txt", "a/b/x", "a-b/y", "a/b0", "b"];
+        for file in files.iter().chain(extra_files) {
+            fs::write(root.join(file), file).unwrap();
+        }
+        fs::write(root.join("big"), [0u8; 200]).unwrap();
+    }
+
     #[test]
     fn the_walk_yields_every_entry_in_index_order_without_sorting() {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path();
-        for dir in ["a/b", "a-b", "a/c", ".sheaf/containers", "sub/.sheaf", "z"] {
-            fs::create_dir_all(root.join(dir)).unwrap();
-        }
-        for file in [
-            "a.txt",
-            "a/b/x",
-            "a-b/y",
-            "a/b0",
-            "b",
-            "\u{e9}",
-            "sub/.sheaf/f",
-        ] {
-            fs::write(root.join(file), file).unwrap();
-        }
-        fs::write(root.join("big"), [0u8; 200]).unwrap();
+        make_tree(
+            root,
+            &["sub/.sheaf", "z"],
+            &["\u{e9}", "sub/.sheaf/f", ".sheaf/containers/c"],
+        );
         std::os::unix::fs::symlink("a", root.join("link")).unwrap();
         let fifo = root.join("z/fifo");
         let c_path = std::ffi::CString::new(fifo.as_os_str().as_bytes()).unwrap();
@@ -311,6 +387,91 @@ mod tests {
                 (b"small".to_vec(), EntryKind::File),
             ]
         );
+    }
+
+    fn store_walked(store: &dyn Store, skip_sheaf_dir: bool) -> Result<Vec<(String, EntryKind)>> {
+        StoreWalk::new(store, 100, skip_sheaf_dir)?
+            .map(|item| match item? {
+                Walked::Entry(e) => Ok((String::from_utf8(e.path).unwrap(), e.kind)),
+                Walked::Special(p) => panic!("a store has no special files: {p:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_store_walk_yields_the_tree_in_index_order_one_level_at_a_time() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        make_tree(root, &[], &[".sheaf/containers/c"]);
+        let store = crate::store::LocalStore::new(root);
+        let entries = store_walked(&store, true).unwrap();
+        let paths: Vec<&str> = entries.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(
+            paths,
+            ["a", "a/b", "a/b/x", "a/b0", "a/c", "a-b", "a-b/y", "a.txt", "b", "big"]
+        );
+        let kind = |p: &str| entries.iter().find(|(q, _)| q == p).unwrap().1;
+        assert_eq!(kind("a/c"), EntryKind::Dir);
+        assert_eq!(kind("b"), EntryKind::File);
+        assert_eq!(kind("big"), EntryKind::External);
+        // The same walk through the levels a full listing gives (the trait's default), which
+        // cannot see the empty directory.
+        let listed = Listed(store.list("").unwrap());
+        let mut without_empty = entries.clone();
+        without_empty.retain(|(p, _)| p != "a/c");
+        assert_eq!(store_walked(&listed, true).unwrap(), without_empty);
+        let refused = store_walked(&store, false).unwrap_err();
+        assert!(refused.to_string().contains("reserves"), "{refused}");
+    }
+
+    #[test]
+    fn a_store_name_that_is_both_an_object_and_a_prefix_is_refused() {
+        let object = |key: &str| ObjectInfo {
+            key: key.into(),
+            len: 1,
+            mtime_ns: 0,
+        };
+        let store = Listed(vec![object("a"), object("a/b"), object("c")]);
+        let refused = store_walked(&store, false).unwrap_err();
+        assert!(
+            refused.to_string().contains("both an object and a prefix"),
+            "{refused}"
+        );
+    }
+
+    /// A store that can only list (the fold's walk needs nothing else).
+    #[derive(Debug)]
+    struct Listed(Vec<ObjectInfo>);
+
+    impl Store for Listed {
+        fn uri(&self, key: &str) -> String {
+            format!("listed://{key}")
+        }
+        fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
+            let mut out: Vec<ObjectInfo> = self
+                .0
+                .iter()
+                .filter(|o| o.key.starts_with(prefix))
+                .cloned()
+                .collect();
+            out.sort_by(|a, b| a.key.cmp(&b.key));
+            Ok(out)
+        }
+        fn read_range(&self, _: &str, _: std::ops::Range<u64>) -> Result<Vec<u8>> {
+            unreachable!("the walk reads no bytes")
+        }
+        fn read(&self, _: &str) -> Result<Vec<u8>> {
+            unreachable!("the walk reads no bytes")
+        }
+        fn len(&self, _: &str) -> Result<Option<u64>> {
+            unreachable!("the walk lists")
+        }
+        fn create(&self, _: &str) -> Result<Box<dyn crate::store::ObjectWriter>> {
+            unreachable!("the walk writes nothing")
+        }
+        fn delete(&self, _: &str) -> Result<()> {
+            unreachable!("the walk deletes nothing")
+        }
     }
 
     #[test]

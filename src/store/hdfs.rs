@@ -5,7 +5,7 @@
 //! closed, so readers see the old object or the whole new one.
 
 use super::runtime::block_on;
-use super::{ObjectInfo, ObjectWriter, Store};
+use super::{DirListing, ObjectInfo, ObjectWriter, Store};
 use crate::error::{Error, Result};
 use bytes::Bytes;
 use hdfs_native::{Client, ClientBuilder, HdfsError, WriteOptions};
@@ -231,6 +231,30 @@ impl Store for HdfsBackend {
             .collect();
         out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
+    }
+
+    fn list_dir(&self, dir: &str) -> Result<DirListing> {
+        let base = self.path(dir);
+        let listed = match retrying(|| block_on(self.client.list_status(&base, false))) {
+            Ok(listed) => listed,
+            Err(e) if is_not_found(&e) => return Ok(DirListing::default()),
+            Err(e) => return Err(self.error(dir, e)),
+        };
+        let strip = self.root.len() + 1;
+        let mut level = DirListing::default();
+        for status in listed.into_iter().filter(|s| s.path.len() > strip) {
+            let key = status.path[strip..].to_owned();
+            if status.isdir {
+                level.dirs.push(key);
+            } else {
+                level.objects.push(ObjectInfo {
+                    key,
+                    len: status.length as u64,
+                    mtime_ns: (status.modification_time as i64).saturating_mul(1_000_000),
+                });
+            }
+        }
+        Ok(level)
     }
 
     fn delete(&self, key: &str) -> Result<()> {

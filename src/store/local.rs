@@ -1,7 +1,7 @@
 //! The local filesystem as a store: keys are paths under a root directory; writes go to a
 //! temporary sibling, are synced, and are renamed into place.
 
-use super::{ObjectInfo, ObjectWriter, Store};
+use super::{DirListing, ObjectInfo, ObjectWriter, Store};
 use crate::error::{Error, IoContext, Result};
 use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
@@ -138,6 +138,31 @@ impl Store for LocalStore {
         Ok(out)
     }
 
+    fn list_dir(&self, dir: &str) -> Result<DirListing> {
+        let path = self.path(dir);
+        let mut level = DirListing::default();
+        let children = match fs::read_dir(&path) {
+            Ok(children) => children,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(level),
+            Err(e) => return Err(Error::io("read directory", &path, e)),
+        };
+        for child in children {
+            let child = child.ctx("read directory", &path)?;
+            let key = child_key(dir, &child.file_name());
+            let meta = child.metadata().ctx("stat", child.path())?;
+            if meta.is_dir() {
+                level.dirs.push(key);
+            } else if meta.is_file() {
+                level.objects.push(ObjectInfo {
+                    key,
+                    len: meta.len(),
+                    mtime_ns: crate::pack::mtime_ns(&meta),
+                });
+            }
+        }
+        Ok(level)
+    }
+
     fn delete(&self, key: &str) -> Result<()> {
         let path = self.path(key);
         match fs::remove_file(&path) {
@@ -159,12 +184,7 @@ fn list_into(dir: &Path, key_prefix: &str, out: &mut Vec<ObjectInfo>) -> Result<
     };
     for child in children {
         let child = child.ctx("read directory", dir)?;
-        let name = child.file_name();
-        let key = if key_prefix.is_empty() {
-            name.to_string_lossy().into_owned()
-        } else {
-            format!("{key_prefix}/{}", name.to_string_lossy())
-        };
+        let key = child_key(key_prefix, &child.file_name());
         let meta = child.metadata().ctx("stat", child.path())?;
         if meta.is_dir() {
             list_into(&child.path(), &key, out)?;
@@ -177,6 +197,14 @@ fn list_into(dir: &Path, key_prefix: &str, out: &mut Vec<ObjectInfo>) -> Result<
         }
     }
     Ok(())
+}
+
+/// The key of `name` in the directory `dir` (a key, empty for the root).
+fn child_key(dir: &str, name: &OsStr) -> String {
+    match dir {
+        "" => name.to_string_lossy().into_owned(),
+        _ => format!("{dir}/{}", name.to_string_lossy()),
+    }
 }
 
 /// A write to a temporary sibling file, renamed over the key when finished.

@@ -43,6 +43,15 @@ pub struct ObjectInfo {
     pub mtime_ns: i64,
 }
 
+/// One level of a store's tree: what [`Store::list_dir`] returns.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DirListing {
+    /// The objects directly in the directory (full keys), in no particular order.
+    pub objects: Vec<ObjectInfo>,
+    /// The key prefixes one level down (full keys, no trailing `/`), in no particular order.
+    pub dirs: Vec<String>,
+}
+
 /// A place that holds a dataset's files.
 pub trait Store: Send + Sync + Debug {
     /// The URI of `key`, for messages.
@@ -64,6 +73,32 @@ pub trait Store: Send + Sync + Debug {
 
     /// Every object under `prefix` (a key prefix ending in `/`, or empty for all), recursively.
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>>;
+
+    /// One level of the tree at `dir` (a key prefix without its trailing `/`, empty for the
+    /// root): the objects directly in it and the prefixes one level down. A missing `dir` is
+    /// empty. Back-ends list one level per request so that a walk holds one directory at a
+    /// time; this default derives the level from [`Store::list`], which holds everything under
+    /// `dir`.
+    fn list_dir(&self, dir: &str) -> Result<DirListing> {
+        let prefix = match dir {
+            "" => String::new(),
+            _ => format!("{dir}/"),
+        };
+        let mut level = DirListing::default();
+        // `list` is sorted, so the keys under one sub-prefix arrive together.
+        for object in self.list(&prefix)? {
+            match object.key[prefix.len()..].split_once('/') {
+                None => level.objects.push(object),
+                Some((name, _)) => {
+                    let sub = format!("{prefix}{name}");
+                    if level.dirs.last() != Some(&sub) {
+                        level.dirs.push(sub);
+                    }
+                }
+            }
+        }
+        Ok(level)
+    }
 
     /// Deletes an object; deleting a missing object is not an error.
     fn delete(&self, key: &str) -> Result<()>;

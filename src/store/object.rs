@@ -7,7 +7,7 @@
 //! configured from its usual environment variables, as object_store reads them.
 
 use super::runtime::block_on;
-use super::{ObjectInfo, ObjectWriter, Store};
+use super::{DirListing, ObjectInfo, ObjectWriter, Store};
 use crate::error::{Error, Result};
 use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
@@ -159,6 +159,20 @@ impl ObjectBackend {
         }
     }
 
+    /// The key of a listed location: the location without this store's prefix.
+    fn key_of(&self, location: &ObjectPath) -> String {
+        let strip = if self.prefix.is_empty() {
+            0
+        } else {
+            self.prefix.len() + 1
+        };
+        location
+            .as_ref()
+            .get(strip..)
+            .unwrap_or_default()
+            .to_owned()
+    }
+
     fn error(&self, key: &str, e: object_store::Error) -> Error {
         match e {
             object_store::Error::NotFound { .. } => Error::NotFound {
@@ -232,21 +246,35 @@ impl Store for ObjectBackend {
         let base = self.path(prefix.trim_end_matches('/'));
         let listed: Vec<_> = block_on(self.inner.list(Some(&base)).try_collect::<Vec<_>>())
             .map_err(|e| self.error(prefix, e))?;
-        let strip = if self.prefix.is_empty() {
-            0
-        } else {
-            self.prefix.len() + 1
-        };
         let mut out: Vec<ObjectInfo> = listed
             .into_iter()
             .map(|meta| ObjectInfo {
-                key: meta.location.as_ref()[strip..].to_owned(),
+                key: self.key_of(&meta.location),
                 len: meta.size,
                 mtime_ns: meta.last_modified.timestamp_nanos_opt().unwrap_or(0),
             })
             .collect();
         out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
+    }
+
+    fn list_dir(&self, dir: &str) -> Result<DirListing> {
+        let base = self.path(dir);
+        let listed = block_on(self.inner.list_with_delimiter(Some(&base)))
+            .map_err(|e| self.error(dir, e))?;
+        let key = |location: &ObjectPath| self.key_of(location);
+        Ok(DirListing {
+            objects: listed
+                .objects
+                .iter()
+                .map(|meta| ObjectInfo {
+                    key: key(&meta.location),
+                    len: meta.size,
+                    mtime_ns: meta.last_modified.timestamp_nanos_opt().unwrap_or(0),
+                })
+                .collect(),
+            dirs: listed.common_prefixes.iter().map(key).collect(),
+        })
     }
 
     fn delete(&self, key: &str) -> Result<()> {

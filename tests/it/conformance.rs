@@ -280,6 +280,53 @@ fn writes_are_invisible_until_finished_and_abandoned_writes_leave_nothing() {
     }
 }
 
+#[test]
+fn every_backend_lists_one_directory_level_at_a_time() {
+    let tmp = tempdir();
+    let keys = ["a/x", "a/y/w", "a/y/z", "a-b", "top"];
+    let files: Vec<(String, Vec<u8>)> = keys
+        .iter()
+        .map(|k| (k.to_string(), k.as_bytes().to_vec()))
+        .collect();
+    for backend in backends() {
+        let uri = fresh_location(&backend, tmp.path(), "levels");
+        let store = upload(&uri, &files);
+        let level = |dir: &str| {
+            let listed = store
+                .list_dir(dir)
+                .unwrap_or_else(|e| panic!("{}: {dir}: {e}", backend.name));
+            let mut objects: Vec<(String, u64)> =
+                listed.objects.into_iter().map(|o| (o.key, o.len)).collect();
+            let mut dirs = listed.dirs;
+            objects.sort();
+            dirs.sort();
+            (objects, dirs)
+        };
+        let owned = |v: &[(&str, u64)]| -> Vec<(String, u64)> {
+            v.iter().map(|(k, n)| (k.to_string(), *n)).collect()
+        };
+        assert_eq!(
+            level(""),
+            (owned(&[("a-b", 3), ("top", 3)]), vec!["a".to_string()]),
+            "{}: the root",
+            backend.name
+        );
+        assert_eq!(
+            level("a"),
+            (owned(&[("a/x", 3)]), vec!["a/y".to_string()]),
+            "{}: a",
+            backend.name
+        );
+        assert_eq!(
+            level("a/y"),
+            (owned(&[("a/y/w", 5), ("a/y/z", 5)]), vec![]),
+            "{}: a/y",
+            backend.name
+        );
+        assert_eq!(level("missing"), (vec![], vec![]), "{}", backend.name);
+    }
+}
+
 /// Folds a small tree to a fresh location and returns (uri, store, a folded path, its container key).
 fn folded(backend: &Backend, tmp: &Path, label: &str) -> (String, Arc<dyn Store>, String, String) {
     let src = tmp.join(format!("src-{label}"));
