@@ -213,6 +213,12 @@ def step_fold(args, card: Scorecard, corpus: Path) -> None:
     card.ratio("fold, warm source, no compression (s)", medians["sheaf"], "tar -cf",
                medians["tar"], "s", 2.0, higher_is_better=False,
                note=f"tar -cf + fsync {medians['tar+fsync']:.3f} s")
+    card.info("fold, against tar -cf + fsync (s)", medians["sheaf"], "s", "tar -cf + fsync",
+              medians["tar+fsync"], note="both outputs durable")
+    card.info("fold, against a durable write of the same bytes (s)", medians["sheaf"], "s",
+              "dd + fdatasync", medians["disk-floor"],
+              note=f"the disk's floor for a durable output; 2x tar -cf would be "
+                   f"{medians['tar'] / 2:.3f} s")
     fold = facts(WORK / "fold_facts.csv")
     files = int(fold["files_folded"]) + int(fold["files_kept"])
     left = int(fold["objects_after"])
@@ -233,6 +239,11 @@ def reader_run(args, corpus: Path, label: str, card: Scorecard) -> None:
         card.ratio(f"reader API, random, cached, {label}, {threads} thread(s) (files/s)",
                    float(sheaf["files_per_sec"]), "open/read/close",
                    float(plain["files_per_sec"]), "files/s", 3.0)
+        floor = next(r for r in rows if r["threads"] == str(threads) and "floor" in r["system"])
+        ceiling = float(floor["files_per_sec"]) / float(plain["files_per_sec"])
+        card.info(f"reader ceiling, {label}, {threads} thread(s): bytes in hand, the "
+                  f"consumer's pass alone (files/s)", float(floor["files_per_sec"]), "files/s",
+                  note=f"no reader can exceed {ceiling:.2f}x open/read/close here")
 
 
 def step_reader(args, card: Scorecard, corpus: Path, scale: Path) -> None:
@@ -285,6 +296,10 @@ def python_run(args, corpus: Path, label: str, card: Scorecard) -> None:
                    by["sheaf"], 'open(p, "rb").read()', by["plain"], "files/s", 2.0,
                    note=f"Dataset.read; best of read/readinto/view: {best} "
                         f"{by[best] / by['plain']:.2f}x")
+        card.info(f"Python ceiling, {label}, {threads} thread(s): bytes() of bytes in hand "
+                  f"(files/s)", by["floor"], "files/s",
+                  note=f"no reader returning bytes can exceed {by['floor'] / by['plain']:.2f}x "
+                       f"open().read() here")
 
 
 def step_python(args, card: Scorecard, corpus: Path, scale: Path) -> None:

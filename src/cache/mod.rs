@@ -25,11 +25,13 @@ pub use preload::{preload, PreloadOptions, PreloadSummary};
 
 use crate::error::{Error, IoContext, Result};
 use crate::index::{Catalog, Container};
+use crate::store::Place;
 use arrow_buffer::Buffer;
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -204,7 +206,9 @@ impl Cache {
     }
 
     /// Copies the container `id` of `len` bytes into the cache unless it is there already.
-    /// `copy` streams the origin's bytes into the sink it is given. The bytes must hash to
+    /// `copy` hands every byte of the origin to the two targets it is given: its `Place` (the
+    /// bytes and their offset, in any order, from any thread: written into the file) and, after
+    /// that, the in-order sink (hashed and counted). The bytes must hash to
     /// `id` and parse as a container before the file gets its name, so readers never see a
     /// partial or wrong file. `protect` lists containers that making room must not evict.
     pub fn fetch(
@@ -212,7 +216,7 @@ impl Cache {
         id: u128,
         len: u64,
         protect: &HashSet<u128>,
-        copy: impl FnOnce(&mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()>,
+        copy: impl FnOnce(Place<'_>, &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()>,
     ) -> Result<Fetched> {
         let _fetching = self.lock_file(&self.dir.join("tmp").join(format!("{id:032x}.lock")))?;
         if self.contains(id) {
@@ -225,16 +229,20 @@ impl Cache {
             .join("tmp")
             .join(format!("{id:032x}.{}.partial", std::process::id()));
         let written = (|| {
-            let mut out = File::create(&partial).ctx("create", &partial)?;
+            let out = File::create(&partial).ctx("create", &partial)?;
             // Full length from the start: quota accounting counts fetches in flight.
             out.set_len(len).ctx("reserve", &partial)?;
             self.make_room(0, protect)?;
             let mut hasher = Xxh3::new();
             let mut copied = 0u64;
-            copy(&mut |chunk: &[u8]| {
+            let mut writeback = crate::store::Writeback::default();
+            let place = |at: u64, chunk: &[u8]| out.write_all_at(chunk, at).ctx("write", &partial);
+            copy(&place, &mut |chunk: &[u8]| {
                 hasher.update(chunk);
                 copied += chunk.len() as u64;
-                out.write_all(chunk).ctx("write", &partial)
+                // Everything up to here is placed: its writeback can start.
+                writeback.wrote(&out, chunk.len());
+                Ok(())
             })?;
             if copied != len {
                 return Err(Error::corrupt(

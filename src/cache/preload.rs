@@ -118,13 +118,14 @@ pub fn preload(
             .map(|row| {
                 let key = container_key(&row.name);
                 let origin = Arc::clone(&origin);
-                let fetched = cache.fetch(row.content_id, row.file_len, &protect, |sink| {
-                    store::read_chunks_parallel(
+                let fetched = cache.fetch(row.content_id, row.file_len, &protect, |place, sink| {
+                    store::read_chunks_placed(
                         origin.as_ref(),
                         &key,
                         row.file_len,
                         store::CHUNK,
                         ways_per_container,
+                        place,
                         sink,
                     )
                 });

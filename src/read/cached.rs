@@ -5,7 +5,7 @@
 use crate::cache::{Cache, Counter, Counters, Latency, MappedContainer, RECHECK_AFTER};
 use crate::index::CatalogRow;
 use crate::layout::container_key;
-use crate::store::Store;
+use crate::store::{Store, CHUNK};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -162,8 +162,8 @@ impl Tier {
         let (id, len, key) = (row.content_id, row.file_len, container_key(&row.name));
         std::thread::spawn(move || {
             // A failed fill changes nothing: reads keep going to the origin.
-            let _ = cache.fetch(id, len, &HashSet::from([id]), |sink| {
-                origin.read_chunks(&key, len, sink)
+            let _ = cache.fetch(id, len, &HashSet::from([id]), |place, sink| {
+                crate::store::read_chunks_placed(origin.as_ref(), &key, len, CHUNK, 1, place, sink)
             });
             filling
                 .lock()

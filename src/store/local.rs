@@ -125,8 +125,7 @@ impl Store for LocalStore {
             file,
             partial,
             target,
-            written: 0,
-            writeback_started: 0,
+            writeback: Writeback::default(),
         }))
     }
 
@@ -212,37 +211,44 @@ struct LocalWriter {
     file: File,
     partial: PathBuf,
     target: PathBuf,
-    written: u64,
-    writeback_started: u64,
+    writeback: Writeback,
 }
 
-impl LocalWriter {
-    /// Asks the kernel to start writing what it holds, so the disk works while the caller
-    /// produces more and the final sync has little left to wait for.
-    fn start_writeback(&mut self) {
+/// Early writeback for a file written front to back and synced at the end: every
+/// `WRITEBACK_STEP` bytes the kernel is asked to start writing what it holds, so the disk works
+/// while the caller produces more and the final sync has little left to wait for.
+#[derive(Debug, Default)]
+pub(crate) struct Writeback {
+    written: u64,
+    started: u64,
+}
+
+impl Writeback {
+    /// Records `n` more bytes written to `file` and starts their writeback when enough wait.
+    pub(crate) fn wrote(&mut self, file: &File, n: usize) {
         use std::os::fd::AsRawFd;
-        if self.written - self.writeback_started < WRITEBACK_STEP {
+        self.written += n as u64;
+        if self.written - self.started < WRITEBACK_STEP {
             return;
         }
-        // SAFETY: a plain syscall on a descriptor we own; failure only loses the early start,
-        // the final fsync still makes the file durable.
+        // SAFETY: a plain syscall on a descriptor the caller owns; failure only loses the
+        // early start, the final fsync still makes the file durable.
         unsafe {
             libc::sync_file_range(
-                self.file.as_raw_fd(),
-                self.writeback_started as libc::off64_t,
-                (self.written - self.writeback_started) as libc::off64_t,
+                file.as_raw_fd(),
+                self.started as libc::off64_t,
+                (self.written - self.started) as libc::off64_t,
                 libc::SYNC_FILE_RANGE_WRITE,
             );
         }
-        self.writeback_started = self.written;
+        self.started = self.written;
     }
 }
 
 impl Write for LocalWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.file.write(buf)?;
-        self.written += n as u64;
-        self.start_writeback();
+        self.writeback.wrote(&self.file, n);
         Ok(n)
     }
 

@@ -17,10 +17,10 @@ mod runtime;
 #[cfg(feature = "hdfs")]
 pub use hdfs::HdfsBackend;
 pub use local::LocalStore;
-pub(crate) use local::{open_nofollow, stream_file};
+pub(crate) use local::{open_nofollow, stream_file, Writeback};
 #[cfg(any(feature = "s3", feature = "gcs", feature = "azure"))]
 pub use object::ObjectBackend;
-pub use parallel::read_chunks_parallel;
+pub use parallel::{read_chunks_placed, Place};
 
 use crate::error::{Error, Result};
 use std::fmt::Debug;

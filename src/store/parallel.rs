@@ -1,4 +1,5 @@
-//! Streaming one object through several ranged requests at once, delivered in order.
+//! Streaming one object through several ranged requests at once, delivered in order (and
+//! placed at their offsets as they arrive).
 //!
 //! A remote store serves one request at a time per connection, so a large object fetched as
 //! consecutive ranges waits on one round trip after another. Here up to `ways` ranges are in
@@ -25,19 +26,32 @@ struct Shared {
     stopped: bool,
 }
 
+/// Where each fetched range goes first: its bytes and their offset in the object, called on
+/// the thread that fetched them, in any order.
+pub type Place<'a> = &'a (dyn Fn(u64, &[u8]) -> Result<()> + Sync);
+
 /// Streams `len` bytes of `key` through `sink` in order, fetching `chunk`-byte ranges with up
-/// to `ways` requests in flight. With one way or one chunk it is [`Store::read_chunks`].
-pub fn read_chunks_parallel(
+/// to `ways` requests in flight (with one way or one chunk, [`Store::read_chunks`]). Every
+/// range is also handed to `place` as soon as it arrives, before `sink` sees it, so a copy can
+/// write ranges at their offsets in parallel while `sink` hashes in order. A failure in
+/// `place` ends the stream like a failed request.
+pub fn read_chunks_placed(
     store: &dyn Store,
     key: &str,
     len: u64,
     chunk: u64,
     ways: usize,
+    place: Place<'_>,
     sink: &mut dyn FnMut(&[u8]) -> Result<()>,
 ) -> Result<()> {
     let count = len.div_ceil(chunk.max(1));
     if ways <= 1 || count <= 1 {
-        return store.read_chunks(key, len, sink);
+        let mut at = 0;
+        return store.read_chunks(key, len, &mut |bytes| {
+            place(at, bytes)?;
+            at += bytes.len() as u64;
+            sink(bytes)
+        });
     }
     let window = ways as u64 * AHEAD_PER_WORKER;
     let shared = Mutex::new(Shared {
@@ -52,7 +66,11 @@ pub fn read_chunks_parallel(
         for _ in 0..ways.min(count as usize) {
             scope.spawn(|| {
                 while let Some(i) = claim(&shared, &changed, count, window) {
-                    let bytes = store.read_range(key, range_of(i));
+                    let range = range_of(i);
+                    let at = range.start;
+                    let bytes = store
+                        .read_range(key, range)
+                        .and_then(|bytes| place(at, &bytes).map(|()| bytes));
                     lock(&shared).ready.insert(i, bytes);
                     changed.notify_all();
                 }
@@ -179,21 +197,38 @@ mod tests {
         }
     }
 
+    /// What the sink got (in order), how many calls it took, and the bytes `place` wrote at
+    /// their offsets (a range placed twice fails the test).
     fn collect(store: &Slow, chunk: u64, ways: usize) -> (Result<()>, Vec<u8>, usize) {
+        let len = store.bytes.len();
+        let placed = Mutex::new(vec![None; len]);
         let mut got = Vec::new();
         let mut calls = 0;
-        let outcome = read_chunks_parallel(
+        let outcome = read_chunks_placed(
             store,
             "k",
-            store.bytes.len() as u64,
+            len as u64,
             chunk,
             ways,
+            &|at, bytes| {
+                let mut placed = placed.lock().unwrap();
+                for (i, &b) in bytes.iter().enumerate() {
+                    let slot = &mut placed[at as usize + i];
+                    assert!(slot.is_none(), "byte {} placed twice", at as usize + i);
+                    *slot = Some(b);
+                }
+                Ok(())
+            },
             &mut |c| {
                 calls += 1;
                 got.extend_from_slice(c);
                 Ok(())
             },
         );
+        // Everything the sink saw was placed first, at its own offset.
+        let placed = placed.into_inner().unwrap();
+        let placed_prefix: Vec<u8> = placed[..got.len()].iter().map(|b| b.unwrap()).collect();
+        assert_eq!(placed_prefix, got);
         (outcome, got, calls)
     }
 
@@ -237,15 +272,44 @@ mod tests {
     }
 
     #[test]
+    fn a_failing_place_ends_the_stream_before_the_sink_sees_that_range() {
+        let store = Slow::new(20_000, None);
+        let mut got = Vec::new();
+        let outcome = read_chunks_placed(
+            &store,
+            "k",
+            20_000,
+            1000,
+            4,
+            &|at, _| match at {
+                5000 => Err(Error::NotFound {
+                    path: "disk".into(),
+                }),
+                _ => Ok(()),
+            },
+            &mut |c| {
+                got.extend_from_slice(c);
+                Ok(())
+            },
+        );
+        assert!(
+            matches!(outcome, Err(Error::NotFound { .. })),
+            "{outcome:?}"
+        );
+        assert_eq!(got, store.bytes[..5000]);
+    }
+
+    #[test]
     fn a_failing_sink_stops_the_workers() {
         let store = Slow::new(100_000, None);
         let mut calls = 0;
-        let outcome = read_chunks_parallel(&store, "k", 100_000, 1000, 3, &mut |_| {
-            calls += 1;
-            Err(Error::NotFound {
-                path: "sink".into(),
-            })
-        });
+        let outcome =
+            read_chunks_placed(&store, "k", 100_000, 1000, 3, &|_, _| Ok(()), &mut |_| {
+                calls += 1;
+                Err(Error::NotFound {
+                    path: "sink".into(),
+                })
+            });
         assert!(outcome.is_err());
         assert_eq!(calls, 1);
         let requests = store.requests.load(Ordering::SeqCst);
