@@ -215,10 +215,6 @@ def step_fold(args, card: Scorecard, corpus: Path) -> None:
                note=f"tar -cf + fsync {medians['tar+fsync']:.3f} s")
     card.info("fold, against tar -cf + fsync (s)", medians["sheaf"], "s", "tar -cf + fsync",
               medians["tar+fsync"], note="both outputs durable")
-    card.info("fold, against a durable write of the same bytes (s)", medians["sheaf"], "s",
-              "dd + fdatasync", medians["disk-floor"],
-              note=f"the disk's floor for a durable output; 2x tar -cf would be "
-                   f"{medians['tar'] / 2:.3f} s")
     fold = facts(WORK / "fold_facts.csv")
     files = int(fold["files_folded"]) + int(fold["files_kept"])
     left = int(fold["objects_after"])

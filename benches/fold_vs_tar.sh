@@ -19,8 +19,6 @@
 #   tar+fsync      the same, then `sync FILE` (fsync): sheaf syncs its containers, tar does not
 #   sheaf          sheaf fold --quiet CORPUS bench-out/out/fold
 #   sheaf-j1       sheaf fold --quiet --jobs 1 CORPUS bench-out/out/fold
-#   disk-floor     dd of the corpus's byte count from /dev/zero, then fdatasync: the least a
-#                  command that makes its output durable (as the fold does) can take on this disk
 #
 # Before every timed command the outputs are removed and `sync` is run (untimed), so no
 # command pays for writing back another's dirty pages. Timing uses hyperfine when available
@@ -171,13 +169,12 @@ q() { printf '%q' "$1"; }
 TAR_OUT="$OUT/corpus.tar"
 FOLD_OUT="$OUT/fold"
 PREPARE="rm -rf $(q "$OUT") && mkdir -p $(q "$OUT") && sync"
-NAMES=(tar tar+fsync sheaf sheaf-j1 disk-floor)
+NAMES=(tar tar+fsync sheaf sheaf-j1)
 CMDS=(
     "tar -cf $(q "$TAR_OUT") -C $(q "$CORPUS") ."
     "tar -cf $(q "$TAR_OUT") -C $(q "$CORPUS") . && sync $(q "$TAR_OUT")"
     "$(q "$SHEAF") fold --quiet $(q "$CORPUS") $(q "$FOLD_OUT")"
     "$(q "$SHEAF") fold --quiet --jobs 1 $(q "$CORPUS") $(q "$FOLD_OUT")"
-    "dd if=/dev/zero of=$(q "$OUT/floor") bs=1M count=$(( (N_BYTES >> 20) + 1 )) conv=fdatasync status=none"
 )
 RAW="$WORK/fold_vs_tar_runs.csv"
 mkdir -p "$WORK/raw"

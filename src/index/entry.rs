@@ -76,6 +76,33 @@ impl Codec {
     }
 }
 
+/// A hint that `slice[i]` will be read soon (nothing when out of range or not on x86-64).
+#[inline(always)]
+fn prefetch<T>(slice: &[T], i: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(item) = slice.get(i) {
+        // SAFETY: a prefetch is a hint: it reads nothing and cannot fault.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                (item as *const T).cast(),
+            )
+        };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (slice, i);
+}
+
+/// The fields of an index row that locate and check its stored bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StoredAt {
+    pub kind: EntryKind,
+    pub offset: u64,
+    pub stored_len: u64,
+    pub len: u64,
+    pub codec: Codec,
+    pub xxh3: u64,
+}
+
 /// One row of a container index: an entry's metadata and where its bytes are.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
@@ -219,6 +246,19 @@ impl EntryIndex {
         EntryKind::from_byte(self.kind.value(row)).expect("validated at parse")
     }
 
+    /// Where row `row`'s bytes are and how to check them: what a read needs, without copying
+    /// the path (reads of small files are short enough for that copy to show).
+    pub fn stored_at(&self, row: usize) -> StoredAt {
+        StoredAt {
+            kind: self.kind(row),
+            offset: self.offset.value(row),
+            stored_len: self.stored_len.value(row),
+            len: self.len.value(row),
+            codec: Codec::from_byte(self.codec.value(row)).expect("validated at parse"),
+            xxh3: self.xxh3.value(row),
+        }
+    }
+
     /// Row `row` as an owned entry.
     pub fn entry(&self, row: usize) -> Entry {
         Entry {
@@ -237,9 +277,14 @@ impl EntryIndex {
     /// The first row for which `before(path)` is false, given that `before` is true for a
     /// prefix of the rows and false for the rest.
     pub fn partition_point(&self, mut before: impl FnMut(&[u8]) -> bool) -> usize {
+        let offsets = self.path.value_offsets();
         let (mut lo, mut hi) = (0, self.len());
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
+            // The next probe is the middle of one half or the other. In a large index both are
+            // cache misses; asking for both offsets now overlaps them with this comparison.
+            prefetch(offsets, lo + (mid - lo) / 2);
+            prefetch(offsets, mid + 1 + (hi - mid - 1) / 2);
             if before(self.path(mid)) {
                 lo = mid + 1;
             } else {

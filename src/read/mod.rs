@@ -382,19 +382,15 @@ impl Dataset {
     /// The common case in one pass: a file found under its own path (no symlink on the way)
     /// in a container the cache holds, looked up and read through one mapping, so the
     /// mapping's length check (a system call) is made once. `None` sends the read the general
-    /// way (origin, symlinks, external files, not found).
+    /// way (origin, symlinks, external files, not found, paths not in index form).
     fn read_cached_file(&self, user_path: &[u8]) -> Result<Option<Buffer>> {
         if self.tier.is_none() {
             return Ok(None);
         }
-        // Paths usually arrive in index form already: then they need no copy.
-        let normalized;
-        let path = if path::check_entry_path(user_path).is_ok() {
-            user_path
-        } else {
-            normalized = normalize(user_path)?;
-            &normalized
-        };
+        // The path is looked up as given, unchecked: a cached container's paths were all checked
+        // when it was accepted, so a path equal to one of them is in index form, and one that is
+        // not (`/a`, `a//b`, `..`) matches none and is normalized and checked the general way.
+        let path = user_path;
         let Some(i) = self.container_for(path) else {
             return Ok(None);
         };

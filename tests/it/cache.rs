@@ -116,6 +116,29 @@ fn cold_reads_go_to_the_origin_and_preloaded_reads_cost_the_origin_nothing() {
                 backend.name
             );
         }
+        // Paths not in index form miss the cached fast path's exact lookup and are normalized
+        // (or refused) the general way, still from the cache.
+        let (name, bytes) = files.iter().find(|(name, _)| name.contains('/')).unwrap();
+        let (dir, leaf) = name.rsplit_once('/').unwrap();
+        for spelling in [
+            format!("/{name}"),
+            format!("./{name}"),
+            format!("{dir}//{leaf}"),
+        ] {
+            let read = warm
+                .read(spelling.as_bytes())
+                .unwrap_or_else(|e| panic!("{}: {spelling}: {e}", backend.name));
+            assert!(read.as_slice() == bytes.as_slice(), "{spelling}");
+        }
+        let climbing = format!("{dir}/../{name}");
+        assert!(
+            matches!(
+                warm.read(climbing.as_bytes()),
+                Err(sheaf::Error::InvalidPath { .. })
+            ),
+            "{climbing}"
+        );
+        assert_eq!(warm.stats().get(Counter::OriginReads), 0);
         let shared = run!("cache", "stats", "--cache", cache, "--json")
             .success()
             .json();
