@@ -3,7 +3,7 @@
 //!
 //! See formats/SPEC.md, "Containers".
 
-use super::entry::{encode_index, Codec, Entry, EntryIndex, StoredAt};
+use super::entry::{encode_index, Codec, Entry, EntryIndex, EntryRef};
 use super::footer::{FileKind, Footer, FOOTER_LEN, INDEX_ALIGNMENT};
 use super::path::{cmp_paths, display};
 use super::{FORMAT_VERSION, MAX_ENTRY_LEN};
@@ -144,24 +144,23 @@ impl Container {
     /// The original bytes of row `row` (a file's content or a symlink's target), checked
     /// against the index checksum. Uncompressed entries are returned without a copy.
     pub fn read_row(&self, row: usize) -> Result<Buffer> {
-        let entry = self.index.stored_at(row);
-        let path = || display(self.index.path(row));
+        let entry = self.index.entry_ref(row);
         if !entry.kind.is_stored() {
             return Err(Error::WrongKind {
-                path: path(),
+                path: display(entry.path),
                 reason: "has no bytes stored in a container",
             });
         }
-        let stored = self.stored_bytes(&entry, row)?;
+        let stored = self.stored_bytes(&entry)?;
         let bytes = match entry.codec {
             Codec::None => stored,
-            Codec::Zstd => self.decompress(&entry, row, &stored)?,
+            Codec::Zstd => self.decompress(&entry, &stored)?,
         };
         let found = xxh3_64(&bytes);
         if bytes.len() as u64 != entry.len || found != entry.xxh3 {
             return Err(Error::ChecksumMismatch {
                 file: self.file.clone(),
-                path: path(),
+                path: display(entry.path),
                 expected: entry.xxh3,
                 found,
             });
@@ -169,7 +168,7 @@ impl Container {
         Ok(bytes)
     }
 
-    fn stored_bytes(&self, entry: &StoredAt, row: usize) -> Result<Buffer> {
+    fn stored_bytes(&self, entry: &EntryRef) -> Result<Buffer> {
         let in_range = entry
             .offset
             .checked_add(entry.stored_len)
@@ -179,7 +178,7 @@ impl Container {
                 &self.file,
                 format!(
                     "entry {:?} points at [{}, +{}), outside the {} data bytes",
-                    display(self.index.path(row)),
+                    display(entry.path),
                     entry.offset,
                     entry.stored_len,
                     self.footer.data_len
@@ -191,10 +190,7 @@ impl Container {
         {
             return Err(Error::corrupt(
                 &self.file,
-                format!(
-                    "entry {:?} has inconsistent lengths",
-                    display(self.index.path(row))
-                ),
+                format!("entry {:?} has inconsistent lengths", display(entry.path)),
             ));
         }
         match &self.body {
@@ -208,11 +204,11 @@ impl Container {
         }
     }
 
-    fn decompress(&self, entry: &StoredAt, row: usize, stored: &[u8]) -> Result<Buffer> {
+    fn decompress(&self, entry: &EntryRef, stored: &[u8]) -> Result<Buffer> {
         let out = zstd::bulk::decompress(stored, entry.len as usize).map_err(|e| {
             Error::corrupt(
                 &self.file,
-                format!("entry {:?}: zstd: {e}", display(self.index.path(row))),
+                format!("entry {:?}: zstd: {e}", display(entry.path)),
             )
         })?;
         Ok(Buffer::from_vec(out))

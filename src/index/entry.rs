@@ -92,22 +92,12 @@ fn prefetch<T>(slice: &[T], i: usize) {
     let _ = (slice, i);
 }
 
-/// The fields of an index row that locate and check its stored bytes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct StoredAt {
-    pub kind: EntryKind,
-    pub offset: u64,
-    pub stored_len: u64,
-    pub len: u64,
-    pub codec: Codec,
-    pub xxh3: u64,
-}
-
-/// One row of a container index: an entry's metadata and where its bytes are.
+/// One row of a container index: an entry's metadata and where its bytes are. Owned by
+/// default; [`EntryRef`] borrows its path from the index.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Entry {
+pub struct Entry<P = Vec<u8>> {
     /// Path relative to the dataset root, components separated by `/`, not necessarily UTF-8.
-    pub path: Vec<u8>,
+    pub path: P,
     /// What the entry is.
     pub kind: EntryKind,
     /// Offset of the stored bytes in the container (0 when nothing is stored).
@@ -124,6 +114,27 @@ pub struct Entry {
     pub mode: u32,
     /// Modification time, nanoseconds since the Unix epoch.
     pub mtime_ns: i64,
+}
+
+/// A row seen in place, its path borrowed from the index: what a read needs, without the copy
+/// of the path that an owned [`Entry`] makes (reads of small files are short enough to show it).
+pub type EntryRef<'a> = Entry<&'a [u8]>;
+
+impl<P> Entry<P> {
+    /// The same entry under another form of its path.
+    pub fn with_path<Q>(self, path: Q) -> Entry<Q> {
+        Entry {
+            path,
+            kind: self.kind,
+            offset: self.offset,
+            stored_len: self.stored_len,
+            len: self.len,
+            codec: self.codec,
+            xxh3: self.xxh3,
+            mode: self.mode,
+            mtime_ns: self.mtime_ns,
+        }
+    }
 }
 
 const COLUMNS: [(&str, DataType); 9] = [
@@ -246,23 +257,17 @@ impl EntryIndex {
         EntryKind::from_byte(self.kind.value(row)).expect("validated at parse")
     }
 
-    /// Where row `row`'s bytes are and how to check them: what a read needs, without copying
-    /// the path (reads of small files are short enough for that copy to show).
-    pub fn stored_at(&self, row: usize) -> StoredAt {
-        StoredAt {
-            kind: self.kind(row),
-            offset: self.offset.value(row),
-            stored_len: self.stored_len.value(row),
-            len: self.len.value(row),
-            codec: Codec::from_byte(self.codec.value(row)).expect("validated at parse"),
-            xxh3: self.xxh3.value(row),
-        }
-    }
-
     /// Row `row` as an owned entry.
     pub fn entry(&self, row: usize) -> Entry {
+        let entry = self.entry_ref(row);
+        let path = entry.path.to_vec();
+        entry.with_path(path)
+    }
+
+    /// Row `row` in place, its path borrowed from the index.
+    pub fn entry_ref(&self, row: usize) -> EntryRef<'_> {
         Entry {
-            path: self.path(row).to_vec(),
+            path: self.path(row),
             kind: self.kind(row),
             offset: self.offset.value(row),
             stored_len: self.stored_len.value(row),

@@ -11,7 +11,7 @@ pub mod path;
 
 pub use catalog::{Catalog, CatalogRow};
 pub use container::{Container, ContainerWriter};
-pub use entry::{Codec, Entry, EntryIndex, EntryKind};
+pub use entry::{Codec, Entry, EntryIndex, EntryKind, EntryRef};
 pub use footer::{FileKind, Footer};
 
 /// The format version this build writes.
