@@ -308,9 +308,14 @@ struct Folding<'a> {
     summary: FoldSummary,
 }
 
-/// Walked entries queued between the walk's thread and the writer: enough to keep the walk
-/// ahead of the writer, few enough to stay small (about 100 bytes each).
-const WALK_AHEAD: usize = 16_384;
+/// Walked entries cross from the walk's thread to the writer in bundles of this many: one
+/// hand-over (and at most one wake-up) per bundle rather than per entry, which on a tree of
+/// tiny files was a wake-up per file.
+const WALK_BUNDLE: usize = 512;
+
+/// Bundles queued between the walk's thread and the writer: enough to keep the walk ahead of
+/// the writer (16,384 entries), few enough to stay small (about 100 bytes an entry).
+const WALK_AHEAD: usize = 32;
 
 impl Folding<'_> {
     /// Walks on a thread of its own, so the next container's entries are found while the
@@ -320,17 +325,23 @@ impl Folding<'_> {
         walk: impl Iterator<Item = Result<Walked>> + Send,
     ) -> Result<()> {
         std::thread::scope(|scope| {
-            let (found, queued) = std::sync::mpsc::sync_channel(WALK_AHEAD);
+            let (found, queued) = std::sync::mpsc::sync_channel::<Vec<_>>(WALK_AHEAD);
             scope.spawn(move || {
+                let mut bundle = Vec::with_capacity(WALK_BUNDLE);
                 for item in walk {
-                    // A closed queue means the fold stopped: stop walking too.
-                    if found.send(item).is_err() {
-                        break;
+                    bundle.push(item);
+                    if bundle.len() == WALK_BUNDLE {
+                        let full = std::mem::replace(&mut bundle, Vec::with_capacity(WALK_BUNDLE));
+                        // A closed queue means the fold stopped: stop walking too.
+                        if found.send(full).is_err() {
+                            return;
+                        }
                     }
                 }
+                let _ = found.send(bundle);
             });
             // `queued` is dropped when this returns, which stops the walk on an error.
-            self.consume(queued)
+            self.consume(queued.into_iter().flatten())
         })
     }
 
