@@ -390,8 +390,7 @@ impl Dataset {
         // The path is looked up as given, unchecked: a cached container's paths were all checked
         // when it was accepted, so a path equal to one of them is in index form, and one that is
         // not (`/a`, `a//b`, `..`) matches none and is normalized and checked the general way.
-        let path = user_path;
-        let Some(i) = self.container_for(path) else {
+        let Some(i) = self.container_for(user_path) else {
             return Ok(None);
         };
         let Some(mapped) = self.cached(i) else {
@@ -399,7 +398,7 @@ impl Dataset {
         };
         let index = mapped.container.index();
         let Some(row) = index
-            .find(path)
+            .find(user_path)
             .filter(|&row| index.kind(row) == EntryKind::File)
         else {
             return Ok(None);

@@ -51,6 +51,20 @@ impl HdfsBackend {
         })
     }
 
+    /// A listed file or directory as an object under this store's root; `None` for the root
+    /// itself.
+    fn object_info(&self, status: &hdfs_native::client::FileStatus) -> Option<ObjectInfo> {
+        let key = status
+            .path
+            .get(self.root.len() + 1..)
+            .filter(|key| !key.is_empty())?;
+        Some(ObjectInfo {
+            key: key.to_owned(),
+            len: status.length as u64,
+            mtime_ns: (status.modification_time as i64).saturating_mul(1_000_000),
+        })
+    }
+
     fn path(&self, key: &str) -> String {
         match key.trim_matches('/') {
             "" => {
@@ -219,15 +233,10 @@ impl Store for HdfsBackend {
             Err(e) if is_not_found(&e) => return Ok(Vec::new()),
             Err(e) => return Err(self.error(prefix, e)),
         };
-        let strip = self.root.len() + 1;
         let mut out: Vec<ObjectInfo> = listed
-            .into_iter()
-            .filter(|status| !status.isdir && status.path.len() > strip)
-            .map(|status| ObjectInfo {
-                key: status.path[strip..].to_owned(),
-                len: status.length as u64,
-                mtime_ns: (status.modification_time as i64).saturating_mul(1_000_000),
-            })
+            .iter()
+            .filter(|status| !status.isdir)
+            .filter_map(|status| self.object_info(status))
             .collect();
         out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
@@ -240,18 +249,15 @@ impl Store for HdfsBackend {
             Err(e) if is_not_found(&e) => return Ok(DirListing::default()),
             Err(e) => return Err(self.error(dir, e)),
         };
-        let strip = self.root.len() + 1;
         let mut level = DirListing::default();
-        for status in listed.into_iter().filter(|s| s.path.len() > strip) {
-            let key = status.path[strip..].to_owned();
+        for status in &listed {
+            let Some(info) = self.object_info(status) else {
+                continue;
+            };
             if status.isdir {
-                level.dirs.push(key);
+                level.dirs.push(info.key);
             } else {
-                level.objects.push(ObjectInfo {
-                    key,
-                    len: status.length as u64,
-                    mtime_ns: (status.modification_time as i64).saturating_mul(1_000_000),
-                });
+                level.objects.push(info);
             }
         }
         Ok(level)

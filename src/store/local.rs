@@ -131,8 +131,12 @@ impl Store for LocalStore {
 
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
         let mut out = Vec::new();
-        let start = self.path(prefix.trim_end_matches('/'));
-        list_into(&start, prefix.trim_end_matches('/'), &mut out)?;
+        let mut pending = vec![prefix.trim_end_matches('/').to_owned()];
+        while let Some(dir) = pending.pop() {
+            let level = self.list_dir(&dir)?;
+            out.extend(level.objects);
+            pending.extend(level.dirs);
+        }
         out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
     }
@@ -173,29 +177,6 @@ impl Store for LocalStore {
     fn local_root(&self) -> Option<&Path> {
         Some(&self.root)
     }
-}
-
-fn list_into(dir: &Path, key_prefix: &str, out: &mut Vec<ObjectInfo>) -> Result<()> {
-    let children = match fs::read_dir(dir) {
-        Ok(children) => children,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(Error::io("read directory", dir, e)),
-    };
-    for child in children {
-        let child = child.ctx("read directory", dir)?;
-        let key = child_key(key_prefix, &child.file_name());
-        let meta = child.metadata().ctx("stat", child.path())?;
-        if meta.is_dir() {
-            list_into(&child.path(), &key, out)?;
-        } else if meta.is_file() {
-            out.push(ObjectInfo {
-                key,
-                len: meta.len(),
-                mtime_ns: crate::pack::mtime_ns(&meta),
-            });
-        }
-    }
-    Ok(())
 }
 
 /// The key of `name` in the directory `dir` (a key, empty for the root).

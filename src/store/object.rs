@@ -159,6 +159,15 @@ impl ObjectBackend {
         }
     }
 
+    /// A listed object's key, length and modification time.
+    fn object_info(&self, meta: &object_store::ObjectMeta) -> ObjectInfo {
+        ObjectInfo {
+            key: self.key_of(&meta.location),
+            len: meta.size,
+            mtime_ns: meta.last_modified.timestamp_nanos_opt().unwrap_or(0),
+        }
+    }
+
     /// The key of a listed location: the location without this store's prefix.
     fn key_of(&self, location: &ObjectPath) -> String {
         let strip = if self.prefix.is_empty() {
@@ -246,14 +255,7 @@ impl Store for ObjectBackend {
         let base = self.path(prefix.trim_end_matches('/'));
         let listed: Vec<_> = block_on(self.inner.list(Some(&base)).try_collect::<Vec<_>>())
             .map_err(|e| self.error(prefix, e))?;
-        let mut out: Vec<ObjectInfo> = listed
-            .into_iter()
-            .map(|meta| ObjectInfo {
-                key: self.key_of(&meta.location),
-                len: meta.size,
-                mtime_ns: meta.last_modified.timestamp_nanos_opt().unwrap_or(0),
-            })
-            .collect();
+        let mut out: Vec<ObjectInfo> = listed.iter().map(|meta| self.object_info(meta)).collect();
         out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
     }
@@ -262,18 +264,17 @@ impl Store for ObjectBackend {
         let base = self.path(dir);
         let listed = block_on(self.inner.list_with_delimiter(Some(&base)))
             .map_err(|e| self.error(dir, e))?;
-        let key = |location: &ObjectPath| self.key_of(location);
         Ok(DirListing {
             objects: listed
                 .objects
                 .iter()
-                .map(|meta| ObjectInfo {
-                    key: key(&meta.location),
-                    len: meta.size,
-                    mtime_ns: meta.last_modified.timestamp_nanos_opt().unwrap_or(0),
-                })
+                .map(|meta| self.object_info(meta))
                 .collect(),
-            dirs: listed.common_prefixes.iter().map(key).collect(),
+            dirs: listed
+                .common_prefixes
+                .iter()
+                .map(|p| self.key_of(p))
+                .collect(),
         })
     }
 
