@@ -119,17 +119,7 @@ class Dataset:
 
     def read(self, path: PathArg) -> bytes:
         """The whole file at `path` (symlinks followed), checked against its checksum."""
-        # A data loader's hot path, where a small file's read takes a few microseconds: the
-        # steps of `_read_native` are spelt out here and the native functions bound once, since
-        # each call frame and attribute lookup shows in that time.
-        encoded = path.encode("utf-8", "surrogateescape") if type(path) is str else _encode(path)
-        handle = self._handle
-        if handle is None or self._stale:
-            handle = self._h()
-        out = Bytes()
-        status = _sheaf_read(handle, encoded, len(encoded), byref(out))
-        if status:
-            _raise(status)
+        out = self._read_native(path)
         try:
             return _string_at(out.data, out.len) if out.len else b""
         finally:
@@ -190,9 +180,15 @@ class Dataset:
 
     def _read_native(self, path: PathArg) -> Bytes:
         """The file's bytes in library-owned memory; the caller frees them."""
+        # The hot path of `read`, `view` and `open`, where a small file's read takes a few
+        # microseconds: the native function is bound once and the handle taken directly when it
+        # is live, since each lookup and call frame shows in that time.
         encoded = _encode(path)
+        handle = self._handle
+        if handle is None or self._stale:
+            handle = self._h()
         out = Bytes()
-        status = lib.sheaf_read(self._h(), encoded, len(encoded), byref(out))
+        status = _sheaf_read(handle, encoded, len(encoded), byref(out))
         if status:
             _raise(status)
         return out
