@@ -1,5 +1,6 @@
 //! Criterion micro-benchmarks of the hot paths: opening a dataset (its catalog), opening a
-//! container's index, looking a path up, reading an entry from a mapped container, the entry
+//! container's index, looking a path up (through the dataset, and in one index by hash and by
+//! binary search), reading an entry from a mapped container, the entry
 //! checksum, and writing a container.
 //!
 //! ```text
@@ -13,7 +14,7 @@
 //! written with the library's own container writer and catalog, under a temporary directory.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use sheaf::index::{Catalog, CatalogRow, Codec, ContainerWriter, Entry, EntryKind};
+use sheaf::index::{Catalog, CatalogRow, Codec, Container, ContainerWriter, Entry, EntryKind};
 use sheaf::layout::{container_key, container_name, CATALOG_KEY};
 use sheaf::Dataset;
 use std::collections::HashMap;
@@ -150,6 +151,43 @@ fn reader_benches(c: &mut Criterion) {
     });
 }
 
+/// A path's row in one container index of every entry (as a fold with default limits writes
+/// up to a million files): through the hash table, against the binary search alone.
+fn index_find_benches(c: &mut Criterion) {
+    let n = entry_count().min(sheaf::pack::DEFAULT_MAX_ENTRIES);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("one.sheaf");
+    let mut writer = ContainerWriter::create(&file).unwrap();
+    for i in 0..n {
+        let content = content_of(i);
+        writer
+            .add(file_entry(path_of(i), &content), &content)
+            .unwrap();
+    }
+    writer.finish().unwrap();
+    let container = Container::open(&file).unwrap();
+    let index = container.index();
+    let paths: Vec<Vec<u8>> = random_indexes(n, 100_000)
+        .into_iter()
+        .map(path_of)
+        .collect();
+    let mut group = c.benchmark_group("index_find");
+    let mut next = 0;
+    group.bench_function(format!("hash/{n}"), |b| {
+        b.iter(|| {
+            next = (next + 1) % paths.len();
+            black_box(index.find(&paths[next]).unwrap())
+        })
+    });
+    group.bench_function(format!("binary_search/{n}"), |b| {
+        b.iter(|| {
+            next = (next + 1) % paths.len();
+            black_box(index.find_by_search(&paths[next]).unwrap())
+        })
+    });
+    group.finish();
+}
+
 fn checksum_benches(c: &mut Criterion) {
     let mut group = c.benchmark_group("xxh3_64");
     for size in [1usize << 10, 64 << 10, 1 << 20] {
@@ -187,5 +225,11 @@ fn writer_benches(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, reader_benches, checksum_benches, writer_benches);
+criterion_group!(
+    benches,
+    reader_benches,
+    index_find_benches,
+    checksum_benches,
+    writer_benches
+);
 criterion_main!(benches);

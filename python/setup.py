@@ -1,7 +1,9 @@
 """Builds the native library (the sheaf-capi crate) with cargo and ships it in the package.
 
 `pip install ./python` from a clone runs `cargo build --release -p sheaf-capi` in the
-repository and copies `libsheaf_capi.so` next to the Python modules. SHEAF_CARGO_PROFILE=dev
+repository and copies `libsheaf_capi.so` next to the Python modules, and compiles the small
+`sheaf._fastread` extension (one native call per `Dataset.read`) when a C compiler and Python's
+headers are there. SHEAF_CARGO_PROFILE=dev
 builds the debug profile instead (the test suite does, to reuse its build).
 """
 
@@ -10,7 +12,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import Extension, setup
 from setuptools.command.build_py import build_py
 from setuptools.dist import Distribution
 
@@ -49,4 +51,17 @@ class NativeDistribution(Distribution):
         return True
 
 
-setup(cmdclass={"build_py": BuildWithNativeLibrary}, distclass=NativeDistribution)
+# One native call per `Dataset.read` (see sheaf/_fastread.c). Optional: without a C compiler
+# or Python's headers the package still works, reading through ctypes alone.
+FAST_READ = Extension(
+    "sheaf._fastread",
+    sources=["sheaf/_fastread.c"],
+    include_dirs=[str(REPO / "include")],
+    optional=True,
+)
+
+setup(
+    cmdclass={"build_py": BuildWithNativeLibrary},
+    distclass=NativeDistribution,
+    ext_modules=[FAST_READ],
+)

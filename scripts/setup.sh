@@ -24,6 +24,10 @@ packages=()
 command -v python3 >/dev/null 2>&1 || packages+=(python3)
 command -v cc >/dev/null 2>&1 || packages+=(gcc)
 command -v g++ >/dev/null 2>&1 || packages+=(g++)
+# Python's headers compile the Python package's one-call read (python/sheaf/_fastread.c).
+python3 -c 'import os, sys, sysconfig
+sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+  >/dev/null 2>&1 || packages+=(python3-dev)
 # fusermount3 mounts `sheaf mount`; its tests really mount.
 command -v fusermount3 >/dev/null 2>&1 || packages+=(fuse3)
 if [ ${#packages[@]} -gt 0 ]; then

@@ -250,6 +250,16 @@ fn resealed_index_corruptions_never_panic_or_return_unchecked_bytes() {
                 continue;
             };
             accepted += 1;
+            let index = container.index();
+            for i in 0..index.len() {
+                // The hash table may be damaged: it can only ever add certainty, never a row
+                // whose path differs from the one asked for.
+                let path = index.path(i);
+                match index.find(path) {
+                    Some(row) => assert_eq!(index.path(row), path),
+                    None => assert_eq!(index.find_by_search(path), None),
+                }
+            }
             for i in 0..container.index().len() {
                 if let Ok(data) = container.read_row(i) {
                     let entry = container.index().entry(i);
@@ -268,6 +278,26 @@ fn resealed_index_corruptions_never_panic_or_return_unchecked_bytes() {
         "a resealed mutation made the parser panic"
     );
     eprintln!("{accepted} resealed mutations decoded without error; all their reads were checked");
+}
+
+/// A version 1 index relabelled as version 2 lacks the hash columns version 2 requires: it is
+/// refused as corrupt, naming the missing column.
+#[test]
+fn a_version_2_index_without_its_hash_columns_is_refused() {
+    let v1 = fixture_dir(1).join(".sheaf/containers/g000000-c00000000.sheaf");
+    let mut bytes = fs::read(v1).unwrap();
+    let footer = bytes.len() - FOOTER_LEN;
+    assert_eq!(&bytes[footer + 40..footer + 42], &1u16.to_le_bytes());
+    assert!(Container::from_buffer(arrow_buffer_of(&bytes), "v1".into()).is_ok());
+    bytes[footer + 40..footer + 42].copy_from_slice(&2u16.to_le_bytes());
+    reseal(&mut bytes);
+    let error = Container::from_buffer(arrow_buffer_of(&bytes), "relabelled".into())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("index column `hash_rows`: missing"),
+        "{error}"
+    );
 }
 
 fn arrow_buffer_of(bytes: &[u8]) -> arrow_buffer::Buffer {

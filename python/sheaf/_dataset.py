@@ -46,6 +46,24 @@ def _raise(status: int) -> None:
     raise from_status(status, _native.last_error())
 
 
+def _address_of(function) -> int:
+    return ctypes.cast(function, c_void_p).value
+
+
+def _bind_fast_read():
+    """`read(handle, path) -> bytes` in one native call, or None when the optional extension
+    was not built (no C compiler or Python headers at install): reads then go through ctypes."""
+    try:
+        from . import _fastread
+    except ImportError:
+        return None
+    _fastread.bind(_address_of(_sheaf_read), _address_of(_sheaf_bytes_free), _raise)
+    return _fastread.read
+
+
+_fast_read = _bind_fast_read()
+
+
 class StatResult(NamedTuple):
     """Metadata of one entry, in the shape of `os.stat_result`'s fields of the same names."""
 
@@ -119,6 +137,11 @@ class Dataset:
 
     def read(self, path: PathArg) -> bytes:
         """The whole file at `path` (symlinks followed), checked against its checksum."""
+        if _fast_read is not None:
+            handle = self._handle
+            if handle is None or self._stale:
+                handle = self._h()
+            return _fast_read(handle, _encode(path))
         out = self._read_native(path)
         try:
             return _string_at(out.data, out.len) if out.len else b""

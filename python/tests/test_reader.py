@@ -26,6 +26,30 @@ def test_every_file_reads_back_byte_for_byte(ds, source_tree):
         assert ds.read(path) == data, path
 
 
+def test_reads_take_one_native_call_when_the_extension_is_built():
+    # The package's install compiles sheaf._fastread (setup installs a C compiler and Python's
+    # headers); a silent fallback to ctypes would only show as slower reads.
+    assert sheaf._dataset._fast_read is not None
+
+
+def test_reads_through_ctypes_alone_give_the_same_bytes_and_errors(ds, source_tree, monkeypatch):
+    monkeypatch.setattr(sheaf._dataset, "_fast_read", None)
+    for path, data in regular_files(source_tree).items():
+        assert ds.read(path) == data, path
+    with pytest.raises(sheaf.NotFound, match="no/such/file"):
+        ds.read("no/such/file")
+    with pytest.raises(sheaf.IsADirectory):
+        ds.read("train")
+
+
+def test_the_one_call_read_refuses_bad_arguments():
+    fast_read = sheaf._dataset._fast_read
+    with pytest.raises(TypeError):
+        fast_read(1, "a str, not bytes")
+    with pytest.raises(ValueError):
+        fast_read(0, b"a/path")
+
+
 def test_readinto_fills_a_caller_buffer_without_resizing_it(ds, source_tree):
     buffer = bytearray(256 << 10)
     for path, data in list(regular_files(source_tree).items())[::37]:

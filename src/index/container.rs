@@ -3,7 +3,7 @@
 //!
 //! See formats/SPEC.md, "Containers".
 
-use super::entry::{encode_index, Codec, Entry, EntryIndex, EntryRef};
+use super::entry::{encode_index, Codec, Entry, EntryIndex, EntryRef, MAX_ENTRIES};
 use super::footer::{FileKind, Footer, FOOTER_LEN, INDEX_ALIGNMENT};
 use super::path::{cmp_paths, display};
 use super::{FORMAT_VERSION, MAX_ENTRY_LEN};
@@ -227,7 +227,7 @@ fn parse_index(index_bytes: &Buffer, footer: &Footer, file: &Path) -> Result<Ent
             ),
         ));
     }
-    let index = EntryIndex::parse(index_bytes, file)?;
+    let index = EntryIndex::parse(index_bytes, footer.version, file)?;
     if index.len() as u64 != footer.entry_count {
         return Err(Error::corrupt(
             file,
@@ -331,6 +331,12 @@ impl ContainerWriter {
                 cmp_paths(&last.path, &entry.path).is_lt(),
                 "container entries must be added in path order"
             );
+        }
+        if self.entries.len() == MAX_ENTRIES {
+            return Err(Error::Refused {
+                path: self.file.clone(),
+                reason: format!("a container holds at most {MAX_ENTRIES} entries"),
+            });
         }
         entry.stored_len = stored.len() as u64;
         // SPEC: an entry that stores nothing has offset 0, whatever its kind.

@@ -2,6 +2,7 @@
 //!
 //! See formats/SPEC.md, "The container index".
 
+use super::hashed::{self, HashLookup};
 use super::ipc;
 use super::path::{check_entry_path, cmp_paths, display};
 use crate::error::{Error, Result};
@@ -149,7 +150,19 @@ const COLUMNS: [(&str, DataType); 9] = [
     ("mtime_ns", DataType::Int64),
 ];
 
-/// Encodes entries (already in path order) as an index block.
+/// The hash lookup columns, written since format version 2.
+const HASH_COLUMNS: [(&str, DataType); 2] = [
+    (hashed::ROWS_COLUMN, DataType::UInt64),
+    (hashed::BUCKETS_COLUMN, DataType::UInt32),
+];
+
+/// The most entries one container index can hold: the hash table stores rows in 32 bits.
+pub const MAX_ENTRIES: usize = hashed::MAX_ROWS;
+
+/// The first format version whose container indexes hold [`HASH_COLUMNS`].
+const HASH_COLUMNS_SINCE: u16 = 2;
+
+/// Encodes entries (already in path order, at most [`MAX_ENTRIES`]) as an index block.
 pub fn encode_index(entries: &[Entry]) -> Result<Vec<u8>> {
     let u64s = |f: fn(&Entry) -> u64| -> ArrayRef {
         Arc::new(UInt64Array::from_iter_values(entries.iter().map(f)))
@@ -157,7 +170,7 @@ pub fn encode_index(entries: &[Entry]) -> Result<Vec<u8>> {
     let u8s = |f: fn(&Entry) -> u8| -> ArrayRef {
         Arc::new(UInt8Array::from_iter_values(entries.iter().map(f)))
     };
-    let columns: Vec<ArrayRef> = vec![
+    let mut columns: Vec<ArrayRef> = vec![
         Arc::new(BinaryArray::from_iter_values(
             entries.iter().map(|e| e.path.as_slice()),
         )),
@@ -174,7 +187,12 @@ pub fn encode_index(entries: &[Entry]) -> Result<Vec<u8>> {
             entries.iter().map(|e| e.mtime_ns),
         )),
     ];
-    let batch = RecordBatch::try_new(ipc::schema(&COLUMNS), columns).expect("columns match schema");
+    let (hash_rows, hash_buckets) = hashed::build(entries.iter().map(|e| e.path.as_slice()));
+    columns.push(Arc::new(UInt64Array::from(hash_rows)));
+    columns.push(Arc::new(UInt32Array::from(hash_buckets)));
+    let mut fields = COLUMNS.to_vec();
+    fields.extend(HASH_COLUMNS);
+    let batch = RecordBatch::try_new(ipc::schema(&fields), columns).expect("columns match schema");
     ipc::encode(&batch, HashMap::new())
 }
 
@@ -190,15 +208,28 @@ pub struct EntryIndex {
     xxh3: UInt64Array,
     mode: UInt32Array,
     mtime_ns: Int64Array,
+    /// The hash lookup table (absent in version 1 indexes).
+    hashed: Option<HashLookup>,
 }
 
 impl EntryIndex {
-    /// Decodes an index block held in `buf` (a slice of the container's memory map).
+    /// Decodes an index block held in `buf` (a slice of the container's memory map), written
+    /// with format `version`.
     ///
     /// Column types, nulls, kind and codec values are checked here; path validity and order are
-    /// checked where paths are used (and all at once by [`EntryIndex::check_paths`]).
-    pub fn parse(buf: &Buffer, file: &Path) -> Result<Self> {
+    /// checked where paths are used (and all at once by [`EntryIndex::check_paths`]); the hash
+    /// table's values are bounds-checked and confirmed where it is used.
+    pub fn parse(buf: &Buffer, version: u16, file: &Path) -> Result<Self> {
         let (batch, _) = ipc::decode(buf, file)?;
+        let hashed = if version >= HASH_COLUMNS_SINCE {
+            let [(rows, rows_type), (buckets, buckets_type)] = &HASH_COLUMNS;
+            Some(HashLookup::new(
+                ipc::column::<UInt64Array>(&batch, rows, rows_type, file)?.clone(),
+                ipc::column::<UInt32Array>(&batch, buckets, buckets_type, file)?.clone(),
+            ))
+        } else {
+            None
+        };
         let index = EntryIndex {
             path: ipc::column::<BinaryArray>(&batch, "path", &DataType::Binary, file)?.clone(),
             kind: ipc::column::<UInt8Array>(&batch, "kind", &DataType::UInt8, file)?.clone(),
@@ -211,6 +242,7 @@ impl EntryIndex {
             mode: ipc::column::<UInt32Array>(&batch, "mode", &DataType::UInt32, file)?.clone(),
             mtime_ns: ipc::column::<Int64Array>(&batch, "mtime_ns", &DataType::Int64, file)?
                 .clone(),
+            hashed,
         };
         if let Some(bad) = index
             .kind
@@ -299,8 +331,16 @@ impl EntryIndex {
         lo
     }
 
-    /// The row holding exactly `path`, by binary search.
+    /// The row holding exactly `path`: through the hash table when the index has one. A path
+    /// the table does not list is searched for too, so a damaged table costs time, never an
+    /// answer.
     pub fn find(&self, path: &[u8]) -> Option<usize> {
+        let listed = self.hashed.as_ref().and_then(|t| t.find(path, &self.path));
+        listed.or_else(|| self.find_by_search(path))
+    }
+
+    /// The row holding exactly `path`, by binary search alone.
+    pub fn find_by_search(&self, path: &[u8]) -> Option<usize> {
         let row = self.partition_point(|p| cmp_paths(p, path) == Ordering::Less);
         (row < self.len() && self.path(row) == path).then_some(row)
     }

@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod container;
 pub mod entry;
 pub mod footer;
+mod hashed;
 mod ipc;
 pub mod path;
 
@@ -18,7 +19,8 @@ pub use footer::{FileKind, Footer};
 ///
 /// History (see formats/SPEC.md, "Version history"):
 /// - 1: first release.
-pub const FORMAT_VERSION: u16 = 1;
+/// - 2: container indexes add the hash lookup columns `hash_rows` and `hash_buckets`.
+pub const FORMAT_VERSION: u16 = 2;
 
 /// The oldest format version this build still reads.
 pub const OLDEST_SUPPORTED_VERSION: u16 = 1;
@@ -38,6 +40,7 @@ pub fn parse_untrusted(bytes: &[u8]) -> usize {
     if let Ok(container) = Container::from_buffer(buffer.clone(), name.into()) {
         for row in 0..container.index().len() {
             let entry = container.index().entry(row);
+            let _ = container.index().find(&entry.path);
             let _ = container.read_row(row);
             rows += usize::from(!entry.path.is_empty());
         }
@@ -54,10 +57,13 @@ pub fn parse_untrusted_index(bytes: &[u8]) -> usize {
     let buffer = arrow_buffer::Buffer::from(bytes.to_vec());
     let name = std::path::Path::new("<fuzz>");
     let mut rows = 0;
-    if let Ok(index) = EntryIndex::parse(&buffer, name) {
+    if let Ok(index) = EntryIndex::parse(&buffer, FORMAT_VERSION, name) {
         rows += (0..index.len())
             .map(|row| index.entry(row).path.len().min(1))
             .sum::<usize>();
+        rows += (0..index.len())
+            .filter(|&row| index.find(index.path(row)).is_some())
+            .count();
         rows += index.check_paths().len();
     }
     if let Ok(catalog) = catalog::decode_index(&buffer, name) {

@@ -308,11 +308,13 @@ fn a_file_from_a_future_format_version_asks_for_an_upgrade() {
     let victim = fx.files_in(0)[0].path.clone();
     let ds = fx.copy("future-container");
     let file = containers(&ds)[0].clone();
-    rewrite_footer(&file, |f| f[40..42].copy_from_slice(&2u16.to_le_bytes()));
-    assert_eq!(footer_of(&fs::read(&file).unwrap()).version, 2);
+    let future = sheaf::index::FORMAT_VERSION + 1;
+    rewrite_footer(&file, |f| f[40..42].copy_from_slice(&future.to_le_bytes()));
+    assert_eq!(footer_of(&fs::read(&file).unwrap()).version, future);
     let cat = run!("cat", ds, bpath(&victim)).fails_with(1).no_stdout();
     assert!(
-        cat.stderr.contains("format version 2") && cat.stderr.contains("upgrade sheaf"),
+        cat.stderr.contains(&format!("format version {future}"))
+            && cat.stderr.contains("upgrade sheaf"),
         "{}",
         cat.stderr
     );
@@ -325,7 +327,10 @@ fn a_file_from_a_future_format_version_asks_for_an_upgrade() {
     });
     run!("ls", ds)
         .fails_with(1)
-        .stderr_has("format version 7; this build reads versions 1 to 1");
+        .stderr_has(&format!(
+            "format version 7; this build reads versions 1 to {}",
+            sheaf::index::FORMAT_VERSION
+        ));
 }
 
 #[test]
