@@ -5,6 +5,7 @@
 use super::hashed::{self, HashLookup};
 use super::ipc;
 use super::path::{check_entry_path, cmp_paths, display};
+use super::prefetch;
 use crate::error::{Error, Result};
 use arrow_array::{
     Array, ArrayRef, BinaryArray, Int64Array, RecordBatch, UInt32Array, UInt64Array, UInt8Array,
@@ -75,22 +76,6 @@ impl Codec {
             _ => None,
         }
     }
-}
-
-/// A hint that `slice[i]` will be read soon (nothing when out of range or not on x86-64).
-#[inline(always)]
-fn prefetch<T>(slice: &[T], i: usize) {
-    #[cfg(target_arch = "x86_64")]
-    if let Some(item) = slice.get(i) {
-        // SAFETY: a prefetch is a hint: it reads nothing and cannot fault.
-        unsafe {
-            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-                (item as *const T).cast(),
-            )
-        };
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (slice, i);
 }
 
 /// One row of a container index: an entry's metadata and where its bytes are. Owned by
@@ -329,6 +314,15 @@ impl EntryIndex {
             }
         }
         lo
+    }
+
+    /// Starts loading the first memory [`EntryIndex::find`] will read for `path`: a hint that
+    /// never faults, so it may be given before the mapping is known to be whole, and the load
+    /// overlaps whatever the caller does next.
+    pub fn prefetch_find(&self, path: &[u8]) {
+        if let Some(table) = &self.hashed {
+            table.prefetch(path);
+        }
     }
 
     /// The row holding exactly `path`: through the hash table when the index has one. A path

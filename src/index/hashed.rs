@@ -3,6 +3,7 @@
 //!
 //! See formats/SPEC.md, "Hash lookup".
 
+use super::prefetch;
 use arrow_array::{Array, BinaryArray, UInt32Array, UInt64Array};
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -62,6 +63,14 @@ impl HashLookup {
     /// The table held by the two columns (of equal length: one record batch).
     pub fn new(rows: UInt64Array, buckets: UInt32Array) -> Self {
         HashLookup { rows, buckets }
+    }
+
+    /// Starts loading the bucket `path` falls in (see [`super::EntryIndex::prefetch_find`]).
+    pub fn prefetch(&self, path: &[u8]) {
+        let n = self.buckets.len();
+        if n > 0 {
+            prefetch(self.buckets.values(), bucket(path_hash(path), n));
+        }
     }
 
     /// The row of `paths` (the index's path column) holding exactly `path`, if the table lists

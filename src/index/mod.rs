@@ -31,6 +31,22 @@ pub const OLDEST_SUPPORTED_VERSION: u16 = 1;
 /// in an index can only come from corruption.
 pub const MAX_ENTRY_LEN: u64 = 1 << 30;
 
+/// A hint that `slice[i]` will be read soon (nothing when out of range or not on x86-64).
+#[inline(always)]
+pub(crate) fn prefetch<T>(slice: &[T], i: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(item) = slice.get(i) {
+        // SAFETY: a prefetch is a hint: it reads nothing and cannot fault.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                (item as *const T).cast(),
+            )
+        };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (slice, i);
+}
+
 /// Parses untrusted bytes as a container and as a catalog, touching every row: the entry point
 /// of the fuzz targets and of the parser robustness tests. Returns the number of rows read.
 pub fn parse_untrusted(bytes: &[u8]) -> usize {

@@ -57,15 +57,19 @@ impl Tier {
     }
 
     /// The cached copy of container `i`, if the cache holds a sound one. `accept` checks a
-    /// freshly mapped copy against the catalog; a copy it rejects is quarantined.
+    /// freshly mapped copy against the catalog; a copy it rejects is quarantined. `warm` is
+    /// given a copy already mapped before its length is checked, to start memory loads that
+    /// cannot fault (prefetches) while the check's system call runs.
     pub(super) fn cached(
         &self,
         i: usize,
         row: &CatalogRow,
         stats: &Stats,
         accept: impl FnOnce(&MappedContainer) -> bool,
+        warm: impl FnOnce(&MappedContainer),
     ) -> Option<Arc<MappedContainer>> {
         if let Some(mapped) = self.mapped(i, row) {
+            warm(&mapped);
             // The length check is a system call: made outside the slot's lock, so readers of
             // one container on several threads do not queue behind each other's.
             if mapped.is_whole() {

@@ -172,11 +172,21 @@ impl Dataset {
     }
 
     fn cached(&self, i: usize) -> Option<Arc<MappedContainer>> {
+        self.cached_warming(i, |_| {})
+    }
+
+    /// [`Dataset::cached`], handing a copy already mapped to `warm` before its length check
+    /// (see `Tier::cached`).
+    fn cached_warming(
+        &self,
+        i: usize,
+        warm: impl FnOnce(&MappedContainer),
+    ) -> Option<Arc<MappedContainer>> {
         let tier = self.tier.as_ref()?;
         let row = &self.catalog.rows()[i];
-        tier.cached(i, row, &self.stats, |mapped| {
-            self.container_problem(i, &mapped.container).is_none()
-        })
+        let accept =
+            |mapped: &MappedContainer| self.container_problem(i, &mapped.container).is_none();
+        tier.cached(i, row, &self.stats, accept, warm)
     }
 
     fn origin_container(&self, i: usize) -> Result<Arc<Container>> {
@@ -393,7 +403,10 @@ impl Dataset {
         let Some(i) = self.container_for(user_path) else {
             return Ok(None);
         };
-        let Some(mapped) = self.cached(i) else {
+        // The path's hash bucket starts loading before the mapping's length check, so the
+        // check's system call hides that memory access.
+        let warm = |mapped: &MappedContainer| mapped.container.index().prefetch_find(user_path);
+        let Some(mapped) = self.cached_warming(i, warm) else {
             return Ok(None);
         };
         let index = mapped.container.index();
