@@ -325,12 +325,10 @@ fn a_file_from_a_future_format_version_asks_for_an_upgrade() {
     rewrite_footer(&catalog(&ds), |f| {
         f[40..42].copy_from_slice(&7u16.to_le_bytes())
     });
-    run!("ls", ds)
-        .fails_with(1)
-        .stderr_has(&format!(
-            "format version 7; this build reads versions 1 to {}",
-            sheaf::index::FORMAT_VERSION
-        ));
+    run!("ls", ds).fails_with(1).stderr_has(&format!(
+        "format version 7; this build reads versions 1 to {}",
+        sheaf::index::FORMAT_VERSION
+    ));
 }
 
 #[test]
