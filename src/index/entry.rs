@@ -339,6 +339,24 @@ impl EntryIndex {
         (row < self.len() && self.path(row) == path).then_some(row)
     }
 
+    /// Checks that the hash table (version 2) leads to every row from its own path; returns
+    /// every row it does not. Lookups stay right without it ([`EntryIndex::find`] falls back to
+    /// binary search) but get slower, so `verify` reports it.
+    pub fn check_hash_table(&self) -> Vec<String> {
+        let Some(table) = &self.hashed else {
+            return Vec::new();
+        };
+        (0..self.len())
+            .filter(|&row| table.find(self.path(row), &self.path) != Some(row))
+            .map(|row| {
+                format!(
+                    "row {row}: the hash table does not lead to {:?}",
+                    display(self.path(row))
+                )
+            })
+            .collect()
+    }
+
     /// Checks every path for safety and strict path order; returns every problem found.
     pub fn check_paths(&self) -> Vec<String> {
         let mut problems = Vec::new();
@@ -358,5 +376,81 @@ impl EntryIndex {
             }
         }
         problems
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(path: &str) -> Entry {
+        Entry {
+            path: path.as_bytes().to_vec(),
+            kind: EntryKind::File,
+            offset: 0,
+            stored_len: 0,
+            len: 0,
+            codec: Codec::None,
+            xxh3: 0,
+            mode: 0o100644,
+            mtime_ns: 0,
+        }
+    }
+
+    /// An index block whose hash table lists every row under the next row's path hash: what a
+    /// buggy writer could leave behind a valid checksum.
+    fn index_with_a_shuffled_table(entries: &[Entry]) -> Buffer {
+        let good = encode_index(entries).unwrap();
+        let (batch, _) = ipc::decode(&Buffer::from(good), Path::new("good")).unwrap();
+        let rows = batch
+            .column_by_name(hashed::ROWS_COLUMN)
+            .unwrap()
+            .as_any()
+            .downcast_ref::<UInt64Array>()
+            .unwrap();
+        let n = rows.len() as u64;
+        let shuffled = rows
+            .values()
+            .iter()
+            .map(|v| (v & !0xffff_ffff) | (((v + 1) & 0xffff_ffff) % n));
+        let mut columns = batch.columns().to_vec();
+        let at = batch.schema().index_of(hashed::ROWS_COLUMN).unwrap();
+        columns[at] = Arc::new(UInt64Array::from_iter_values(shuffled));
+        let batch = RecordBatch::try_new(batch.schema(), columns).unwrap();
+        Buffer::from(ipc::encode(&batch, HashMap::new()).unwrap())
+    }
+
+    #[test]
+    fn a_sound_table_passes_its_check_and_finds_every_row() {
+        let entries: Vec<Entry> = (0..500).map(|i| file(&format!("d/{i:04}"))).collect();
+        let block = Buffer::from(encode_index(&entries).unwrap());
+        let index = EntryIndex::parse(&block, HASH_COLUMNS_SINCE, Path::new("t")).unwrap();
+        assert!(index.check_hash_table().is_empty());
+        for (row, entry) in entries.iter().enumerate() {
+            assert_eq!(index.find(&entry.path), Some(row));
+        }
+        assert_eq!(index.find(b"d/9999"), None);
+    }
+
+    #[test]
+    fn a_damaged_table_is_reported_and_lookups_stay_right() {
+        let entries: Vec<Entry> = (0..500).map(|i| file(&format!("d/{i:04}"))).collect();
+        let block = index_with_a_shuffled_table(&entries);
+        let index = EntryIndex::parse(&block, HASH_COLUMNS_SINCE, Path::new("t")).unwrap();
+        let problems = index.check_hash_table();
+        assert_eq!(problems.len(), entries.len(), "{problems:?}");
+        assert!(problems[7].contains("row 7: the hash table does not lead to \"d/0007\""));
+        for (row, entry) in entries.iter().enumerate() {
+            assert_eq!(index.find(&entry.path), Some(row));
+        }
+    }
+
+    #[test]
+    fn a_version_1_index_has_no_table_to_check() {
+        let entries = [file("a"), file("b")];
+        let block = Buffer::from(encode_index(&entries).unwrap());
+        let index = EntryIndex::parse(&block, 1, Path::new("t")).unwrap();
+        assert!(index.check_hash_table().is_empty());
+        assert_eq!(index.find(b"b"), Some(1));
     }
 }

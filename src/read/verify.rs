@@ -105,7 +105,12 @@ fn verify_with(dataset: &Dataset, progress: &dyn Progress, externals: bool) -> V
                 problem: e.to_string(),
             }),
         }
-        for problem in container.index().check_paths() {
+        let index = container.index();
+        for problem in index
+            .check_paths()
+            .into_iter()
+            .chain(index.check_hash_table())
+        {
             report.faults.push(Fault {
                 file: name.clone(),
                 path: None,
