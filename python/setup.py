@@ -3,8 +3,8 @@
 `pip install ./python` from a clone runs `cargo build --release -p sheaf-capi` in the
 repository and copies `libsheaf_capi.so` next to the Python modules, and compiles the small
 `sheaf._fastread` extension (one native call per `Dataset.read`) when a C compiler and Python's
-headers are there. SHEAF_CARGO_PROFILE=dev
-builds the debug profile instead (the test suite does, to reuse its build).
+headers are there. SHEAF_CARGO_PROFILE=dev builds the debug profile instead (the test suite
+does, to reuse its build).
 """
 
 import os
