@@ -19,6 +19,9 @@
 #   tar+fsync      the same, then `sync FILE` (fsync): sheaf syncs its containers, tar does not
 #   sheaf          sheaf fold --quiet CORPUS bench-out/out/fold
 #   sheaf-j1       sheaf fold --quiet --jobs 1 CORPUS bench-out/out/fold
+#   floor          dd of as many bytes as the corpus holds, from memory (/dev/zero), then
+#                  fsync: the disk's own time to take that many bytes durably, which no
+#                  fold that makes its output durable can beat
 #
 # Before every timed command the outputs are removed and `sync` is run (untimed), so no
 # command pays for writing back another's dirty pages. Timing uses hyperfine when available
@@ -169,12 +172,13 @@ q() { printf '%q' "$1"; }
 TAR_OUT="$OUT/corpus.tar"
 FOLD_OUT="$OUT/fold"
 PREPARE="rm -rf $(q "$OUT") && mkdir -p $(q "$OUT") && sync"
-NAMES=(tar tar+fsync sheaf sheaf-j1)
+NAMES=(tar tar+fsync sheaf sheaf-j1 floor)
 CMDS=(
     "tar -cf $(q "$TAR_OUT") -C $(q "$CORPUS") ."
     "tar -cf $(q "$TAR_OUT") -C $(q "$CORPUS") . && sync $(q "$TAR_OUT")"
     "$(q "$SHEAF") fold --quiet $(q "$CORPUS") $(q "$FOLD_OUT")"
     "$(q "$SHEAF") fold --quiet --jobs 1 $(q "$CORPUS") $(q "$FOLD_OUT")"
+    "dd if=/dev/zero of=$(q "$OUT/floor.bin") bs=64K count=$(((N_BYTES + 65535) >> 16)) conv=fsync status=none"
 )
 RAW="$WORK/fold_vs_tar_runs.csv"
 mkdir -p "$WORK/raw"

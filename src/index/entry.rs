@@ -2,7 +2,7 @@
 //!
 //! See formats/SPEC.md, "The container index".
 
-use super::hashed::{self, HashLookup};
+use super::hashed::{self, HashLookup, PathKey};
 use super::ipc;
 use super::path::{check_entry_path, cmp_paths, display};
 use super::prefetch;
@@ -319,9 +319,9 @@ impl EntryIndex {
     /// Starts loading the first memory [`EntryIndex::find`] will read for `path`: a hint that
     /// never faults, so it may be given before the mapping is known to be whole, and the load
     /// overlaps whatever the caller does next.
-    pub fn prefetch_find(&self, path: &[u8]) {
+    pub fn prefetch_find(&self, key: &PathKey) {
         if let Some(table) = &self.hashed {
-            table.prefetch(path);
+            table.prefetch(key);
         }
     }
 
@@ -329,8 +329,14 @@ impl EntryIndex {
     /// the table does not list is searched for too, so a damaged table costs time, never an
     /// answer.
     pub fn find(&self, path: &[u8]) -> Option<usize> {
-        let listed = self.hashed.as_ref().and_then(|t| t.find(path, &self.path));
-        listed.or_else(|| self.find_by_search(path))
+        self.find_key(&PathKey::new(path))
+    }
+
+    /// [`EntryIndex::find`] for a path whose key is already made (by the caller of
+    /// [`EntryIndex::prefetch_find`]), so the path is hashed once.
+    pub fn find_key(&self, key: &PathKey) -> Option<usize> {
+        let listed = self.hashed.as_ref().and_then(|t| t.find(key, &self.path));
+        listed.or_else(|| self.find_by_search(key.path()))
     }
 
     /// The row holding exactly `path`, by binary search alone.
@@ -347,7 +353,7 @@ impl EntryIndex {
             return Vec::new();
         };
         (0..self.len())
-            .filter(|&row| table.find(self.path(row), &self.path) != Some(row))
+            .filter(|&row| table.find(&PathKey::new(self.path(row)), &self.path) != Some(row))
             .map(|row| {
                 format!(
                     "row {row}: the hash table does not lead to {:?}",

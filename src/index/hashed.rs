@@ -52,6 +52,29 @@ fn build_from_hashes(hashes: Vec<u64>) -> (Vec<u64>, Vec<u32>) {
     (rows, starts)
 }
 
+/// A path with its table hash, computed once: a read prefetches the path's bucket, then looks it
+/// up, and both need the hash.
+#[derive(Debug, Clone, Copy)]
+pub struct PathKey<'a> {
+    path: &'a [u8],
+    hash: u64,
+}
+
+impl<'a> PathKey<'a> {
+    /// The key of `path`.
+    pub fn new(path: &'a [u8]) -> Self {
+        PathKey {
+            path,
+            hash: path_hash(path),
+        }
+    }
+
+    /// The path the key was made from.
+    pub fn path(&self) -> &'a [u8] {
+        self.path
+    }
+}
+
 /// A decoded table, its columns viewed in place in the index block.
 #[derive(Debug, Clone)]
 pub struct HashLookup {
@@ -66,22 +89,22 @@ impl HashLookup {
     }
 
     /// Starts loading the bucket `path` falls in (see [`super::EntryIndex::prefetch_find`]).
-    pub fn prefetch(&self, path: &[u8]) {
+    pub fn prefetch(&self, key: &PathKey) {
         let n = self.buckets.len();
         if n > 0 {
-            prefetch(self.buckets.values(), bucket(path_hash(path), n));
+            prefetch(self.buckets.values(), bucket(key.hash, n));
         }
     }
 
-    /// The row of `paths` (the index's path column) holding exactly `path`, if the table lists
+    /// The row of `paths` (the index's path column) holding exactly the key's path, if the table lists
     /// it. Every candidate is confirmed against the path column and every value is bounds-checked,
     /// so a damaged table can miss a row, never name a wrong one or panic.
-    pub fn find(&self, path: &[u8], paths: &BinaryArray) -> Option<usize> {
+    pub fn find(&self, key: &PathKey, paths: &BinaryArray) -> Option<usize> {
         let n = self.rows.len();
         if n == 0 || self.buckets.len() != n || paths.len() != n {
             return None;
         }
-        let hash = path_hash(path);
+        let PathKey { path, hash } = *key;
         let starts = self.buckets.values();
         let b = bucket(hash, n);
         let start = starts[b] as usize;
@@ -117,10 +140,14 @@ mod tests {
             let paths = numbered(n);
             let (table, column) = table_of(&paths);
             for (row, path) in paths.iter().enumerate() {
-                assert_eq!(table.find(path, &column), Some(row), "n {n} row {row}");
+                assert_eq!(
+                    table.find(&PathKey::new(path), &column),
+                    Some(row),
+                    "n {n} row {row}"
+                );
             }
             for absent in [&b"dir/x.jpg"[..], b"", b"dir/0000000.jpgx"] {
-                assert_eq!(table.find(absent, &column), None, "n {n}");
+                assert_eq!(table.find(&PathKey::new(absent), &column), None, "n {n}");
             }
         }
     }
@@ -179,7 +206,7 @@ mod tests {
         for (rows, starts) in damages {
             let table = HashLookup::new(UInt64Array::from(rows), UInt32Array::from(starts));
             for path in &paths {
-                if let Some(row) = table.find(path, &column) {
+                if let Some(row) = table.find(&PathKey::new(path), &column) {
                     assert_eq!(column.value(row), path.as_slice());
                 }
             }

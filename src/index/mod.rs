@@ -14,6 +14,7 @@ pub use catalog::{Catalog, CatalogRow};
 pub use container::{Container, ContainerWriter};
 pub use entry::{Codec, Entry, EntryIndex, EntryKind, EntryRef};
 pub use footer::{FileKind, Footer};
+pub use hashed::PathKey;
 
 /// The format version this build writes.
 ///

@@ -18,6 +18,7 @@ use crate::store::Store;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
+use std::thread::Scope;
 use std::time::Instant;
 
 /// Default fold threshold: files below it are folded.
@@ -317,9 +318,9 @@ const WALK_BUNDLE: usize = 512;
 /// the writer (16,384 entries), few enough to stay small (about 100 bytes an entry).
 const WALK_AHEAD: usize = 32;
 
-impl Folding<'_> {
-    /// Walks on a thread of its own, so the next container's entries are found while the
-    /// current one is written.
+impl<'a> Folding<'a> {
+    /// Walks on a thread of its own, so entries are read and written while the walk goes on
+    /// (a container's first entries are read before its last are found).
     fn consume_in_background(
         &mut self,
         walk: impl Iterator<Item = Result<Walked>> + Send,
@@ -341,64 +342,132 @@ impl Folding<'_> {
                 let _ = found.send(bundle);
             });
             // `queued` is dropped when this returns, which stops the walk on an error.
-            self.consume(queued.into_iter().flatten())
+            self.consume(scope, queued.into_iter().flatten())
         })
     }
 
-    fn consume(&mut self, walked: impl IntoIterator<Item = Result<Walked>>) -> Result<()> {
-        let mut batcher = plan::Batcher::new(self.options.limits);
+    fn consume<'scope>(
+        &mut self,
+        scope: &'scope Scope<'scope, '_>,
+        walked: impl IntoIterator<Item = Result<Walked>>,
+    ) -> Result<()>
+    where
+        'a: 'scope,
+    {
+        let mut cutter = plan::Cutter::new(self.options.limits);
+        let mut filling = None;
         for item in walked {
-            match item? {
+            let entry = match item? {
                 Walked::Special(path) => {
                     self.summary.special_skipped += 1;
                     self.progress.warn(&format!(
                         "skipped {} (not a file, directory or symlink)",
                         path.display()
                     ));
+                    continue;
                 }
-                Walked::Entry(entry) => {
-                    tally(&mut self.summary, &entry);
-                    if let Some(batch) = batcher.push(entry) {
-                        self.write(&batch)?;
-                    }
+                Walked::Entry(entry) => entry,
+            };
+            tally(&mut self.summary, &entry);
+            if cutter.starts_group(&entry) {
+                if let Some(full) = filling.take() {
+                    self.close(full)?;
                 }
             }
+            let current = match &mut filling {
+                Some(current) => current,
+                None => filling.insert(self.open(scope)?),
+            };
+            if !current.push(entry) {
+                // The container's writer stopped on an error: closing it returns the error.
+                return self.close(filling.take().expect("a container is open"));
+            }
         }
-        match batcher.finish() {
-            Some(batch) => self.write(&batch),
+        match filling {
+            Some(last) => self.close(last),
             None => Ok(()),
         }
     }
 
-    /// Writes the next container, or keeps the one an interrupted fold left when it holds
-    /// exactly these entries.
-    fn write(&mut self, planned: &[SourceEntry]) -> Result<()> {
-        let name = container_name(0, self.rows.len() as u32);
-        let row = match publish::reusable_container(
-            self.store,
-            &name,
-            planned,
+    /// The next container's name.
+    fn next_name(&self) -> String {
+        container_name(0, self.rows.len() as u32)
+    }
+
+    /// Starts the next container: written as its entries arrive, unless an interrupted run of
+    /// this fold left one of the same name, which is kept if it holds exactly the same entries.
+    fn open<'scope>(&self, scope: &'scope Scope<'scope, '_>) -> Result<Filling<'scope>>
+    where
+        'a: 'scope,
+    {
+        let key = container_key(&self.next_name());
+        if matches!(self.store.len(&key), Ok(Some(_))) {
+            return Ok(Filling::Held(Vec::new()));
+        }
+        write::ContainerStream::start(
+            scope,
+            self.store.as_ref(),
+            key,
             self.sources,
             self.options,
-        ) {
-            Some(row) => {
-                self.reused += 1;
-                self.progress
-                    .advance(planned.len() as u64, planned.iter().map(|e| e.len).sum());
-                row
+            self.progress,
+        )
+        .map(Filling::Streaming)
+    }
+
+    /// Finishes the container being filled and lists it.
+    fn close(&mut self, filling: Filling) -> Result<()> {
+        let name = self.next_name();
+        let written = match filling {
+            Filling::Streaming(stream) => stream.finish()?,
+            Filling::Held(planned) => {
+                if let Some(row) = publish::reusable_container(
+                    self.store,
+                    &name,
+                    &planned,
+                    self.sources,
+                    self.options,
+                ) {
+                    self.reused += 1;
+                    self.progress
+                        .advance(planned.len() as u64, planned.iter().map(|e| e.len).sum());
+                    self.rows.push(row);
+                    return Ok(());
+                }
+                write::write_container(
+                    self.store.as_ref(),
+                    container_key(&name),
+                    planned,
+                    self.sources,
+                    self.options,
+                    self.progress,
+                )?
             }
-            None => write::write_container(
-                self.store.as_ref(),
-                &container_key(&name),
-                planned,
-                self.sources,
-                self.options,
-                self.progress,
-            )?
-            .catalog_row(&name),
         };
-        self.rows.push(row);
+        self.rows.push(written.catalog_row(&name));
         Ok(())
+    }
+}
+
+/// Where the entries of the container being filled go.
+enum Filling<'scope> {
+    /// Straight to a new container, as they arrive.
+    Streaming(write::ContainerStream<'scope>),
+    /// Held until the container is complete, to compare with the container of the same name
+    /// an interrupted run left.
+    Held(Vec<SourceEntry>),
+}
+
+impl Filling<'_> {
+    /// Adds the next entry; false when the container's writer has stopped on an error.
+    fn push(&mut self, entry: SourceEntry) -> bool {
+        match self {
+            Filling::Streaming(stream) => stream.push(entry),
+            Filling::Held(planned) => {
+                planned.push(entry);
+                true
+            }
+        }
     }
 }
 

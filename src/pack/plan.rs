@@ -1,6 +1,6 @@
 //! Planning: cut the entries, arriving in path order, into containers that each cover a
-//! contiguous path range. Only the container being filled is held, so planning takes the same
-//! memory for a thousand files as for a billion.
+//! contiguous path range. Only counts are held, so planning takes the same memory for a
+//! thousand files as for a billion.
 
 use super::walk::SourceEntry;
 
@@ -13,42 +13,38 @@ pub struct ContainerLimits {
     pub entries: usize,
 }
 
-/// Collects entries (in path order) into the next container's batch. A container is closed
-/// when the next stored entry would take it past `limits.bytes`, or when it holds
-/// `limits.entries`.
+/// Decides, entry by entry in path order, where one group of entries ends and the next
+/// begins: containers, and the batches a container's entries are read in. A group closes when
+/// the next stored entry would take it past `limits.bytes`, or when it holds `limits.entries`.
+/// Only counts are held, so entries can stream through to their writer as they arrive.
 #[derive(Debug)]
-pub struct Batcher {
+pub struct Cutter {
     limits: ContainerLimits,
-    batch: Vec<SourceEntry>,
+    entries: usize,
     bytes: u64,
 }
 
-impl Batcher {
-    pub fn new(limits: ContainerLimits) -> Batcher {
-        Batcher {
+impl Cutter {
+    pub fn new(limits: ContainerLimits) -> Cutter {
+        Cutter {
             limits,
-            batch: Vec::new(),
+            entries: 0,
             bytes: 0,
         }
     }
 
-    /// Adds the next entry; returns the batch of the container it closed, if it closed one.
-    pub fn push(&mut self, entry: SourceEntry) -> Option<Vec<SourceEntry>> {
+    /// Counts the next entry in; true when it closes the group so far and starts the next.
+    pub fn starts_group(&mut self, entry: &SourceEntry) -> bool {
         let size = if entry.kind.is_stored() { entry.len } else { 0 };
-        let full = self.batch.len() >= self.limits.entries
+        let full = self.entries >= self.limits.entries
             || (self.bytes > 0 && self.bytes + size > self.limits.bytes);
-        let closed = (!self.batch.is_empty() && full).then(|| {
-            self.bytes = 0;
-            std::mem::take(&mut self.batch)
-        });
+        let starts = self.entries > 0 && full;
+        if starts {
+            (self.entries, self.bytes) = (0, 0);
+        }
+        self.entries += 1;
         self.bytes += size;
-        self.batch.push(entry);
-        closed
-    }
-
-    /// The last container's batch, if any entry is left.
-    pub fn finish(self) -> Option<Vec<SourceEntry>> {
-        (!self.batch.is_empty()).then_some(self.batch)
+        starts
     }
 }
 
@@ -67,17 +63,24 @@ mod tests {
         }
     }
 
-    /// The sizes of the batches `lens` is cut into.
-    fn plan(lens: &[u64], bytes: u64, entries: usize) -> Vec<Vec<u64>> {
-        let mut batcher = Batcher::new(ContainerLimits { bytes, entries });
-        let mut out = Vec::new();
-        for &len in lens {
-            out.extend(batcher.push(file(len)));
+    /// The groups `entries` are cut into, as their lengths.
+    fn cut(entries: Vec<SourceEntry>, bytes: u64, max: usize) -> Vec<Vec<u64>> {
+        let mut cutter = Cutter::new(ContainerLimits {
+            bytes,
+            entries: max,
+        });
+        let mut groups: Vec<Vec<u64>> = Vec::new();
+        for entry in entries {
+            if cutter.starts_group(&entry) || groups.is_empty() {
+                groups.push(Vec::new());
+            }
+            groups.last_mut().unwrap().push(entry.len);
         }
-        out.extend(batcher.finish());
-        out.into_iter()
-            .map(|batch| batch.iter().map(|e| e.len).collect())
-            .collect()
+        groups
+    }
+
+    fn plan(lens: &[u64], bytes: u64, entries: usize) -> Vec<Vec<u64>> {
+        cut(lens.iter().map(|&len| file(len)).collect(), bytes, entries)
     }
 
     #[test]
@@ -98,18 +101,11 @@ mod tests {
 
     #[test]
     fn directories_and_external_files_take_no_container_bytes() {
-        let mut batcher = Batcher::new(ContainerLimits {
-            bytes: 100,
-            entries: 10,
-        });
         let mut big = file(5000);
         big.kind = EntryKind::External;
         let mut dir = file(0);
         dir.kind = EntryKind::Dir;
-        assert!(batcher.push(file(90)).is_none());
-        assert!(batcher.push(big).is_none());
-        assert!(batcher.push(dir).is_none());
-        assert_eq!(batcher.push(file(20)).map(|b| b.len()), Some(3));
-        assert_eq!(batcher.finish().map(|b| b.len()), Some(1));
+        let entries = vec![file(90), big, dir, file(20)];
+        assert_eq!(cut(entries, 100, 10), vec![vec![90, 5000, 0], vec![20]]);
     }
 }

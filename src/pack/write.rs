@@ -1,6 +1,7 @@
 //! Writing one container: entries are read, hashed and compressed in parallel in bounded
 //! batches while a writer appends the previous batch in path order.
 
+use super::plan::{ContainerLimits, Cutter};
 use super::walk::SourceEntry;
 use super::{Compression, FoldOptions};
 use crate::error::{Error, IoContext, Result};
@@ -12,10 +13,11 @@ use filetime::FileTime;
 use rayon::prelude::*;
 use std::ffi::OsStr;
 use std::fs::{self, File};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::sync_channel;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::thread::{Scope, ScopedJoinHandle};
 use xxhash_rust::xxh3::{xxh3_64, Xxh3};
 
 /// Most entry bytes read ahead of the writer in one batch.
@@ -48,12 +50,8 @@ impl SourceTree<'_> {
         match self {
             SourceTree::Local(root) => {
                 let abs = root.join(OsStr::from_bytes(&source.path));
-                let mut content = Vec::with_capacity(source.len as usize);
-                crate::store::open_nofollow(&abs)
-                    .ctx("open", &abs)?
-                    .read_to_end(&mut content)
-                    .ctx("read", &abs)?;
-                Ok(content)
+                let mut file = crate::store::open_nofollow(&abs).ctx("open", &abs)?;
+                crate::store::read_expected(&mut file, source.len).ctx("read", &abs)
             }
             SourceTree::Store(store) => store.read(&remote_key(*store, &source.path)?),
         }
@@ -87,22 +85,122 @@ struct Prepared {
     stored: Vec<u8>,
 }
 
-/// Writes the entries to a new container `key` of `store`; it becomes visible, durable and
-/// whole, when this returns.
+/// A container being written while its entries still arrive from the walk: entries are
+/// gathered into read batches, each batch is read, hashed and compressed in parallel on one
+/// thread while another appends the batch before it, so reading starts with the container's
+/// first entries instead of after its last is found.
+pub struct ContainerStream<'scope> {
+    batches: SyncSender<Vec<SourceEntry>>,
+    batch: Vec<SourceEntry>,
+    cutter: Cutter,
+    /// False once the writer has stopped on an error ([`ContainerStream::finish`] returns it).
+    running: bool,
+    uri: String,
+    written: ScopedJoinHandle<'scope, Result<WrittenContainer>>,
+}
+
+impl<'scope> ContainerStream<'scope> {
+    /// Starts writing a new container `key` of `store` on threads of `scope`.
+    pub fn start<'data: 'scope>(
+        scope: &'scope Scope<'scope, '_>,
+        store: &'data dyn Store,
+        key: String,
+        sources: &'data Sources<'data>,
+        options: &'data FoldOptions,
+        progress: &'data dyn Progress,
+    ) -> Result<Self> {
+        let uri = store.uri(&key);
+        let writer = ContainerWriter::new(store.create(&key)?, PathBuf::from(&uri));
+        // One batch queued while one is read and one written: about three batches in memory.
+        let (batches, queued) = sync_channel::<Vec<SourceEntry>>(1);
+        let written =
+            scope.spawn(move || write_batches(writer, queued, sources, options, progress));
+        Ok(ContainerStream {
+            batches,
+            batch: Vec::new(),
+            cutter: Cutter::new(ContainerLimits {
+                bytes: BATCH_BYTES,
+                entries: BATCH_ENTRIES,
+            }),
+            running: true,
+            uri,
+            written,
+        })
+    }
+
+    /// Adds the next entry (in path order). False when the writer has stopped on an error:
+    /// call [`ContainerStream::finish`] for it.
+    pub fn push(&mut self, entry: SourceEntry) -> bool {
+        if self.cutter.starts_group(&entry) {
+            self.send_batch();
+        }
+        self.batch.push(entry);
+        self.running
+    }
+
+    fn send_batch(&mut self) {
+        let batch = std::mem::take(&mut self.batch);
+        // A closed queue means the writer stopped on an error.
+        self.running = self.running && self.batches.send(batch).is_ok();
+    }
+
+    /// Writes what is left; the container is visible, durable and whole when this returns.
+    pub fn finish(mut self) -> Result<WrittenContainer> {
+        if !self.batch.is_empty() {
+            self.send_batch();
+        }
+        let running = self.running;
+        drop(self.batches);
+        let written = self
+            .written
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+        if !running {
+            // The writer stops early only on an error it returns; should it ever not, the
+            // container lacks entries and must not be published.
+            return Err(Error::Refused {
+                path: PathBuf::from(self.uri),
+                reason: "the container's writer stopped before its last entry".into(),
+            });
+        }
+        Ok(written)
+    }
+}
+
+/// Writes `entries` (in path order) to a new container `key` of `store`; it becomes visible,
+/// durable and whole when this returns.
 pub fn write_container(
     store: &dyn Store,
-    key: &str,
-    entries: &[SourceEntry],
+    key: String,
+    entries: Vec<SourceEntry>,
     sources: &Sources,
     options: &FoldOptions,
     progress: &dyn Progress,
 ) -> Result<WrittenContainer> {
-    let mut writer = ContainerWriter::new(store.create(key)?, PathBuf::from(store.uri(key)));
-    let batches = split_batches(entries);
+    std::thread::scope(|scope| {
+        let mut stream = ContainerStream::start(scope, store, key, sources, options, progress)?;
+        for entry in entries {
+            if !stream.push(entry) {
+                break;
+            }
+        }
+        stream.finish()
+    })
+}
+
+/// Reads, hashes and compresses each batch of `queued` in parallel while the batch before it is
+/// appended to `writer`, in order; then closes the container.
+fn write_batches(
+    mut writer: ContainerWriter,
+    queued: Receiver<Vec<SourceEntry>>,
+    sources: &Sources,
+    options: &FoldOptions,
+    progress: &dyn Progress,
+) -> Result<WrittenContainer> {
     let (tx, rx) = sync_channel::<Result<Vec<Prepared>>>(1);
     std::thread::scope(|scope| {
         scope.spawn(move || {
-            for batch in batches {
+            for batch in queued {
                 let prepared = batch
                     .par_iter()
                     .map(|e| prepare(e, sources, options.compression, progress))
@@ -121,22 +219,6 @@ pub fn write_container(
         Ok::<_, crate::error::Error>(())
     })?;
     writer.finish()
-}
-
-fn split_batches(entries: &[SourceEntry]) -> Vec<&[SourceEntry]> {
-    let mut batches = Vec::new();
-    let (mut start, mut bytes) = (0, 0);
-    for (i, entry) in entries.iter().enumerate() {
-        if i > start && (bytes + entry.len > BATCH_BYTES || i - start >= BATCH_ENTRIES) {
-            batches.push(&entries[start..i]);
-            (start, bytes) = (i, 0);
-        }
-        bytes += if entry.kind.is_stored() { entry.len } else { 0 };
-    }
-    if start < entries.len() {
-        batches.push(&entries[start..]);
-    }
-    batches
 }
 
 fn prepare(

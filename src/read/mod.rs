@@ -10,7 +10,7 @@ pub mod verify;
 use crate::cache::{Cache, Counter, Latency, MappedContainer, Snapshot};
 use crate::error::{Error, Result};
 use crate::index::path::{self, cmp_paths, display, is_inside, normalize_user_path, SEPARATOR};
-use crate::index::{Catalog, Container, Entry, EntryKind};
+use crate::index::{Catalog, Container, Entry, EntryKind, PathKey};
 use crate::layout::{container_key, CATALOG_KEY, FOLD_PARAMS_KEY};
 use crate::store::{self, LocalStore, Store};
 pub use arrow_buffer::Buffer;
@@ -404,14 +404,15 @@ impl Dataset {
             return Ok(None);
         };
         // The path's hash bucket starts loading before the mapping's length check, so the
-        // check's system call hides that memory access.
-        let warm = |mapped: &MappedContainer| mapped.container.index().prefetch_find(user_path);
+        // check's system call hides that memory access; the path is hashed once for both.
+        let key = PathKey::new(user_path);
+        let warm = |mapped: &MappedContainer| mapped.container.index().prefetch_find(&key);
         let Some(mapped) = self.cached_warming(i, warm) else {
             return Ok(None);
         };
         let index = mapped.container.index();
         let Some(row) = index
-            .find(user_path)
+            .find_key(&key)
             .filter(|&row| index.kind(row) == EntryKind::File)
         else {
             return Ok(None);

@@ -51,6 +51,50 @@ pub(crate) fn open_nofollow(path: &Path) -> io::Result<File> {
         .open(path)
 }
 
+/// Reads a whole file the caller expects to be `expected` bytes long. The usual case is one
+/// `read`: std's `read_to_end` would first `fstat` and seek to size its buffer and then read
+/// once more to see the end, three system calls a file that a fold of a million tiny files
+/// pays a million times. The buffer has one byte of room past `expected`, so a read that stops
+/// short at exactly `expected` is the end (a regular file's read stops short only there), and
+/// a file that has grown or shrunk since it was measured is read to its actual end.
+pub(crate) fn read_expected(file: &mut File, expected: u64) -> io::Result<Vec<u8>> {
+    let room = usize::try_from(expected).map_or(usize::MAX, |n| n.saturating_add(1));
+    let mut content = Vec::with_capacity(room);
+    loop {
+        if content.len() == content.capacity() {
+            // Grown since it was measured: the rest, to its end.
+            file.read_to_end(&mut content)?;
+            return Ok(content);
+        }
+        let got = read_into_spare(file, &mut content)?;
+        if got == 0 || content.len() as u64 == expected {
+            return Ok(content);
+        }
+    }
+}
+
+/// One `read` into the unused capacity of `buf`, retried when interrupted; returns the bytes
+/// read (0 at the end of the file).
+fn read_into_spare(file: &File, buf: &mut Vec<u8>) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    let spare = buf.spare_capacity_mut();
+    loop {
+        // SAFETY: the kernel writes at most `spare.len()` bytes into memory `buf` owns and
+        // does not otherwise use; only the count it reports written is then marked as set.
+        let n = unsafe { libc::read(file.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len()) };
+        if n >= 0 {
+            let n = n as usize;
+            // SAFETY: the read initialised `n` bytes right after the current length.
+            unsafe { buf.set_len(buf.len() + n) };
+            return Ok(n);
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
 /// Streams a local file (never through a symlink) to `sink` in 1 MiB chunks; returns the length
 /// its metadata gave when it was opened.
 pub(crate) fn stream_file(path: &Path, sink: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<u64> {
@@ -253,5 +297,39 @@ impl Drop for LocalWriter {
     fn drop(&mut self) {
         // After finish the partial name is gone and this does nothing.
         let _ = fs::remove_file(&self.partial);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file of `len` bytes, opened for reading, and its bytes.
+    fn file_of(dir: &Path, len: usize) -> (File, Vec<u8>) {
+        let bytes: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+        let path = dir.join(format!("f{len}"));
+        fs::write(&path, &bytes).unwrap();
+        (File::open(&path).unwrap(), bytes)
+    }
+
+    #[test]
+    fn read_expected_returns_the_whole_file_whatever_length_was_expected() {
+        let dir = tempfile::tempdir().unwrap();
+        for len in [0usize, 1, 4095, 4096, 100_000] {
+            // As measured, grown since (expected less) and shrunk since (expected more).
+            for expected in [len, len.saturating_sub(1), 0, len + 1, len + 5000] {
+                let (mut file, bytes) = file_of(dir.path(), len);
+                let got = read_expected(&mut file, expected as u64).unwrap();
+                assert_eq!(got, bytes, "len {len} expected {expected}");
+            }
+        }
+    }
+
+    #[test]
+    fn read_expected_reports_a_failed_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut not_readable = File::open(dir.path()).unwrap();
+        let err = read_expected(&mut not_readable, 10).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EISDIR));
     }
 }

@@ -17,7 +17,7 @@ mod runtime;
 #[cfg(feature = "hdfs")]
 pub use hdfs::HdfsBackend;
 pub use local::LocalStore;
-pub(crate) use local::{open_nofollow, stream_file, Writeback};
+pub(crate) use local::{open_nofollow, read_expected, stream_file, Writeback};
 #[cfg(any(feature = "s3", feature = "gcs", feature = "azure"))]
 pub use object::ObjectBackend;
 pub use parallel::{read_chunks_placed, Place};
