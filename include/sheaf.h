@@ -85,6 +85,11 @@ typedef struct {
   uint32_t flags;
 } sheaf_stat;
 
+// Where `sheaf_read_alloc` puts a file: called once with the file's length, it returns memory
+// for at least that many bytes, or null when it has none (the read then fails with
+// `SHEAF_BUFFER_TOO_SMALL`). `ctx` is the caller's own pointer, passed through.
+typedef uint8_t *(*sheaf_alloc_fn)(void *ctx, size_t len);
+
 // Bytes owned by the library (an entry's content), released by `sheaf_bytes_free`.
 typedef struct {
   const uint8_t *data;
@@ -129,6 +134,19 @@ sheaf_status sheaf_read_into(const sheaf_dataset *dataset,
                              uint8_t *buf,
                              size_t capacity,
                              size_t *len);
+
+// Reads the whole file at `path` (following symlinks) into memory the caller allocates once
+// it knows the length: `alloc(ctx, len)` is called exactly once, on this thread, unless the
+// path is not found (or cannot be read) first; the file's length is written to `*len`. From a
+// cached container the bytes are copied and checked against the index checksum in one pass,
+// where `sheaf_read` and a copy take two. On any status but `SHEAF_OK`, what the memory holds
+// is unspecified: discard it.
+sheaf_status sheaf_read_alloc(const sheaf_dataset *dataset,
+                              const uint8_t *path,
+                              size_t path_len,
+                              sheaf_alloc_fn alloc,
+                              void *ctx,
+                              size_t *len);
 
 // Reads the whole file at `path` (following symlinks) into memory the library owns, checked
 // against the index checksum; release it with `sheaf_bytes_free`. From a cached container the

@@ -79,6 +79,10 @@ pub enum Error {
         kept: u64,
     },
 
+    /// The caller gave no room (or too little) for the bytes of a file read into its memory.
+    #[error("{path}: no room was given for its {len} bytes")]
+    NoRoom { path: String, len: usize },
+
     /// An operating-system error on a named path.
     #[error("{op} {}: {cause}", path.display())]
     Io {

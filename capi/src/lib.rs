@@ -200,6 +200,47 @@ pub unsafe extern "C" fn sheaf_read_into(
     })
 }
 
+/// Where `sheaf_read_alloc` puts a file: called once with the file's length, it returns memory
+/// for at least that many bytes, or null when it has none (the read then fails with
+/// `SHEAF_BUFFER_TOO_SMALL`). `ctx` is the caller's own pointer, passed through.
+pub type sheaf_alloc_fn = Option<unsafe extern "C" fn(ctx: *mut c_void, len: usize) -> *mut u8>;
+
+/// Reads the whole file at `path` (following symlinks) into memory the caller allocates once
+/// it knows the length: `alloc(ctx, len)` is called exactly once, on this thread, unless the
+/// path is not found (or cannot be read) first; the file's length is written to `*len`. From a
+/// cached container the bytes are copied and checked against the index checksum in one pass,
+/// where `sheaf_read` and a copy take two. On any status but `SHEAF_OK`, what the memory holds
+/// is unspecified: discard it.
+#[no_mangle]
+pub unsafe extern "C" fn sheaf_read_alloc(
+    dataset: *const sheaf_dataset,
+    path: *const u8,
+    path_len: usize,
+    alloc: sheaf_alloc_fn,
+    ctx: *mut c_void,
+    len: *mut usize,
+) -> sheaf_status {
+    guard(|| {
+        let dataset = unsafe { handle(dataset) }?;
+        let path = unsafe { bytes_arg(path, path_len, "path") }?;
+        let len = unsafe { required(len, "len") }?;
+        let alloc = alloc.ok_or_else(|| Failure::null("alloc"))?;
+        let place = |n: usize| {
+            *len = n;
+            // SAFETY: the caller promises memory for at least `n` bytes, untouched by anything
+            // else until this call returns; the library writes only into it.
+            let at = unsafe { alloc(ctx, n) };
+            match (at.is_null(), n) {
+                (true, _) => None,
+                (false, 0) => Some(&mut [][..]),
+                (false, n) => Some(unsafe { std::slice::from_raw_parts_mut(at, n) }),
+            }
+        };
+        dataset.read_placed(path, place)?;
+        Ok(SHEAF_OK)
+    })
+}
+
 /// Reads the whole file at `path` (following symlinks) into memory the library owns, checked
 /// against the index checksum; release it with `sheaf_bytes_free`. From a cached container the
 /// bytes are not copied at all.

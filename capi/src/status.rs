@@ -88,6 +88,7 @@ fn status_of(error: &Error) -> sheaf_status {
         Error::NotADataset { .. } | Error::UnfinishedFold { .. } => SHEAF_NOT_A_DATASET,
         Error::Remote { .. } => SHEAF_ORIGIN,
         Error::CacheFull { .. } => SHEAF_CACHE_FULL,
+        Error::NoRoom { .. } => SHEAF_BUFFER_TOO_SMALL,
         Error::Io { .. } | Error::Refused { .. } => SHEAF_IO,
     }
 }

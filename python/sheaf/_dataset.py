@@ -51,13 +51,14 @@ def _address_of(function) -> int:
 
 
 def _bind_fast_read():
-    """`read(handle, path) -> bytes` in one native call, or None when the optional extension
-    was not built (no C compiler or Python headers at install): reads then go through ctypes."""
+    """`read(handle, path) -> bytes` in one native call that copies and checks the bytes in one
+    pass, or None when the optional extension was not built (no C compiler or Python headers at
+    install): reads then go through ctypes."""
     try:
         from . import _fastread
     except ImportError:
         return None
-    _fastread.bind(_address_of(_sheaf_read), _address_of(_sheaf_bytes_free), _raise)
+    _fastread.bind(_address_of(lib.sheaf_read_alloc), _raise)
     return _fastread.read
 
 

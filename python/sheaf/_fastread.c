@@ -1,45 +1,79 @@
-/* One Python call per `Dataset.read`: the C ABI's `sheaf_read` with the GIL released, the
- * bytes object made from the result, the library's bytes released. Through ctypes the same read
- * takes three foreign calls, which cost more than a small file's lookup and checksum.
+/* One Python call per `Dataset.read`, and one pass over the file's bytes: the C ABI's
+ * `sheaf_read_alloc` looks the path up with the GIL released, then asks for memory of the
+ * file's length; that memory is a new bytes object, which the library fills, copying and
+ * checking the bytes in one pass. Through ctypes the same read takes three foreign calls and
+ * copies the bytes after they were checked.
  *
- * The C ABI is not linked here: `bind` receives the addresses of `sheaf_read` and
- * `sheaf_bytes_free` from the library ctypes already loaded, so there is one copy of it. */
+ * The GIL: released for the lookup (which may wait on a remote store), taken back to make the
+ * bytes object, and released again while a file of RELEASE_GIL_FROM bytes or more is copied,
+ * so other threads run meanwhile; a shorter file is copied with the GIL held, since releasing
+ * and taking it back would cost more than the copy.
+ *
+ * The C ABI is not linked here: `bind` receives the address of `sheaf_read_alloc` from the
+ * library ctypes already loaded, so there is one copy of it. */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
 #include "sheaf.h"
 
-typedef sheaf_status (*read_fn)(const sheaf_dataset *, const uint8_t *, size_t, sheaf_bytes *);
-typedef void (*free_fn)(sheaf_bytes *);
+#define RELEASE_GIL_FROM (16 * 1024)
 
-static read_fn sheaf_read_at;
-static free_fn sheaf_bytes_free_at;
+typedef sheaf_status (*read_alloc_fn)(const sheaf_dataset *, const uint8_t *, size_t,
+                                      sheaf_alloc_fn, void *, size_t *);
+
+static read_alloc_fn sheaf_read_alloc_at;
 /* Called with a failed status; raises the matching Python exception. */
 static PyObject *raise_status;
 
 static PyObject *bind(PyObject *module, PyObject *args) {
-    unsigned long long read_address, free_address;
+    unsigned long long read_address;
     PyObject *raiser;
     (void)module;
-    if (!PyArg_ParseTuple(args, "KKO", &read_address, &free_address, &raiser)) {
+    if (!PyArg_ParseTuple(args, "KO", &read_address, &raiser)) {
         return NULL;
     }
-    if (!read_address || !free_address || !PyCallable_Check(raiser)) {
-        PyErr_SetString(PyExc_ValueError, "bind needs two function addresses and a callable");
+    if (!read_address || !PyCallable_Check(raiser)) {
+        PyErr_SetString(PyExc_ValueError, "bind needs a function address and a callable");
         return NULL;
     }
     Py_INCREF(raiser);
     Py_XSETREF(raise_status, raiser);
-    sheaf_read_at = (read_fn)(uintptr_t)read_address;
-    sheaf_bytes_free_at = (free_fn)(uintptr_t)free_address;
+    sheaf_read_alloc_at = (read_alloc_fn)(uintptr_t)read_address;
     Py_RETURN_NONE;
+}
+
+/* One read in progress: the bytes object it fills, and the thread state while the GIL is
+ * released. */
+struct placing {
+    PyThreadState *released;
+    PyObject *bytes;
+};
+
+/* The library's `alloc`: called once, on the reading thread, with the GIL released. */
+static uint8_t *place_in_bytes(void *context, size_t len) {
+    struct placing *placing = context;
+    PyEval_RestoreThread(placing->released);
+    placing->released = NULL;
+    if (len > (size_t)PY_SSIZE_T_MAX) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    placing->bytes = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)len);
+    if (!placing->bytes) {
+        return NULL;
+    }
+    uint8_t *at = (uint8_t *)PyBytes_AS_STRING(placing->bytes);
+    if (len >= RELEASE_GIL_FROM) {
+        placing->released = PyEval_SaveThread();
+    }
+    return at;
 }
 
 /* read(handle: int, path: bytes) -> bytes */
 static PyObject *read_whole(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     (void)module;
-    if (!sheaf_read_at) {
+    if (!sheaf_read_alloc_at) {
         PyErr_SetString(PyExc_RuntimeError, "sheaf._fastread.read called before bind");
         return NULL;
     }
@@ -57,28 +91,34 @@ static PyObject *read_whole(PyObject *module, PyObject *const *args, Py_ssize_t 
     /* The caller's reference keeps `path` alive while the GIL is released. */
     const uint8_t *path = (const uint8_t *)PyBytes_AS_STRING(args[1]);
     size_t path_len = (size_t)PyBytes_GET_SIZE(args[1]);
-    sheaf_bytes out = {0};
-    sheaf_status status;
-    Py_BEGIN_ALLOW_THREADS
-    status = sheaf_read_at((const sheaf_dataset *)handle, path, path_len, &out);
-    Py_END_ALLOW_THREADS
-    if (status != SHEAF_OK) {
-        /* The library's message is per thread, and this is still the thread that failed. */
-        PyObject *none = PyObject_CallFunction(raise_status, "i", (int)status);
-        Py_XDECREF(none);
-        if (!PyErr_Occurred()) {
-            PyErr_Format(PyExc_RuntimeError, "sheaf_read failed with status %d", (int)status);
-        }
+    struct placing placing = {NULL, NULL};
+    size_t len = 0;
+    placing.released = PyEval_SaveThread();
+    sheaf_status status = sheaf_read_alloc_at((const sheaf_dataset *)handle, path, path_len,
+                                              place_in_bytes, &placing, &len);
+    if (placing.released) {
+        PyEval_RestoreThread(placing.released);
+    }
+    if (status == SHEAF_OK) {
+        return placing.bytes;
+    }
+    Py_XDECREF(placing.bytes);
+    if (PyErr_Occurred()) {
+        /* The bytes object could not be made (MemoryError). */
         return NULL;
     }
-    PyObject *bytes = PyBytes_FromStringAndSize((const char *)out.data, (Py_ssize_t)out.len);
-    sheaf_bytes_free_at(&out);
-    return bytes;
+    /* The library's message is per thread, and this is still the thread that failed. */
+    PyObject *none = PyObject_CallFunction(raise_status, "i", (int)status);
+    Py_XDECREF(none);
+    if (!PyErr_Occurred()) {
+        PyErr_Format(PyExc_RuntimeError, "sheaf_read_alloc failed with status %d", (int)status);
+    }
+    return NULL;
 }
 
 static PyMethodDef methods[] = {
     {"bind", bind, METH_VARARGS,
-     "bind(read_address, free_address, raise_status): the C ABI functions to call."},
+     "bind(read_alloc_address, raise_status): the C ABI function to call, and how to raise."},
     {"read", (PyCFunction)(void (*)(void))read_whole, METH_FASTCALL,
      "read(handle, path) -> bytes: the whole file, checked against its checksum."},
     {NULL, NULL, 0, NULL},

@@ -63,6 +63,8 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
         "sheaf_read_into": (status, [c_void_p, c_char_p, c_size_t, c_void_p, c_size_t,
                                      POINTER(c_size_t)]),
         "sheaf_read": (status, [c_void_p, c_char_p, c_size_t, POINTER(Bytes)]),
+        "sheaf_read_alloc": (status, [c_void_p, c_char_p, c_size_t, c_void_p, c_void_p,
+                                      POINTER(c_size_t)]),
         "sheaf_bytes_free": (None, [POINTER(Bytes)]),
         "sheaf_entry_count": (status, [c_void_p, POINTER(c_uint64)]),
         "sheaf_counter_count": (c_size_t, []),

@@ -156,8 +156,53 @@ impl Container {
             Codec::None => stored,
             Codec::Zstd => self.decompress(&entry, &stored)?,
         };
-        let found = xxh3_64(&bytes);
-        if bytes.len() as u64 != entry.len || found != entry.xxh3 {
+        self.check(&entry, bytes.len(), xxh3_64(&bytes))?;
+        Ok(bytes)
+    }
+
+    /// The length of row `row`'s original bytes, as its index gives it (what
+    /// [`Container::read_row_to`] needs room for).
+    pub fn row_len(&self, row: usize) -> u64 {
+        self.index.entry_ref(row).len
+    }
+
+    /// Reads row `row` like [`Container::read_row`], into `dst`, which must be exactly
+    /// [`Container::row_len`] bytes. An uncompressed entry of a mapped container is copied and
+    /// checked in one pass (each chunk hashed from `dst` while it is still in cache), where
+    /// `read_row` and a copy would pass over the bytes twice. On an error, what `dst` holds is
+    /// unspecified and must not be used.
+    pub fn read_row_to(&self, row: usize, dst: &mut [u8]) -> Result<()> {
+        let entry = self.index.entry_ref(row);
+        if dst.len() as u64 != entry.len {
+            return Err(Error::corrupt(
+                &self.file,
+                format!(
+                    "entry {:?} has {} bytes, {} were asked for",
+                    display(entry.path),
+                    entry.len,
+                    dst.len()
+                ),
+            ));
+        }
+        let mapped_and_plain = matches!(self.body, Body::Mapped(_)) && entry.codec == Codec::None;
+        if !mapped_and_plain {
+            dst.copy_from_slice(&self.read_row(row)?);
+            return Ok(());
+        }
+        if !entry.kind.is_stored() {
+            return Err(Error::WrongKind {
+                path: display(entry.path),
+                reason: "has no bytes stored in a container",
+            });
+        }
+        let stored = self.stored_bytes(&entry)?;
+        let found = copy_hashed(&stored, dst);
+        self.check(&entry, stored.len(), found)
+    }
+
+    /// A checksum mismatch unless `len` bytes hashing to `found` are what `entry` records.
+    fn check(&self, entry: &EntryRef, len: usize, found: u64) -> Result<()> {
+        if len as u64 != entry.len || found != entry.xxh3 {
             return Err(Error::ChecksumMismatch {
                 file: self.file.clone(),
                 path: display(entry.path),
@@ -165,7 +210,7 @@ impl Container {
                 found,
             });
         }
-        Ok(bytes)
+        Ok(())
     }
 
     fn stored_bytes(&self, entry: &EntryRef) -> Result<Buffer> {
@@ -297,6 +342,26 @@ impl WrittenContainer {
 /// one more pass over every byte on the fold's one writing thread.
 const WRITE_BUFFER: usize = 64 << 10;
 
+/// Bytes copied before they are hashed: small enough that a chunk is still in cache when the
+/// hash reads it back.
+const COPY_CHUNK: usize = 64 << 10;
+
+/// Copies `src` into `dst` (of the same length) and returns the xxh3-64 of the bytes, hashed
+/// chunk by chunk from `dst` right after each chunk is copied.
+fn copy_hashed(src: &[u8], dst: &mut [u8]) -> u64 {
+    if src.len() <= COPY_CHUNK {
+        // xxh3's one-shot form is faster than its streaming form for small inputs.
+        dst.copy_from_slice(src);
+        return xxh3_64(dst);
+    }
+    let mut hasher = Xxh3::new();
+    for (from, to) in src.chunks(COPY_CHUNK).zip(dst.chunks_mut(COPY_CHUNK)) {
+        to.copy_from_slice(from);
+        hasher.update(to);
+    }
+    hasher.digest()
+}
+
 /// Streams entries into a new container object.
 pub struct ContainerWriter {
     file: PathBuf,
@@ -393,5 +458,27 @@ impl ContainerWriter {
             first_path: path_of(self.entries.first()),
             last_path: path_of(self.entries.last()),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_copy_hashed_in_chunks_is_the_copy_and_its_one_shot_hash() {
+        let source: Vec<u8> = (0..300_000u32).map(|i| (i * 31 % 257) as u8).collect();
+        let edges = [
+            COPY_CHUNK - 1,
+            COPY_CHUNK,
+            COPY_CHUNK + 1,
+            3 * COPY_CHUNK + 5,
+        ];
+        for len in [0, 1, 100].into_iter().chain(edges).chain([source.len()]) {
+            let mut copy = vec![0u8; len];
+            let hash = copy_hashed(&source[..len], &mut copy);
+            assert_eq!(copy, source[..len], "len {len}");
+            assert_eq!(hash, xxh3_64(&source[..len]), "len {len}");
+        }
     }
 }

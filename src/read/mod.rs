@@ -238,22 +238,32 @@ impl Dataset {
         let started = Instant::now();
         match mapped.container.read_row(at.row) {
             Ok(bytes) => {
-                self.stats.add(Counter::Hits, 1);
-                self.stats.add(Counter::CacheBytes, bytes.len() as u64);
-                self.stats.latency(Latency::Cache, started);
+                self.count_cache_hit(bytes.len(), started);
                 Ok(bytes)
             }
             Err(e) if e.is_data_fault() => {
-                if matches!(e, Error::ChecksumMismatch { .. }) {
-                    self.stats.add(Counter::ChecksumFailures, 1);
-                }
-                self.stats.add(Counter::Fallbacks, 1);
-                if let Some(tier) = &self.tier {
-                    tier.fault(at.container, &self.catalog.rows()[at.container]);
-                }
+                self.cache_fault(at, &e);
                 self.read_origin(at)
             }
             Err(e) => Err(e),
+        }
+    }
+
+    fn count_cache_hit(&self, len: usize, started: Instant) {
+        self.stats.add(Counter::Hits, 1);
+        self.stats.add(Counter::CacheBytes, len as u64);
+        self.stats.latency(Latency::Cache, started);
+    }
+
+    /// Counts a data fault `e` of the cached copy holding `at` and quarantines that copy; the
+    /// caller then reads from the origin.
+    fn cache_fault(&self, at: Location, e: &Error) {
+        if matches!(e, Error::ChecksumMismatch { .. }) {
+            self.stats.add(Counter::ChecksumFailures, 1);
+        }
+        self.stats.add(Counter::Fallbacks, 1);
+        if let Some(tier) = &self.tier {
+            tier.fault(at.container, &self.catalog.rows()[at.container]);
         }
     }
 
@@ -394,31 +404,82 @@ impl Dataset {
     /// mapping's length check (a system call) is made once. `None` sends the read the general
     /// way (origin, symlinks, external files, not found, paths not in index form).
     fn read_cached_file(&self, user_path: &[u8]) -> Result<Option<Buffer>> {
-        if self.tier.is_none() {
-            return Ok(None);
+        match self.cached_file(user_path) {
+            Some((at, mapped)) => self.read_mapped(at, &mapped).map(Some),
+            None => Ok(None),
         }
+    }
+
+    /// Where `user_path` is, with its container's cached mapping, when it is a file found under
+    /// its own path in a container the cache holds (see [`Dataset::read_cached_file`]).
+    fn cached_file(&self, user_path: &[u8]) -> Option<(Location, Arc<MappedContainer>)> {
+        self.tier.as_ref()?;
         // The path is looked up as given, unchecked: a cached container's paths were all checked
         // when it was accepted, so a path equal to one of them is in index form, and one that is
         // not (`/a`, `a//b`, `..`) matches none and is normalized and checked the general way.
-        let Some(i) = self.container_for(user_path) else {
-            return Ok(None);
-        };
+        let i = self.container_for(user_path)?;
         // The path's hash bucket starts loading before the mapping's length check, so the
         // check's system call hides that memory access; the path is hashed once for both.
         let key = PathKey::new(user_path);
         let warm = |mapped: &MappedContainer| mapped.container.index().prefetch_find(&key);
-        let Some(mapped) = self.cached_warming(i, warm) else {
-            return Ok(None);
-        };
+        let mapped = self.cached_warming(i, warm)?;
         let index = mapped.container.index();
-        let Some(row) = index
+        let row = index
             .find_key(&key)
-            .filter(|&row| index.kind(row) == EntryKind::File)
-        else {
-            return Ok(None);
+            .filter(|&row| index.kind(row) == EntryKind::File)?;
+        Some((Location { container: i, row }, mapped))
+    }
+
+    /// [`Dataset::read`] into memory the caller provides: `place` is called once, with the
+    /// file's length, and returns where to put that many bytes (`None` when it cannot, which
+    /// fails the read with `Error::NoRoom`). Returns the length. From a cached container the
+    /// bytes are copied and checked in one pass, so a caller that needs its own copy (a
+    /// Python `bytes`) pays one pass over them, not a check and then a copy.
+    pub fn read_placed<'b>(
+        &self,
+        user_path: &[u8],
+        place: impl FnOnce(usize) -> Option<&'b mut [u8]>,
+    ) -> Result<usize> {
+        let Some((at, mapped)) = self.cached_file(user_path) else {
+            let bytes = self.read(user_path)?;
+            let dst = room(place, bytes.len(), user_path)?;
+            dst.copy_from_slice(&bytes);
+            return Ok(bytes.len());
         };
-        self.read_mapped(Location { container: i, row }, &mapped)
-            .map(Some)
+        let container = &mapped.container;
+        let len = usize::try_from(container.row_len(at.row))
+            .ok()
+            .filter(|&len| len as u64 <= crate::index::MAX_ENTRY_LEN)
+            .ok_or_else(|| {
+                Error::corrupt(
+                    PathBuf::from(self.container_uri(at.container)),
+                    format!("entry {:?} has an impossible length", display(user_path)),
+                )
+            })?;
+        let dst = room(place, len, user_path)?;
+        let started = Instant::now();
+        match container.read_row_to(at.row, dst) {
+            Ok(()) => {
+                self.count_cache_hit(len, started);
+                Ok(len)
+            }
+            Err(e) if e.is_data_fault() => {
+                self.cache_fault(at, &e);
+                let bytes = self.read_origin(at)?;
+                if bytes.len() != len {
+                    return Err(Error::corrupt(
+                        PathBuf::from(self.container_uri(at.container)),
+                        format!(
+                            "entry {:?} differs in length from its cached copy",
+                            display(user_path)
+                        ),
+                    ));
+                }
+                dst.copy_from_slice(&bytes);
+                Ok(len)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// The target of a symbolic link, checked against the index checksum.
@@ -778,6 +839,21 @@ fn join_link_target(link_dir: &[u8], target: &[u8]) -> Option<Vec<u8>> {
         }
     }
     Some(parts.join(&SEPARATOR))
+}
+
+/// The memory `place` gives for `len` bytes of `path`, exactly `len` long.
+fn room<'b>(
+    place: impl FnOnce(usize) -> Option<&'b mut [u8]>,
+    len: usize,
+    path: &[u8],
+) -> Result<&'b mut [u8]> {
+    match place(len) {
+        Some(dst) if dst.len() >= len => Ok(&mut dst[..len]),
+        _ => Err(Error::NoRoom {
+            path: display(path),
+            len,
+        }),
+    }
 }
 
 #[cfg(test)]

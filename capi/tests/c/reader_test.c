@@ -1,6 +1,6 @@
 /*
- * Exercises the C ABI as a C program would: open, stat, read (caller and library buffers),
- * list, walk, counters and every error path the tree below allows. Run by
+ * Exercises the C ABI as a C program would: open, stat, read (caller, allocator and library
+ * buffers), list, walk, counters and every error path the tree below allows. Run by
  * capi/tests/c_program.rs against a dataset folded from this tree:
  *   hello.txt           "hello, sheaf\n"
  *   dir/a.bin           1000 bytes, byte i = i % 251
@@ -42,6 +42,34 @@ static void check_stat(const sheaf_dataset *ds) {
   CHECK(sheaf_stat_path(ds, P("empty"), 1, &st) == SHEAF_OK && S_ISDIR(st.mode));
   CHECK(sheaf_stat_path(ds, P("big.bin"), 1, &st) == SHEAF_OK);
   CHECK(st.size == 300000 && (st.flags & SHEAF_STAT_EXTERNAL));
+}
+
+/* An allocator for sheaf_read_alloc: hands out the arena's buffer for up to its size, null for
+ * more, and counts its calls. */
+struct arena {
+  uint8_t buf[2000];
+  size_t calls;
+};
+
+static uint8_t *arena_alloc(void *ctx, size_t len) {
+  struct arena *arena = ctx;
+  arena->calls++;
+  return len <= sizeof arena->buf ? arena->buf : NULL;
+}
+
+static void check_read_alloc(const sheaf_dataset *ds) {
+  struct arena arena = {{0}, 0};
+  size_t len = 0;
+  CHECK(sheaf_read_alloc(ds, P("dir/link"), arena_alloc, &arena, &len) == SHEAF_OK);
+  CHECK(len == 1000 && arena.calls == 1);
+  for (size_t i = 0; i < len; i++) CHECK(arena.buf[i] == i % 251);
+
+  CHECK(sheaf_read_alloc(ds, P("big.bin"), arena_alloc, &arena, &len) == SHEAF_BUFFER_TOO_SMALL);
+  CHECK(len == 300000 && arena.calls == 2);
+
+  CHECK(sheaf_read_alloc(ds, P("missing.txt"), arena_alloc, &arena, &len) == SHEAF_NOT_FOUND);
+  CHECK(arena.calls == 2); /* not called when there is nothing to read */
+  CHECK(sheaf_read_alloc(ds, P("hello.txt"), NULL, &arena, &len) == SHEAF_INVALID_ARGUMENT);
 }
 
 static void check_reads(const sheaf_dataset *ds) {
@@ -159,6 +187,7 @@ int main(int argc, char **argv) {
   }
   check_stat(ds);
   check_reads(ds);
+  check_read_alloc(ds);
   check_listing(ds);
   check_errors(ds);
   check_counters(ds);
