@@ -20,8 +20,8 @@
 #   sheaf          sheaf fold --quiet CORPUS bench-out/out/fold
 #   sheaf-j1       sheaf fold --quiet --jobs 1 CORPUS bench-out/out/fold
 #   floor          dd of as many bytes as the corpus holds, from memory (/dev/zero), then
-#                  fsync: the disk's own time to take that many bytes durably, which no
-#                  fold that makes its output durable can beat
+#                  fsync: what a plain durable write of that size costs here, with no file
+#                  read at all (on a virtual disk the fold's early writeback can beat it)
 #
 # Before every timed command the outputs are removed and `sync` is run (untimed), so no
 # command pays for writing back another's dirty pages. Timing uses hyperfine when available
