@@ -87,7 +87,8 @@ typedef struct {
 
 // Where `sheaf_read_alloc` puts a file: called once with the file's length, it returns memory
 // for at least that many bytes, or null when it has none (the read then fails with
-// `SHEAF_BUFFER_TOO_SMALL`). `ctx` is the caller's own pointer, passed through.
+// `SHEAF_BUFFER_TOO_SMALL`; for a length of 0 nothing is written, so null is accepted, as
+// `malloc(0)` may return). `ctx` is the caller's own pointer, passed through.
 typedef uint8_t *(*sheaf_alloc_fn)(void *ctx, size_t len);
 
 // Bytes owned by the library (an entry's content), released by `sheaf_bytes_free`.

@@ -202,7 +202,8 @@ pub unsafe extern "C" fn sheaf_read_into(
 
 /// Where `sheaf_read_alloc` puts a file: called once with the file's length, it returns memory
 /// for at least that many bytes, or null when it has none (the read then fails with
-/// `SHEAF_BUFFER_TOO_SMALL`). `ctx` is the caller's own pointer, passed through.
+/// `SHEAF_BUFFER_TOO_SMALL`; for a length of 0 nothing is written, so null is accepted, as
+/// `malloc(0)` may return). `ctx` is the caller's own pointer, passed through.
 pub type sheaf_alloc_fn = Option<unsafe extern "C" fn(ctx: *mut c_void, len: usize) -> *mut u8>;
 
 /// Reads the whole file at `path` (following symlinks) into memory the caller allocates once
@@ -231,8 +232,8 @@ pub unsafe extern "C" fn sheaf_read_alloc(
             // else until this call returns; the library writes only into it.
             let at = unsafe { alloc(ctx, n) };
             match (at.is_null(), n) {
+                (_, 0) => Some(&mut [][..]),
                 (true, _) => None,
-                (false, 0) => Some(&mut [][..]),
                 (false, n) => Some(unsafe { std::slice::from_raw_parts_mut(at, n) }),
             }
         };

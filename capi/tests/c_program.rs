@@ -16,6 +16,7 @@ fn make_tree(src: &Path) {
     let pattern: Vec<u8> = (0..1000).map(|i| (i % 251) as u8).collect();
     fs::write(src.join("dir/a.bin"), pattern).unwrap();
     symlink("a.bin", src.join("dir/link")).unwrap();
+    fs::write(src.join("dir/zero"), b"").unwrap();
     fs::write(src.join("big.bin"), vec![b'x'; 300_000]).unwrap();
 }
 

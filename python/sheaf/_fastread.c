@@ -43,16 +43,32 @@ static PyObject *bind(PyObject *module, PyObject *args) {
     Py_RETURN_NONE;
 }
 
-/* One read in progress: the bytes object it fills, and the thread state while the GIL is
- * released. */
+/* One read in progress: the bytes object it fills, the thread state while the GIL is
+ * released, and whether the read stopped because the interpreter is shutting down. */
 struct placing {
     PyThreadState *released;
     PyObject *bytes;
+    int finalizing;
 };
+
+static int interpreter_finalizing(void) {
+#if PY_VERSION_HEX >= 0x030D0000
+    return Py_IsFinalizing();
+#else
+    return _Py_IsFinalizing();
+#endif
+}
 
 /* The library's `alloc`: called once, on the reading thread, with the GIL released. */
 static uint8_t *place_in_bytes(void *context, size_t len) {
     struct placing *placing = context;
+    /* Taking the GIL while the interpreter shuts down may end this thread on the spot, which
+     * must not happen inside the library's (Rust) frames: the read fails instead, and the GIL
+     * is taken back once the library has returned. */
+    if (interpreter_finalizing()) {
+        placing->finalizing = 1;
+        return NULL;
+    }
     PyEval_RestoreThread(placing->released);
     placing->released = NULL;
     if (len > (size_t)PY_SSIZE_T_MAX) {
@@ -91,13 +107,19 @@ static PyObject *read_whole(PyObject *module, PyObject *const *args, Py_ssize_t 
     /* The caller's reference keeps `path` alive while the GIL is released. */
     const uint8_t *path = (const uint8_t *)PyBytes_AS_STRING(args[1]);
     size_t path_len = (size_t)PyBytes_GET_SIZE(args[1]);
-    struct placing placing = {NULL, NULL};
+    struct placing placing = {NULL, NULL, 0};
     size_t len = 0;
     placing.released = PyEval_SaveThread();
     sheaf_status status = sheaf_read_alloc_at((const sheaf_dataset *)handle, path, path_len,
                                               place_in_bytes, &placing, &len);
     if (placing.released) {
         PyEval_RestoreThread(placing.released);
+    }
+    if (placing.finalizing) {
+        /* Checked first: an empty file's read succeeds without memory. */
+        Py_XDECREF(placing.bytes);
+        PyErr_SetString(PyExc_RuntimeError, "sheaf: read stopped, the interpreter is shutting down");
+        return NULL;
     }
     if (status == SHEAF_OK) {
         return placing.bytes;

@@ -33,6 +33,7 @@ use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use xxhash_rust::xxh3::Xxh3;
@@ -76,6 +77,13 @@ pub enum Fetched {
     Copied(u64),
 }
 
+/// How long a cached file found whole is trusted to stay so before its length is checked
+/// again. The check is a system call (`fstat`) that cost a small cached read about a fifth
+/// of its time when it was made on every read; sheaf never truncates a cache file (eviction
+/// and quarantine unlink or rename it), so only something else cutting one short is guarded
+/// against, and that is noticed this long after at most (plus the coarse clock's tick).
+pub const LENGTH_TRUSTED_FOR: Duration = Duration::from_millis(2);
+
 /// A cached container mapped for reading, with the file kept open to notice truncation.
 #[derive(Debug)]
 pub struct MappedContainer {
@@ -83,14 +91,50 @@ pub struct MappedContainer {
     pub container: Arc<Container>,
     file: File,
     len: u64,
+    /// When the file was last found whole, in nanoseconds of the coarse monotonic clock; 0
+    /// before the first check.
+    whole_at: AtomicU64,
 }
 
 impl MappedContainer {
-    /// False when the file was cut shorter than it was when mapped: reading the mapping past
-    /// its new end would fault.
-    pub fn is_whole(&self) -> bool {
-        self.file.metadata().is_ok_and(|m| m.len() >= self.len)
+    fn new(container: Container, file: File, len: u64) -> Self {
+        MappedContainer {
+            container: Arc::new(container),
+            file,
+            len,
+            whole_at: AtomicU64::new(0),
+        }
     }
+
+    /// False when the file was cut shorter than it was when mapped: reading the mapping past
+    /// its new end would fault. Checked with a system call at most once every
+    /// [`LENGTH_TRUSTED_FOR`], by whichever thread reads first after that.
+    pub fn is_whole(&self) -> bool {
+        let now = coarse_clock_ns();
+        let checked = self.whole_at.load(Ordering::Relaxed);
+        if checked != 0 && now.saturating_sub(checked) < LENGTH_TRUSTED_FOR.as_nanos() as u64 {
+            return true;
+        }
+        let whole = self.file.metadata().is_ok_and(|m| m.len() >= self.len);
+        if whole {
+            self.whole_at.store(now.max(1), Ordering::Relaxed);
+        }
+        whole
+    }
+}
+
+/// The coarse monotonic clock in nanoseconds: read from memory the kernel updates each tick,
+/// without a system call, and cheaper than the precise clock a read's latency is timed with.
+fn coarse_clock_ns() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec through the pointer given.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut now) };
+    (now.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(now.tv_nsec as u64)
 }
 
 impl Cache {
@@ -163,11 +207,7 @@ impl Cache {
             let len = file.metadata().ctx("stat", &path)?.len();
             let bytes = crate::index::container::map_file(&path)?;
             let container = Container::from_buffer(bytes, path.clone())?;
-            Ok(MappedContainer {
-                container: Arc::new(container),
-                file,
-                len,
-            })
+            Ok(MappedContainer::new(container, file, len))
         })();
         match mapped {
             Ok(mapped) => {

@@ -166,6 +166,32 @@ impl Container {
         self.index.entry_ref(row).len
     }
 
+    /// Brings a small entry's stored bytes of a mapped container into memory now, one read
+    /// of a byte per page, so that a cold page is read from disk here rather than during a
+    /// later copy the caller may make while holding a lock (a Python reader holds the GIL
+    /// while it copies a small file). Larger entries are left alone: touching every page of
+    /// one would cost more than it could save. Reads nothing outside the container's data.
+    pub fn fault_in_row(&self, row: usize) {
+        let Body::Mapped(bytes) = &self.body else {
+            return;
+        };
+        let entry = self.index.entry_ref(row);
+        if entry.stored_len > FAULT_IN_UP_TO || entry.offset > self.footer.data_len {
+            return;
+        }
+        let (start, len) = (entry.offset as usize, entry.stored_len as usize);
+        let Some(stored) = start
+            .checked_add(len)
+            .filter(|&end| end as u64 <= self.footer.data_len)
+            .and_then(|end| bytes.as_slice().get(start..end))
+        else {
+            return;
+        };
+        for page in stored.chunks(PAGE) {
+            std::hint::black_box(page[0]);
+        }
+    }
+
     /// Reads row `row` like [`Container::read_row`], into `dst`, which must be exactly
     /// [`Container::row_len`] bytes. An uncompressed entry of a mapped container is copied and
     /// checked in one pass (each chunk hashed from `dst` while it is still in cache), where
@@ -346,6 +372,13 @@ const WRITE_BUFFER: usize = 64 << 10;
 /// hash reads it back.
 const COPY_CHUNK: usize = 64 << 10;
 
+/// Entries up to this many stored bytes are faulted in by [`Container::fault_in_row`].
+const FAULT_IN_UP_TO: u64 = 64 << 10;
+
+/// The page size the kernel maps files with (4 KiB on the machines sheaf runs on; a larger
+/// page only makes some of the reads redundant).
+const PAGE: usize = 4096;
+
 /// Copies `src` into `dst` (of the same length) and returns the xxh3-64 of the bytes, hashed
 /// chunk by chunk from `dst` right after each chunk is copied.
 fn copy_hashed(src: &[u8], dst: &mut [u8]) -> u64 {
@@ -414,6 +447,11 @@ impl ContainerWriter {
         self.write(stored)?;
         self.entries.push(entry);
         Ok(())
+    }
+
+    /// The container's name in messages.
+    pub fn file(&self) -> &Path {
+        &self.file
     }
 
     /// Entries added so far.

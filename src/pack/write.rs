@@ -79,6 +79,16 @@ impl SourceTree<'_> {
     }
 }
 
+/// What a container's writer is handed.
+enum Queued {
+    /// The next entries, in path order.
+    Entries(Vec<SourceEntry>),
+    /// No more entries: the container is complete and may be published. A queue that closes
+    /// without it (the fold failed or stopped) abandons the container, which is never
+    /// published.
+    End,
+}
+
 /// An entry ready to append: its index row and the bytes to store.
 struct Prepared {
     entry: Entry,
@@ -90,7 +100,7 @@ struct Prepared {
 /// thread while another appends the batch before it, so reading starts with the container's
 /// first entries instead of after its last is found.
 pub struct ContainerStream<'scope> {
-    batches: SyncSender<Vec<SourceEntry>>,
+    batches: SyncSender<Queued>,
     batch: Vec<SourceEntry>,
     cutter: Cutter,
     /// False once the writer has stopped on an error ([`ContainerStream::finish`] returns it).
@@ -112,7 +122,7 @@ impl<'scope> ContainerStream<'scope> {
         let uri = store.uri(&key);
         let writer = ContainerWriter::new(store.create(&key)?, PathBuf::from(&uri));
         // One batch queued while one is read and one written: about three batches in memory.
-        let (batches, queued) = sync_channel::<Vec<SourceEntry>>(1);
+        let (batches, queued) = sync_channel::<Queued>(1);
         let written =
             scope.spawn(move || write_batches(writer, queued, sources, options, progress));
         Ok(ContainerStream {
@@ -140,15 +150,21 @@ impl<'scope> ContainerStream<'scope> {
 
     fn send_batch(&mut self) {
         let batch = std::mem::take(&mut self.batch);
+        self.send(Queued::Entries(batch));
+    }
+
+    fn send(&mut self, queued: Queued) {
         // A closed queue means the writer stopped on an error.
-        self.running = self.running && self.batches.send(batch).is_ok();
+        self.running = self.running && self.batches.send(queued).is_ok();
     }
 
     /// Writes what is left; the container is visible, durable and whole when this returns.
+    /// A stream dropped without this call is abandoned: its container is never published.
     pub fn finish(mut self) -> Result<WrittenContainer> {
         if !self.batch.is_empty() {
             self.send_batch();
         }
+        self.send(Queued::End);
         let running = self.running;
         drop(self.batches);
         let written = self
@@ -189,18 +205,22 @@ pub fn write_container(
 }
 
 /// Reads, hashes and compresses each batch of `queued` in parallel while the batch before it is
-/// appended to `writer`, in order; then closes the container.
+/// appended to `writer`, in order; then closes the container, if the queue ended with
+/// [`Queued::End`]. Otherwise the writer is dropped, which removes what it wrote.
 fn write_batches(
     mut writer: ContainerWriter,
-    queued: Receiver<Vec<SourceEntry>>,
+    queued: Receiver<Queued>,
     sources: &Sources,
     options: &FoldOptions,
     progress: &dyn Progress,
 ) -> Result<WrittenContainer> {
     let (tx, rx) = sync_channel::<Result<Vec<Prepared>>>(1);
-    std::thread::scope(|scope| {
-        scope.spawn(move || {
-            for batch in queued {
+    let complete = std::thread::scope(|scope| {
+        let reading = scope.spawn(move || {
+            for queued in queued {
+                let Queued::Entries(batch) = queued else {
+                    return true;
+                };
                 let prepared = batch
                     .par_iter()
                     .map(|e| prepare(e, sources, options.compression, progress))
@@ -210,14 +230,26 @@ fn write_batches(
                     break;
                 }
             }
+            false
         });
         for batch in rx {
             for item in batch? {
                 writer.add(item.entry, &item.stored)?;
             }
         }
-        Ok::<_, crate::error::Error>(())
+        Ok::<_, crate::error::Error>(
+            reading
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+        )
     })?;
+    if !complete {
+        return Err(Error::Refused {
+            path: writer.file().to_path_buf(),
+            reason: "the fold stopped before the container's last entry; it was not published"
+                .into(),
+        });
+    }
     writer.finish()
 }
 
@@ -384,5 +416,69 @@ pub fn external_copy_is_current(store: &dyn Store, source: &SourceEntry) -> bool
         None => remote_key(store, &source.path)
             .and_then(|key| store.len(&key))
             .is_ok_and(|len| len == Some(source.len)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::progress::Silent;
+    use crate::store::LocalStore;
+
+    fn file_entry(path: &str, len: u64) -> SourceEntry {
+        SourceEntry {
+            path: path.as_bytes().to_vec(),
+            kind: EntryKind::File,
+            len,
+            mode: 0o100644,
+            mtime_ns: 0,
+        }
+    }
+
+    /// Writes `files` files into `src`, then streams them into container `key` of a store
+    /// over `out`, finishing the stream only when `finish` is set.
+    fn stream(src: &Path, out: &Path, files: usize, finish: bool) -> Option<WrittenContainer> {
+        let store = LocalStore::new(out);
+        let sources = Sources {
+            src: SourceTree::Local(src),
+            copy_externals_to: None,
+        };
+        let options = FoldOptions::default();
+        std::thread::scope(|scope| {
+            let mut stream = ContainerStream::start(
+                scope,
+                &store,
+                "c.sheaf".into(),
+                &sources,
+                &options,
+                &Silent,
+            )
+            .unwrap();
+            for i in 0..files {
+                let name = format!("f{i:05}");
+                fs::write(src.join(&name), name.as_bytes()).unwrap();
+                assert!(stream.push(file_entry(&name, name.len() as u64)));
+            }
+            finish.then(|| stream.finish().unwrap())
+        })
+    }
+
+    #[test]
+    fn a_stream_dropped_before_finish_publishes_nothing_and_leaves_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (src, out) = (tmp.path().join("src"), tmp.path().join("out"));
+        fs::create_dir_all(&src).unwrap();
+        fs::create_dir_all(&out).unwrap();
+        // More than one read batch, so the writer has appended some entries when it stops.
+        assert!(stream(&src, &out, BATCH_ENTRIES + 10, false).is_none());
+        let left: Vec<_> = fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert!(left.is_empty(), "an abandoned container left {left:?}");
+
+        let written = stream(&src, &out, BATCH_ENTRIES + 10, true).unwrap();
+        assert_eq!(written.footer.entry_count, (BATCH_ENTRIES + 10) as u64);
+        assert!(out.join("c.sheaf").is_file());
     }
 }

@@ -384,9 +384,15 @@ impl Dataset {
     /// The bytes of a regular file, following symlinks inside the dataset. Bytes are checked
     /// against the index checksum before they are returned.
     pub fn read(&self, user_path: &[u8]) -> Result<Buffer> {
-        if let Some(bytes) = self.read_cached_file(user_path)? {
-            return Ok(bytes);
+        match self.read_cached_file(user_path)? {
+            Some(bytes) => Ok(bytes),
+            None => self.read_resolved(user_path),
         }
+    }
+
+    /// [`Dataset::read`] the general way: the path normalized and resolved, symlinks followed,
+    /// from the cache or the origin.
+    fn read_resolved(&self, user_path: &[u8]) -> Result<Buffer> {
         let (at, entry) = self.resolve(user_path)?;
         match entry.kind {
             EntryKind::File => self.read_at(at),
@@ -441,7 +447,7 @@ impl Dataset {
         place: impl FnOnce(usize) -> Option<&'b mut [u8]>,
     ) -> Result<usize> {
         let Some((at, mapped)) = self.cached_file(user_path) else {
-            let bytes = self.read(user_path)?;
+            let bytes = self.read_resolved(user_path)?;
             let dst = room(place, bytes.len(), user_path)?;
             dst.copy_from_slice(&bytes);
             return Ok(bytes.len());
@@ -456,6 +462,9 @@ impl Dataset {
                     format!("entry {:?} has an impossible length", display(user_path)),
                 )
             })?;
+        // A cold page is read from disk before `place`, which may take a lock the copy is then
+        // made under (see `Container::fault_in_row`).
+        container.fault_in_row(at.row);
         let dst = room(place, len, user_path)?;
         let started = Instant::now();
         match container.read_row_to(at.row, dst) {
@@ -464,6 +473,8 @@ impl Dataset {
                 Ok(len)
             }
             Err(e) if e.is_data_fault() => {
+                // The copy is quarantined, so only this read goes to the origin after `place`
+                // (perhaps under the caller's lock); later ones go before it, the general way.
                 self.cache_fault(at, &e);
                 let bytes = self.read_origin(at)?;
                 if bytes.len() != len {

@@ -54,12 +54,15 @@ pub(crate) fn open_nofollow(path: &Path) -> io::Result<File> {
 /// Reads a whole file the caller expects to be `expected` bytes long. The usual case is one
 /// `read`: std's `read_to_end` would first `fstat` and seek to size its buffer and then read
 /// once more to see the end, three system calls a file that a fold of a million tiny files
-/// pays a million times. The buffer has one byte of room past `expected`, so a read that stops
-/// short at exactly `expected` is the end (a regular file's read stops short only there), and
-/// a file that has grown or shrunk since it was measured is read to its actual end.
+/// pays a million times. The buffer has one byte of room past `expected`, so a first read that
+/// stops short at exactly `expected` is the end (a local regular file's read stops short only
+/// there), and a file that has grown or shrunk since it was measured is read to its actual
+/// end. Once a file took more than one read (network and FUSE filesystems may stop short
+/// anywhere) only a read that returns nothing ends it.
 pub(crate) fn read_expected(file: &mut File, expected: u64) -> io::Result<Vec<u8>> {
     let room = usize::try_from(expected).map_or(usize::MAX, |n| n.saturating_add(1));
     let mut content = Vec::with_capacity(room);
+    let mut first = true;
     loop {
         if content.len() == content.capacity() {
             // Grown since it was measured: the rest, to its end.
@@ -67,9 +70,10 @@ pub(crate) fn read_expected(file: &mut File, expected: u64) -> io::Result<Vec<u8
             return Ok(content);
         }
         let got = read_into_spare(file, &mut content)?;
-        if got == 0 || content.len() as u64 == expected {
+        if got == 0 || (first && content.len() as u64 == expected) {
             return Ok(content);
         }
+        first = false;
     }
 }
 
@@ -323,6 +327,46 @@ mod tests {
                 assert_eq!(got, bytes, "len {len} expected {expected}");
             }
         }
+    }
+
+    /// Bytes waiting in the pipe `fd`.
+    fn waiting(fd: &impl std::os::fd::AsRawFd) -> libc::c_int {
+        let mut n: libc::c_int = 0;
+        // SAFETY: FIONREAD writes one int through the pointer given.
+        assert_eq!(
+            unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut n) },
+            0
+        );
+        n
+    }
+
+    #[test]
+    fn read_expected_reads_past_a_short_read_that_ends_at_the_expected_length() {
+        // A pipe stops short wherever its writer paused, as network filesystems may: 60 bytes,
+        // then 40 (exactly the 100 expected after two reads), then 100 more the file grew by.
+        let mut fds = [0; 2];
+        // SAFETY: pipe writes two new descriptors, each owned by one File below.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        use std::os::fd::FromRawFd;
+        // SAFETY: both descriptors are new and owned by nothing else.
+        let (mut out, mut into) = unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) };
+        let bytes: Vec<u8> = (0..200u8).collect();
+        let writer = std::thread::spawn({
+            let bytes = bytes.clone();
+            let watched = out.try_clone().unwrap();
+            move || {
+                for part in [&bytes[..60], &bytes[60..100], &bytes[100..]] {
+                    into.write_all(part).unwrap();
+                    // Each part is read on its own before the next is written.
+                    while waiting(&watched) > 0 {
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                    }
+                }
+            }
+        });
+        let got = read_expected(&mut out, 100).unwrap();
+        writer.join().unwrap();
+        assert_eq!(got, bytes);
     }
 
     #[test]

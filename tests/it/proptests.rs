@@ -233,6 +233,8 @@ fn read_all(
         }
         // Copied and checked in one pass into memory of our own, the row passes or fails
         // exactly as it does read the usual way, and never hands over wrong bytes either.
+        // Touching the row's pages reads nothing outside the data, whatever the index says.
+        container.fault_in_row(row);
         let mut placed = vec![0u8; container.row_len(row) as usize];
         let placed_ok = container.read_row_to(row, &mut placed).is_ok();
         let original = originals.get(&entry.path);

@@ -5,6 +5,7 @@
  *   hello.txt           "hello, sheaf\n"
  *   dir/a.bin           1000 bytes, byte i = i % 251
  *   dir/link -> a.bin   symlink
+ *   dir/zero            empty file
  *   empty/              empty directory
  *   big.bin             300000 bytes of 'x' (kept as an external file: threshold 4096)
  * Exits 0 when every check passed; prints each failure.
@@ -57,6 +58,13 @@ static uint8_t *arena_alloc(void *ctx, size_t len) {
   return len <= sizeof arena->buf ? arena->buf : NULL;
 }
 
+/* malloc(0) may return null: an allocator that always does, counting its calls. */
+static uint8_t *null_alloc(void *ctx, size_t len) {
+  (void)len;
+  (*(size_t *)ctx)++;
+  return NULL;
+}
+
 static void check_read_alloc(const sheaf_dataset *ds) {
   struct arena arena = {{0}, 0};
   size_t len = 0;
@@ -70,6 +78,14 @@ static void check_read_alloc(const sheaf_dataset *ds) {
   CHECK(sheaf_read_alloc(ds, P("missing.txt"), arena_alloc, &arena, &len) == SHEAF_NOT_FOUND);
   CHECK(arena.calls == 2); /* not called when there is nothing to read */
   CHECK(sheaf_read_alloc(ds, P("hello.txt"), NULL, &arena, &len) == SHEAF_INVALID_ARGUMENT);
+
+  /* An empty file needs no memory: null is not a failure there, and is for any other length. */
+  size_t null_calls = 0;
+  CHECK(sheaf_read_alloc(ds, P("dir/zero"), null_alloc, &null_calls, &len) == SHEAF_OK);
+  CHECK(len == 0 && null_calls == 1);
+  CHECK(sheaf_read_alloc(ds, P("hello.txt"), null_alloc, &null_calls, &len) ==
+        SHEAF_BUFFER_TOO_SMALL);
+  CHECK(len == 13 && null_calls == 2);
 }
 
 static void check_reads(const sheaf_dataset *ds) {
@@ -112,22 +128,22 @@ static void check_listing(const sheaf_dataset *ds) {
 
   sheaf_walk *walk = NULL;
   CHECK(sheaf_walk_open(ds, P("dir"), &walk) == SHEAF_OK);
-  const char *below_dir[] = {"dir/a.bin", "dir/link"};
+  const char *below_dir[] = {"dir/a.bin", "dir/link", "dir/zero"};
   size_t seen = 0;
   const uint8_t *path;
   size_t path_len;
   sheaf_status status;
   while ((status = sheaf_walk_next(walk, &path, &path_len, NULL)) == SHEAF_OK) {
-    CHECK(seen < 2 && path_len == strlen(below_dir[seen]) &&
+    CHECK(seen < 3 && path_len == strlen(below_dir[seen]) &&
           memcmp(path, below_dir[seen], path_len) == 0);
     seen++;
   }
-  CHECK(status == SHEAF_END && seen == 2);
+  CHECK(status == SHEAF_END && seen == 3);
   sheaf_walk_free(walk);
 
   uint64_t count = 0;
-  /* Five entries and the external big.bin. */
-  CHECK(sheaf_entry_count(ds, &count) == SHEAF_OK && count == 6);
+  /* Six entries and the external big.bin. */
+  CHECK(sheaf_entry_count(ds, &count) == SHEAF_OK && count == 7);
 }
 
 static void check_errors(const sheaf_dataset *ds) {
