@@ -6,15 +6,18 @@ use super::walk::SourceEntry;
 use super::{Compression, FoldOptions};
 use crate::error::{Error, IoContext, Result};
 use crate::index::container::WrittenContainer;
+use crate::index::path::SEPARATOR;
 use crate::index::{Codec, ContainerWriter, Entry, EntryKind};
 use crate::progress::Progress;
 use crate::store::{ObjectWriter, Store};
 use filetime::FileTime;
 use rayon::prelude::*;
-use std::ffi::OsStr;
+use std::ffi::{CString, OsStr};
 use std::fs::{self, File};
 use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::thread::{Scope, ScopedJoinHandle};
@@ -45,13 +48,13 @@ pub enum SourceTree<'a> {
 }
 
 impl SourceTree<'_> {
-    /// Reads a small file whole.
-    fn read(&self, source: &SourceEntry) -> Result<Vec<u8>> {
+    /// Reads a small file whole; `dir` is the reading thread's [`OpenDir`].
+    fn read(&self, source: &SourceEntry, dir: &mut OpenDir) -> Result<Vec<u8>> {
         match self {
             SourceTree::Local(root) => {
-                let abs = root.join(OsStr::from_bytes(&source.path));
-                let mut file = crate::store::open_nofollow(&abs).ctx("open", &abs)?;
-                crate::store::read_expected(&mut file, source.len).ctx("read", &abs)
+                let abs = || root.join(OsStr::from_bytes(&source.path));
+                let mut file = dir.open(root, &source.path).ctx("open", abs())?;
+                crate::store::read_expected(&mut file, source.len).ctx("read", abs())
             }
             SourceTree::Store(store) => store.read(&remote_key(*store, &source.path)?),
         }
@@ -77,6 +80,58 @@ impl SourceTree<'_> {
             }
         }
     }
+}
+
+/// The directory of the file a reading thread opened last. Once a second file of the same
+/// directory comes, the directory is opened and its files are opened by name relative to it
+/// (`openat`): opened by their whole path, each file costs the kernel a walk from the root
+/// through every directory above it, a fifth of what folding a tiny file costs. A directory
+/// holding a single file is never opened.
+#[derive(Default)]
+struct OpenDir {
+    /// The directory's path relative to the source root.
+    parent: Vec<u8>,
+    fd: Option<OwnedFd>,
+}
+
+impl OpenDir {
+    /// Opens `path` (relative to `root`) for reading, never through a symlink in its place.
+    fn open(&mut self, root: &Path, path: &[u8]) -> std::io::Result<File> {
+        let (parent, name) = match path.iter().rposition(|&b| b == SEPARATOR) {
+            Some(at) => (&path[..at], &path[at + 1..]),
+            None => (&path[..0], path),
+        };
+        if self.parent != parent {
+            self.parent = parent.to_vec();
+            self.fd = None;
+            return crate::store::open_nofollow(&root.join(OsStr::from_bytes(path)));
+        }
+        if self.fd.is_none() {
+            let dir = root.join(OsStr::from_bytes(parent));
+            self.fd = Some(
+                fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_DIRECTORY)
+                    .open(dir)?
+                    .into(),
+            );
+        }
+        let fd = self.fd.as_ref().expect("the directory was opened");
+        open_in(fd, name)
+    }
+}
+
+/// Opens the file `name` of the open directory `dir` for reading, not through a symlink.
+fn open_in(dir: &OwnedFd, name: &[u8]) -> std::io::Result<File> {
+    let name = CString::new(name).map_err(|_| std::io::ErrorKind::InvalidInput)?;
+    let flags = libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    // SAFETY: `name` is a NUL-terminated string that outlives the call; `dir` is open.
+    let fd = unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), flags) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `openat` returned a new descriptor that nothing else owns.
+    Ok(unsafe { File::from_raw_fd(fd) })
 }
 
 /// What a container's writer is handed.
@@ -223,7 +278,9 @@ fn write_batches(
                 };
                 let prepared = batch
                     .par_iter()
-                    .map(|e| prepare(e, sources, options.compression, progress))
+                    .map_init(OpenDir::default, |dir, e| {
+                        prepare(e, dir, sources, options.compression, progress)
+                    })
                     .collect::<Result<Vec<_>>>();
                 let failed = prepared.is_err();
                 if tx.send(prepared).is_err() || failed {
@@ -255,6 +312,7 @@ fn write_batches(
 
 fn prepare(
     source: &SourceEntry,
+    dir: &mut OpenDir,
     sources: &Sources,
     compression: Compression,
     progress: &dyn Progress,
@@ -285,7 +343,7 @@ fn prepare(
             (entry.len, entry.xxh3) = (stored.len() as u64, xxh3_64(&stored));
         }
         EntryKind::File => {
-            let content = sources.src.read(source)?;
+            let content = sources.src.read(source, dir)?;
             (entry.len, entry.xxh3) = (content.len() as u64, xxh3_64(&content));
             (entry.codec, stored) = compress(content, compression);
         }
@@ -461,6 +519,34 @@ mod tests {
             }
             finish.then(|| stream.finish().unwrap())
         })
+    }
+
+    #[test]
+    fn files_are_opened_relative_to_their_directory_and_never_through_a_symlink() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        fs::create_dir_all(root.join("a/b")).unwrap();
+        for path in ["top", "a/x", "a/y", "a/z", "a/b/w"] {
+            fs::write(root.join(path), path).unwrap();
+        }
+        std::os::unix::fs::symlink("x", root.join("a/link")).unwrap();
+        let mut dir = OpenDir::default();
+        // Alternating directories, then three files of one: the third is opened with `openat`.
+        for path in ["top", "a/x", "a/b/w", "a/x", "a/y", "a/z"] {
+            let mut got = String::new();
+            let mut file = dir.open(root, path.as_bytes()).unwrap();
+            std::io::Read::read_to_string(&mut file, &mut got).unwrap();
+            assert_eq!(got, path);
+        }
+        assert!(dir.fd.is_some(), "the directory of a second file is opened");
+        let refused = dir.open(root, b"a/link").unwrap_err();
+        assert_eq!(refused.raw_os_error(), Some(libc::ELOOP));
+        let missing = dir.open(root, b"a/gone").unwrap_err();
+        assert_eq!(missing.kind(), std::io::ErrorKind::NotFound);
+        // A first file of a directory is opened by its path, also never through a symlink.
+        let mut fresh = OpenDir::default();
+        let refused = fresh.open(root, b"a/link").unwrap_err();
+        assert_eq!(refused.raw_os_error(), Some(libc::ELOOP));
     }
 
     #[test]
