@@ -85,8 +85,8 @@ impl SourceTree<'_> {
 /// The directory of the file a reading thread opened last. Once a second file of the same
 /// directory comes, the directory is opened and its files are opened by name relative to it
 /// (`openat`): opened by their whole path, each file costs the kernel a walk from the root
-/// through every directory above it, a fifth of what folding a tiny file costs. A directory
-/// holding a single file is never opened.
+/// through every directory above it, a part of the fold of a tree of tiny files worth saving
+/// (BENCHMARKS.md has the figures). A directory holding a single file is never opened.
 #[derive(Default)]
 struct OpenDir {
     /// The directory's path relative to the source root.
