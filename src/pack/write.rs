@@ -6,7 +6,7 @@ use super::walk::SourceEntry;
 use super::{Compression, FoldOptions};
 use crate::error::{Error, IoContext, Result};
 use crate::index::container::WrittenContainer;
-use crate::index::path::SEPARATOR;
+use crate::index::path as index_path;
 use crate::index::{Codec, ContainerWriter, Entry, EntryKind};
 use crate::progress::Progress;
 use crate::store::{ObjectWriter, Store};
@@ -97,12 +97,11 @@ struct OpenDir {
 impl OpenDir {
     /// Opens `path` (relative to `root`) for reading, never through a symlink in its place.
     fn open(&mut self, root: &Path, path: &[u8]) -> std::io::Result<File> {
-        let (parent, name) = match path.iter().rposition(|&b| b == SEPARATOR) {
-            Some(at) => (&path[..at], &path[at + 1..]),
-            None => (&path[..0], path),
-        };
+        let parent = index_path::parent(path);
         if self.parent != parent {
-            self.parent = parent.to_vec();
+            // Reuses the buffer: a fold changes directory once per directory per batch.
+            self.parent.clear();
+            self.parent.extend_from_slice(parent);
             self.fd = None;
             return crate::store::open_nofollow(&root.join(OsStr::from_bytes(path)));
         }
@@ -117,7 +116,7 @@ impl OpenDir {
             );
         }
         let fd = self.fd.as_ref().expect("the directory was opened");
-        open_in(fd, name)
+        open_in(fd, index_path::file_name(path))
     }
 }
 
@@ -531,7 +530,8 @@ mod tests {
         }
         std::os::unix::fs::symlink("x", root.join("a/link")).unwrap();
         let mut dir = OpenDir::default();
-        // Alternating directories, then three files of one: the third is opened with `openat`.
+        // Alternating directories, then three files of one: the second and third are opened
+        // with `openat`.
         for path in ["top", "a/x", "a/b/w", "a/x", "a/y", "a/z"] {
             let mut got = String::new();
             let mut file = dir.open(root, path.as_bytes()).unwrap();
