@@ -48,13 +48,16 @@ pub enum SourceTree<'a> {
 }
 
 impl SourceTree<'_> {
-    /// Reads a small file whole; `dir` is the reading thread's [`OpenDir`].
-    fn read(&self, source: &SourceEntry, dir: &mut OpenDir) -> Result<Vec<u8>> {
+    /// Reads a small file whole; `dir` is the reading thread's [`OpenDir`]. A local file
+    /// that has grown to `threshold` bytes or more since the walk measured it is an error: it
+    /// is no longer a small file, and it may still be growing.
+    fn read(&self, source: &SourceEntry, dir: &mut OpenDir, threshold: u64) -> Result<Vec<u8>> {
         match self {
             SourceTree::Local(root) => {
                 let abs = || root.join(OsStr::from_bytes(&source.path));
                 let mut file = dir.open(root, &source.path).ctx("open", abs())?;
-                crate::store::read_expected(&mut file, source.len).ctx("read", abs())
+                let limit = threshold.saturating_sub(1);
+                crate::store::read_expected(&mut file, source.len, limit).ctx("read", abs())
             }
             SourceTree::Store(store) => store.read(&remote_key(*store, &source.path)?),
         }
@@ -278,7 +281,7 @@ fn write_batches(
                 let prepared = batch
                     .par_iter()
                     .map_init(OpenDir::default, |dir, e| {
-                        prepare(e, dir, sources, options.compression, progress)
+                        prepare(e, dir, sources, options, progress)
                     })
                     .collect::<Result<Vec<_>>>();
                 let failed = prepared.is_err();
@@ -313,7 +316,7 @@ fn prepare(
     source: &SourceEntry,
     dir: &mut OpenDir,
     sources: &Sources,
-    compression: Compression,
+    options: &FoldOptions,
     progress: &dyn Progress,
 ) -> Result<Prepared> {
     let mut entry = Entry {
@@ -342,9 +345,9 @@ fn prepare(
             (entry.len, entry.xxh3) = (stored.len() as u64, xxh3_64(&stored));
         }
         EntryKind::File => {
-            let content = sources.src.read(source, dir)?;
+            let content = sources.src.read(source, dir, options.threshold)?;
             (entry.len, entry.xxh3) = (content.len() as u64, xxh3_64(&content));
-            (entry.codec, stored) = compress(content, compression);
+            (entry.codec, stored) = compress(content, options.compression);
         }
         EntryKind::External => {
             (entry.len, entry.xxh3) = hash_and_copy(sources, source)?;

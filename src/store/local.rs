@@ -58,15 +58,24 @@ pub(crate) fn open_nofollow(path: &Path) -> io::Result<File> {
 /// stops short at exactly `expected` is the end (a local regular file's read stops short only
 /// there), and a file that has grown or shrunk since it was measured is read to its actual
 /// end. Once a file took more than one read (network and FUSE filesystems may stop short
-/// anywhere) only a read that returns nothing ends it.
-pub(crate) fn read_expected(file: &mut File, expected: u64) -> io::Result<Vec<u8>> {
-    let room = usize::try_from(expected).map_or(usize::MAX, |n| n.saturating_add(1));
+/// anywhere) only a read that returns nothing ends it. A file that has grown past `limit`
+/// bytes is an error (`FileTooLarge`) once `limit + 1` bytes are in: a file being written
+/// while it is read must not be taken into memory however large it gets.
+pub(crate) fn read_expected(file: &mut File, expected: u64, limit: u64) -> io::Result<Vec<u8>> {
+    let room = usize::try_from(expected.min(limit)).map_or(usize::MAX, |n| n.saturating_add(1));
     let mut content = Vec::with_capacity(room);
     let mut first = true;
     loop {
         if content.len() == content.capacity() {
-            // Grown since it was measured: the rest, to its end.
-            file.read_to_end(&mut content)?;
+            // Grown since it was measured: the rest, to its end or just past the limit.
+            let room_left = limit.saturating_add(1).saturating_sub(content.len() as u64);
+            (&mut *file).take(room_left).read_to_end(&mut content)?;
+            if content.len() as u64 > limit {
+                return Err(io::Error::new(
+                    io::ErrorKind::FileTooLarge,
+                    format!("grew past {limit} bytes while it was being read"),
+                ));
+            }
             return Ok(content);
         }
         let got = read_into_spare(file, &mut content)?;
@@ -323,9 +332,24 @@ mod tests {
             // As measured, grown since (expected less) and shrunk since (expected more).
             for expected in [len, len.saturating_sub(1), 0, len + 1, len + 5000] {
                 let (mut file, bytes) = file_of(dir.path(), len);
-                let got = read_expected(&mut file, expected as u64).unwrap();
+                let got = read_expected(&mut file, expected as u64, u64::MAX).unwrap();
                 assert_eq!(got, bytes, "len {len} expected {expected}");
             }
+        }
+    }
+
+    #[test]
+    fn read_expected_stops_just_past_the_limit_of_a_file_that_grew() {
+        let dir = tempfile::tempdir().unwrap();
+        for len in [1usize, 4096, 100_000] {
+            // Up to the limit a grown file is read whole; one byte more is refused.
+            let (mut file, bytes) = file_of(dir.path(), len);
+            let got = read_expected(&mut file, 0, len as u64).unwrap();
+            assert_eq!(got, bytes, "len {len} at its limit");
+            let (mut file, _) = file_of(dir.path(), len);
+            let err = read_expected(&mut file, 0, len as u64 - 1).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::FileTooLarge, "len {len}");
+            assert!(err.to_string().contains("grew past"), "{err}");
         }
     }
 
@@ -364,7 +388,7 @@ mod tests {
                 }
             }
         });
-        let got = read_expected(&mut out, 100).unwrap();
+        let got = read_expected(&mut out, 100, u64::MAX).unwrap();
         writer.join().unwrap();
         assert_eq!(got, bytes);
     }
@@ -373,7 +397,7 @@ mod tests {
     fn read_expected_reports_a_failed_read() {
         let dir = tempfile::tempdir().unwrap();
         let mut not_readable = File::open(dir.path()).unwrap();
-        let err = read_expected(&mut not_readable, 10).unwrap_err();
+        let err = read_expected(&mut not_readable, 10, u64::MAX).unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::EISDIR));
     }
 }
