@@ -14,6 +14,7 @@
 //! written with the library's own container writer and catalog, under a temporary directory.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use sheaf::checksum::xxh3_64;
 use sheaf::index::{Catalog, CatalogRow, Codec, Container, ContainerWriter, Entry, EntryKind};
 use sheaf::layout::{container_key, container_name, CATALOG_KEY};
 use sheaf::Dataset;
@@ -21,7 +22,6 @@ use std::collections::HashMap;
 use std::hint::black_box;
 use std::path::Path;
 use std::time::Instant;
-use xxhash_rust::xxh3::xxh3_64;
 
 const ENTRY_BYTES: usize = 64;
 const PER_CONTAINER: usize = 65_536;

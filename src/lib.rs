@@ -9,6 +9,7 @@
 //! The bytes on disk are specified in formats/SPEC.md.
 
 pub mod cache;
+pub mod checksum;
 pub mod error;
 #[cfg(feature = "fuse")]
 pub mod fs;

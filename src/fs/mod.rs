@@ -12,6 +12,7 @@
 //! and checked whole on its first read request and kept among the few recently read entries
 //! until its last byte has been served; a large external file is checked as it is read in order.
 
+use crate::checksum::Xxh3;
 use crate::error::Error;
 use crate::index::path::{self, SEPARATOR};
 use crate::index::{Entry, EntryKind};
@@ -28,7 +29,6 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, UNIX_EPOCH};
-use xxhash_rust::xxh3::Xxh3;
 
 /// How long the kernel may trust entries and attributes: a published dataset never changes.
 const TTL: Duration = Duration::from_secs(24 * 3600);

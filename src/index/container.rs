@@ -7,6 +7,7 @@ use super::entry::{encode_index, Codec, Entry, EntryIndex, EntryRef, MAX_ENTRIES
 use super::footer::{FileKind, Footer, FOOTER_LEN, INDEX_ALIGNMENT};
 use super::path::{cmp_paths, display};
 use super::{FORMAT_VERSION, MAX_ENTRY_LEN};
+use crate::checksum::{xxh3_64, Xxh3};
 use crate::error::{Error, IoContext, Result};
 use crate::store::{ObjectWriter, Store};
 use arrow_buffer::Buffer;
@@ -15,7 +16,8 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
 use std::sync::Arc;
-use xxhash_rust::xxh3::{xxh3_64, Xxh3};
+// A container's content id is the xxh3-128 of the whole file.
+use xxhash_rust::xxh3::Xxh3 as ContentIdHasher;
 
 /// Where a container's entry bytes are read from.
 #[derive(Debug)]
@@ -130,7 +132,7 @@ impl Container {
         match &self.body {
             Body::Mapped(bytes) => Ok(xxhash_rust::xxh3::xxh3_128(bytes)),
             Body::Remote { store, key } => {
-                let mut hasher = Xxh3::new();
+                let mut hasher = ContentIdHasher::new();
                 let len = self.footer.index_offset + self.footer.index_len + FOOTER_LEN as u64;
                 store.read_chunks(key, len, &mut |chunk| {
                     hasher.update(chunk);
@@ -401,7 +403,7 @@ pub struct ContainerWriter {
     out: BufWriter<Box<dyn ObjectWriter>>,
     offset: u64,
     entries: Vec<Entry>,
-    hasher: Xxh3,
+    hasher: ContentIdHasher,
 }
 
 impl ContainerWriter {
@@ -412,7 +414,7 @@ impl ContainerWriter {
             out: BufWriter::with_capacity(WRITE_BUFFER, out),
             offset: 0,
             entries: Vec::new(),
-            hasher: Xxh3::new(),
+            hasher: ContentIdHasher::new(),
         }
     }
 

@@ -4,6 +4,7 @@
 use super::plan::{ContainerLimits, Cutter};
 use super::walk::SourceEntry;
 use super::{Compression, FoldOptions};
+use crate::checksum::{xxh3_64, Xxh3};
 use crate::error::{Error, IoContext, Result};
 use crate::index::container::WrittenContainer;
 use crate::index::path as index_path;
@@ -21,7 +22,6 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::thread::{Scope, ScopedJoinHandle};
-use xxhash_rust::xxh3::{xxh3_64, Xxh3};
 
 /// Most entry bytes read ahead of the writer in one batch.
 const BATCH_BYTES: u64 = 32 << 20;

@@ -8,6 +8,7 @@ pub mod unfold;
 pub mod verify;
 
 use crate::cache::{Cache, Counter, Latency, MappedContainer, Snapshot};
+use crate::checksum::Xxh3;
 use crate::error::{Error, Result};
 use crate::index::path::{self, cmp_paths, display, is_inside, normalize_user_path, SEPARATOR};
 use crate::index::{Catalog, Container, Entry, EntryKind, PathKey};
@@ -20,7 +21,6 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
-use xxhash_rust::xxh3::Xxh3;
 
 /// How many symbolic links a path may pass through before resolution gives up.
 const MAX_SYMLINK_HOPS: usize = 40;
