@@ -1,4 +1,5 @@
-//! The entry checksum, xxh3-64, computed with the widest SIMD the running CPU has.
+//! The format's xxh3-64 (entry and index checksums, footers, the path hash table), computed
+//! with the widest SIMD the running CPU has; the one place sheaf computes it.
 //!
 //! Every byte sheaf returns is checked against its entry's xxh3-64, so on large files the hash
 //! is a pass over every byte read. A build for generic x86-64 can only assume SSE2; this

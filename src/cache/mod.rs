@@ -426,7 +426,7 @@ impl Cache {
     }
 
     fn record_paths(&self, uri: &str) -> (PathBuf, PathBuf) {
-        let key = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(uri.as_bytes()));
+        let key = format!("{:016x}", crate::checksum::xxh3_64(uri.as_bytes()));
         let dir = self.dir.join("datasets");
         (
             dir.join(format!("{key}.json")),

@@ -6,6 +6,7 @@ use super::footer::{FileKind, Footer, FOOTER_LEN};
 use super::ipc;
 use super::path::{cmp_paths, display};
 use super::FORMAT_VERSION;
+use crate::checksum::xxh3_64;
 use crate::error::{Error, IoContext, Result};
 use arrow_array::{
     ArrayRef, BinaryArray, FixedSizeBinaryArray, RecordBatch, StringArray, UInt32Array, UInt64Array,
@@ -15,7 +16,6 @@ use arrow_schema::DataType;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
-use xxhash_rust::xxh3::xxh3_64;
 
 /// The catalog's file name inside a dataset's `.sheaf/` directory.
 pub const CATALOG_FILE: &str = "catalog.sheaf";

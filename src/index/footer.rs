@@ -3,9 +3,9 @@
 //! See formats/SPEC.md, "The footer". All integers are little-endian.
 
 use super::{FORMAT_VERSION, OLDEST_SUPPORTED_VERSION};
+use crate::checksum::xxh3_64;
 use crate::error::{Error, Result};
 use std::path::Path;
-use xxhash_rust::xxh3::xxh3_64;
 
 /// The last eight bytes of every sheaf file.
 pub const MAGIC: [u8; 8] = *b"SHEAF\x00\xf0\x0d";

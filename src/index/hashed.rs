@@ -4,8 +4,8 @@
 //! See formats/SPEC.md, "Hash lookup".
 
 use super::prefetch;
+use crate::checksum::xxh3_64;
 use arrow_array::{Array, BinaryArray, UInt32Array, UInt64Array};
-use xxhash_rust::xxh3::xxh3_64;
 
 /// The column of `(hash << 32) | row` values, sorted.
 pub const ROWS_COLUMN: &str = "hash_rows";
