@@ -34,6 +34,11 @@ Steps (each runs a benchmark of benches/ and reads its CSV; --only/--skip pick t
   remote    the test servers' S3 (moto) and HDFS (MiniDFSCluster): a --remote-files corpus
             folded there; cargo bench --bench remote counts requests per entry without a
             cache and times preload against a plain parallel ranged download
+  memory    benches/larger_than_memory.py: --memory-files files of 20-180 KB read inside a
+            memory cgroup of 1/2 and 1/4 of the dataset's size (page cache included), two
+            random epochs each: the plain files, squashfuse_ll, sheaf mount, the Python
+            reader and the Python reader through a preloaded cache; files/s, disk bytes read,
+            page cache, the mount daemon's memory
 
 Every step checks that each system returned the same bytes (checksums over everything read)
 and fails otherwise. Results: the scorecard on stdout, bench-out/compare.csv (one row per
@@ -61,7 +66,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "bench-out"
-STEPS = ("fold", "reader", "mount", "python", "scale", "remote")
+STEPS = ("fold", "reader", "mount", "python", "scale", "remote", "memory")
 
 
 def log(message: str) -> None:
@@ -117,6 +122,12 @@ class Scorecard:
         """A line scored by an absolute bound."""
         self.lines.append(Line(measure, sheaf, "", None, unit, f"<= {at_most:g} {unit}",
                                None, sheaf <= at_most, note))
+
+    def ratio_at_most(self, measure, sheaf, peer_name, peer, unit, at_most, note=""):
+        """A line scored by sheaf/peer staying under a bound (bytes read, memory)."""
+        ratio = sheaf / peer
+        self.lines.append(Line(measure, sheaf, peer_name, peer, unit, f"<= {at_most}x",
+                               ratio, ratio <= at_most, note))
 
     def info(self, measure, sheaf, unit, peer_name="", peer=None, note=""):
         """A figure reported without a target (memory, mount time)."""
@@ -464,6 +475,39 @@ def step_remote(args, card: Scorecard) -> None:
             subprocess.run(["bash", str(ROOT / "scripts/servers.sh"), "stop"])
 
 
+def step_memory(args, card: Scorecard) -> None:
+    run(sys.executable, ROOT / "benches/larger_than_memory.py", "--files", args.memory_files,
+        "--factors", "2,4")
+    rows = read_csv(WORK / "larger_than_memory.csv")
+
+    def row(system, factor, epoch):
+        return next(r for r in rows if r["system"] == system and r["factor"] == str(factor)
+                    and r["epoch"] == str(epoch))
+
+    mib = 2 ** 20
+    for factor in (2, 4):
+        for epoch in (1, 2):
+            plain = row("plain", factor, epoch)
+            squash = row("squashfuse", factor, epoch)
+            where = f"dataset {factor}x memory, epoch {epoch}"
+            for system, label in (("sheaf-mount", "mount"), ("sheaf-python", "Python reader"),
+                                  ("sheaf-cached", "Python reader, cache tier")):
+                ours = row(system, factor, epoch)
+                card.ratio(f"{label}, {where} (files/s)", float(ours["files_per_s"]),
+                           'open().read()', float(plain["files_per_s"]), "files/s", 0.9,
+                           note=f"squashfuse_ll {float(squash['files_per_s']):,.0f} files/s; "
+                                f"page cache {int(ours['page_cache_bytes']) / mib:,.0f} MiB, "
+                                f"plain {int(plain['page_cache_bytes']) / mib:,.0f} MiB")
+                card.ratio_at_most(f"{label}, {where}: disk bytes read",
+                                   int(ours["disk_bytes"]) / mib, "plain files",
+                                   int(plain["disk_bytes"]) / mib, "MiB", 1.2,
+                                   note=f"squashfuse_ll {int(squash['disk_bytes']) / mib:,.0f} MiB")
+        mount = row("sheaf-mount", factor, 2)
+        card.bound(f"mount daemon anonymous RSS, dataset {factor}x memory",
+                   int(mount["daemon_anon_bytes"]) / mib, "MiB", 8,
+                   note=f"file-backed {int(mount['daemon_file_bytes']) / mib:.1f} MiB")
+
+
 def machine() -> str:
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
                 if l.startswith("model name")), platform.processor())
@@ -490,6 +534,8 @@ def main() -> None:
                         help="files in the corpus folded onto S3 and HDFS (default 4000)")
     parser.add_argument("--remote-reads", type=int, default=200,
                         help="random entries read without a cache from each store")
+    parser.add_argument("--memory-files", type=int, default=12_000,
+                        help="files in the larger-than-memory corpus (default 12000, 1.1 GiB)")
     parser.add_argument("--only", default=",".join(STEPS), help="steps to run")
     parser.add_argument("--skip", default="", help="steps to leave out")
     args = parser.parse_args()
@@ -519,6 +565,8 @@ def main() -> None:
             step_scale(args, card, scale)
         elif step == "remote":
             step_remote(args, card)
+        elif step == "memory":
+            step_memory(args, card)
         card.write(machine())
 
 

@@ -143,7 +143,7 @@ fn main() {
         &uri,
         ReadOptions {
             cache: Some(cache),
-            fill: false,
+            ..Default::default()
         },
     )
     .expect("open");

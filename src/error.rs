@@ -128,6 +128,11 @@ impl Error {
         matches!(self, Error::Io { cause, .. } if cause.kind() == io::ErrorKind::BrokenPipe)
     }
 
+    /// True for an operating-system error saying that the named file does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Error::Io { cause, .. } if cause.kind() == io::ErrorKind::NotFound)
+    }
+
     /// True when the error means the data on disk is damaged (as opposed to absent or refused).
     pub fn is_data_fault(&self) -> bool {
         matches!(

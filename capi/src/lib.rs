@@ -125,6 +125,7 @@ pub unsafe extern "C" fn sheaf_open(
         let options = ReadOptions {
             cache,
             fill: flags & SHEAF_OPEN_FILL != 0,
+            ..Default::default()
         };
         let inner = Dataset::open_uri_with(uri, options)?;
         *out = Box::into_raw(Box::new(sheaf_dataset { inner }));

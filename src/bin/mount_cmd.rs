@@ -4,6 +4,7 @@
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use sheaf::fs::SheafFs;
+use sheaf::store::{Access, Pages, ReadPolicy};
 use sheaf::{Dataset, ReadOptions};
 use std::io::{BufRead, Read, Write};
 use std::net::{SocketAddr, TcpListener};
@@ -176,9 +177,15 @@ fn open(args: &MountArgs) -> Result<Dataset> {
         )),
         None => None,
     };
+    // The kernel caches the pages of the files the mount serves; the containers' pages those
+    // reads brought in are dropped, so the page cache holds one copy of the dataset, not two.
     let options = ReadOptions {
         cache,
         fill: args.fill,
+        policy: ReadPolicy {
+            access: Access::Random,
+            pages: Pages::DropAfterRead,
+        },
     };
     Dataset::open_uri_with(&args.dataset.to_string_lossy(), options)
         .with_context(|| format!("opening dataset {}", args.dataset.display()))

@@ -240,16 +240,20 @@ fn set_jobs(jobs: Option<usize>) -> Result<()> {
     Ok(())
 }
 
-/// Opens a dataset named by a local path or a store URI (`scheme://...`).
-fn open_dataset(dataset: &PathBuf) -> sheaf::Result<Dataset> {
-    match dataset.to_str().filter(|s| s.contains("://")) {
-        Some(uri) => Dataset::open_uri(uri),
-        None => Dataset::open(dataset),
-    }
+/// Opens a dataset named by a local path or a store URI (`scheme://...`), read as `options`
+/// say. A local path is used as it is, so a name that is not UTF-8 works.
+fn open_dataset(dataset: &PathBuf, options: sheaf::ReadOptions) -> sheaf::Result<Dataset> {
+    let store: std::sync::Arc<dyn sheaf::store::Store> =
+        match dataset.to_str().filter(|s| s.contains("://")) {
+            Some(uri) => sheaf::store::open(uri)?,
+            None => std::sync::Arc::new(sheaf::store::LocalStore::new(dataset)),
+        };
+    Dataset::open_in_with(store, options)
 }
 
 fn open(dataset: &PathBuf) -> Result<Dataset> {
-    open_dataset(dataset).with_context(|| format!("opening dataset {}", dataset.display()))
+    open_dataset(dataset, sheaf::ReadOptions::default())
+        .with_context(|| format!("opening dataset {}", dataset.display()))
 }
 
 /// Opens a dataset to read, through a cache when one is given.
@@ -262,9 +266,9 @@ fn open_reading(dataset: &PathBuf, read: &ReadCacheArgs) -> Result<Dataset> {
     let options = sheaf::ReadOptions {
         cache: Some(std::sync::Arc::new(cache)),
         fill: read.fill,
+        ..Default::default()
     };
-    Dataset::open_uri_with(&dataset.to_string_lossy(), options)
-        .with_context(|| format!("opening dataset {}", dataset.display()))
+    open_dataset(dataset, options).with_context(|| format!("opening dataset {}", dataset.display()))
 }
 
 fn fold(args: FoldArgs) -> Result<ExitCode> {
@@ -392,7 +396,7 @@ fn cat_one(dataset: &Dataset, path: &[u8], out: &mut impl Write) -> Result<()> {
 
 fn verify(args: VerifyArgs) -> Result<ExitCode> {
     set_jobs(args.jobs)?;
-    let report = match open_dataset(&args.dataset) {
+    let report = match open_dataset(&args.dataset, sheaf::ReadOptions::default()) {
         Ok(dataset) => {
             let bars = progress::Bars::new(args.quiet);
             let report = verify::verify(&dataset, &bars);
@@ -419,7 +423,14 @@ fn verify(args: VerifyArgs) -> Result<ExitCode> {
 
 fn unfold(args: UnfoldArgs) -> Result<ExitCode> {
     set_jobs(args.jobs)?;
-    let dataset = open(&args.dataset)?;
+    // Every container is read whole, in order on each thread: the kernel's read-ahead serves
+    // that better than reads of exactly each entry.
+    let options = sheaf::ReadOptions {
+        policy: sheaf::store::ReadPolicy::SEQUENTIAL,
+        ..Default::default()
+    };
+    let dataset = open_dataset(&args.dataset, options)
+        .with_context(|| format!("opening dataset {}", args.dataset.display()))?;
     let bars = progress::Bars::new(args.quiet);
     let summary = unfold::unfold(&dataset, &args.out, &bars)
         .with_context(|| format!("unfold into {} failed", args.out.display()))?;

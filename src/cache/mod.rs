@@ -25,7 +25,7 @@ pub use preload::{preload, PreloadOptions, PreloadSummary};
 
 use crate::error::{Error, IoContext, Result};
 use crate::index::{Catalog, Container};
-use crate::store::Place;
+use crate::store::{MappedFile, Place, ReadPolicy};
 use arrow_buffer::Buffer;
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
@@ -84,12 +84,12 @@ pub enum Fetched {
 /// against, and that is noticed this long after at most (plus the coarse clock's tick).
 pub const LENGTH_TRUSTED_FOR: Duration = Duration::from_millis(2);
 
-/// A cached container mapped for reading, with the file kept open to notice truncation.
+/// A cached container mapped for reading, whose file's length is checked now and then to
+/// notice it being cut short.
 #[derive(Debug)]
 pub struct MappedContainer {
     /// The parsed container over the mapping.
     pub container: Arc<Container>,
-    file: File,
     len: u64,
     /// When the file was last found whole, in nanoseconds of the coarse monotonic clock; 0
     /// before the first check.
@@ -97,10 +97,9 @@ pub struct MappedContainer {
 }
 
 impl MappedContainer {
-    fn new(container: Container, file: File, len: u64) -> Self {
+    fn new(container: Container, len: u64) -> Self {
         MappedContainer {
             container: Arc::new(container),
-            file,
             len,
             whole_at: AtomicU64::new(0),
         }
@@ -115,7 +114,10 @@ impl MappedContainer {
         if checked != 0 && now.saturating_sub(checked) < LENGTH_TRUSTED_FOR.as_nanos() as u64 {
             return true;
         }
-        let whole = self.file.metadata().is_ok_and(|m| m.len() >= self.len);
+        let whole = self
+            .container
+            .local_file()
+            .is_some_and(|file| file.current_len().is_ok_and(|len| len >= self.len));
         if whole {
             self.whole_at.store(now.max(1), Ordering::Relaxed);
         }
@@ -192,29 +194,20 @@ impl Cache {
         self.container_path(id).is_file()
     }
 
-    /// Maps the cached container `id`, if the cache holds it, and marks it used. A file that is
-    /// there but not a sound container is quarantined and reported as the error; one this
-    /// process cannot open or map is reported and left alone.
-    pub fn map(&self, id: u128) -> Result<Option<MappedContainer>> {
+    /// Maps the cached container `id`, if the cache holds it, to be read as `policy` says, and
+    /// marks it used. A file that is there but not a sound container is quarantined and
+    /// reported as the error; one this process cannot open or map is reported and left alone.
+    pub fn map(&self, id: u128, policy: ReadPolicy) -> Result<Option<MappedContainer>> {
         let path = self.container_path(id);
-        let file = match File::open(&path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            // Out of descriptors, no permission: the process's trouble, not the file's.
-            Err(e) => return Err(Error::io("open", &path, e)),
-        };
-        let mapped: Result<MappedContainer> = (|| {
-            let len = file.metadata().ctx("stat", &path)?.len();
-            let bytes = crate::index::container::map_file(&path)?;
-            let container = Container::from_buffer(bytes, path.clone())?;
-            Ok(MappedContainer::new(container, file, len))
-        })();
-        match mapped {
-            Ok(mapped) => {
+        match Container::open_with(&path, policy) {
+            Ok(container) => {
+                let len = container.local_file().map_or(0, |file| file.len());
                 self.touch(id);
-                Ok(Some(mapped))
+                Ok(Some(MappedContainer::new(container, len)))
             }
+            Err(e) if e.is_not_found() => Ok(None),
             Err(e) if e.is_data_fault() => Err(self.quarantine_after(id, e)),
+            // Out of descriptors, no permission: the process's trouble, not the file's.
             Err(e) => Err(e),
         }
     }
@@ -525,9 +518,8 @@ impl Cache {
         let cached = self.containers()?;
         for c in &cached {
             let path = self.container_path(c.id);
-            let whole = crate::index::container::map_file(&path)
-                .map(|bytes| xxhash_rust::xxh3::xxh3_128(&bytes) == c.id)
-                .unwrap_or(false);
+            let whole = MappedFile::open(&path, ReadPolicy::SEQUENTIAL)
+                .is_ok_and(|file| xxhash_rust::xxh3::xxh3_128(file.bytes()) == c.id);
             if !whole {
                 self.quarantine(c.id);
                 bad.push(c.id);

@@ -342,13 +342,23 @@ impl Filesystem for SheafFs {
             }
             let path = child_path(&dir, name);
             match self.dataset.lookup(&path) {
-                Ok(Some((at, entry))) => Ok((self.ino_of(Some(at), &entry), entry)),
+                Ok(Some((at, entry))) => Ok((at, entry)),
                 Ok(None) => Err(Errno::ENOENT),
                 Err(e) => Err(errno(e)),
             }
         });
         match found {
-            Ok((ino, entry)) => reply.entry(&TTL, &self.attr(ino, &entry), Generation(0)),
+            Ok((at, entry)) => {
+                // A file looked up is about to be opened and read: its bytes start coming from
+                // the device now, while the kernel and the reader make their next round trips
+                // (measured: asked before this reply, not after, where the request would still
+                // be in the making when the read arrives).
+                if entry.kind == EntryKind::File {
+                    self.dataset.prefetch(at);
+                }
+                let ino = self.ino_of(Some(at), &entry);
+                reply.entry(&TTL, &self.attr(ino, &entry), Generation(0));
+            }
             Err(e) => reply.error(e),
         }
     }

@@ -1,5 +1,6 @@
-//! Containers: entry bytes, then the index block, then the footer. Reading maps the file and
-//! serves entries zero-copy; writing streams entries and appends index and footer at the end.
+//! Containers: entry bytes, then the index block, then the footer. Reading maps the file, uses
+//! the index in place and reads entries as the file's read policy says (see store::mapped);
+//! writing streams entries and appends index and footer at the end.
 //!
 //! See formats/SPEC.md, "Containers".
 
@@ -9,21 +10,22 @@ use super::path::{cmp_paths, display};
 use super::{FORMAT_VERSION, MAX_ENTRY_LEN};
 use crate::checksum::{xxh3_64, Xxh3};
 use crate::error::{Error, IoContext, Result};
-use crate::store::{ObjectWriter, Store};
+use crate::store::{MappedFile, ObjectWriter, ReadPolicy, Store, PAGE};
 use arrow_buffer::Buffer;
-use std::fs::File;
 use std::io::{BufWriter, Write};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::ptr::NonNull;
 use std::sync::Arc;
 // A container's content id is the xxh3-128 of the whole file.
 use xxhash_rust::xxh3::Xxh3 as ContentIdHasher;
 
-/// Where a container's entry bytes are read from.
+/// Where a container's bytes are read from.
 #[derive(Debug)]
 enum Body {
-    /// The whole file, memory-mapped (or in memory): entries are slices of it.
-    Mapped(Buffer),
+    /// Bytes in memory: entries are slices of them.
+    Memory(Buffer),
+    /// A local file, mapped: the index is read in place, entries as its policy says.
+    Local(MappedFile),
     /// A file in a remote store: each entry costs one ranged read.
     Remote { store: Arc<dyn Store>, key: String },
 }
@@ -41,19 +43,53 @@ pub struct Container {
 /// containers, the whole index in one request.
 const REMOTE_TAIL: u64 = 1 << 20;
 
+/// How much of a local container a content hash reads at a time, asking the kernel for the
+/// next part while it hashes this one.
+const HASH_STEP: u64 = 8 << 20;
+
 impl Container {
-    /// Maps the container file at `path` and validates its footer and index.
+    /// Maps the container file at `path` for random access and validates its footer and index.
     pub fn open(path: &Path) -> Result<Self> {
-        let bytes = map_file(path)?;
-        Self::from_buffer(bytes, path.to_path_buf())
+        Self::open_with(path, ReadPolicy::default())
     }
 
-    /// Opens the container `key` of a store: mapped when the store is local, otherwise by
-    /// fetching its tail (footer and index) with at most two ranged reads. `file_len`, when the
-    /// catalog gives it, saves a length request.
-    pub fn open_in(store: &Arc<dyn Store>, key: &str, file_len: Option<u64>) -> Result<Self> {
+    /// Maps the container file at `path`, to be read as `policy` says, and validates its
+    /// footer and index.
+    pub fn open_with(path: &Path, policy: ReadPolicy) -> Result<Self> {
+        let mapped = MappedFile::open(path, policy)?;
+        let len = mapped.len();
+        if len < FOOTER_LEN as u64 {
+            return Err(too_short(path, len));
+        }
+        let bytes = mapped.bytes();
+        let footer = Footer::decode(
+            &bytes[bytes.len() - FOOTER_LEN..],
+            len,
+            FileKind::Container,
+            path,
+        )?;
+        // The index is hashed whole right below: one request for all of it, not a fault a page.
+        mapped.will_need(footer.index_offset..len);
+        let index = parse_index(&index_slice(bytes, &footer), &footer, path)?;
+        Ok(Container {
+            file: path.to_path_buf(),
+            body: Body::Local(mapped),
+            footer,
+            index,
+        })
+    }
+
+    /// Opens the container `key` of a store: mapped when the store is local (read as `policy`
+    /// says), otherwise by fetching its tail (footer and index) with at most two ranged reads.
+    /// `file_len`, when the catalog gives it, saves a length request.
+    pub fn open_in(
+        store: &Arc<dyn Store>,
+        key: &str,
+        file_len: Option<u64>,
+        policy: ReadPolicy,
+    ) -> Result<Self> {
         if let Some(root) = store.local_root() {
-            return Self::open(&root.join(key));
+            return Self::open_with(&root.join(key), policy);
         }
         let file = PathBuf::from(store.uri(key));
         let len = match file_len {
@@ -63,10 +99,7 @@ impl Container {
             })?,
         };
         if len < FOOTER_LEN as u64 {
-            return Err(Error::corrupt(
-                &file,
-                format!("{len} bytes is too short to be a sheaf file (truncated?)"),
-            ));
+            return Err(too_short(&file, len));
         }
         let tail_start = len - len.min(REMOTE_TAIL);
         let tail = store.read_range(key, tail_start..len)?;
@@ -95,17 +128,15 @@ impl Container {
         })
     }
 
-    /// Validates a container held in memory (or mapped) as `bytes`.
+    /// Validates a container held in memory as `bytes`.
     pub fn from_buffer(bytes: Buffer, file: PathBuf) -> Result<Self> {
         let file_len = bytes.len() as u64;
         let tail = &bytes[bytes.len().saturating_sub(FOOTER_LEN)..];
         let footer = Footer::decode(tail, file_len, FileKind::Container, &file)?;
-        let index_bytes =
-            bytes.slice_with_length(footer.index_offset as usize, footer.index_len as usize);
-        let index = parse_index(&index_bytes, &footer, &file)?;
+        let index = parse_index(&index_slice(&bytes, &footer), &footer, &file)?;
         Ok(Container {
             file,
-            body: Body::Mapped(bytes),
+            body: Body::Memory(bytes),
             footer,
             index,
         })
@@ -114,6 +145,14 @@ impl Container {
     /// The file this container was read from.
     pub fn file(&self) -> &Path {
         &self.file
+    }
+
+    /// The mapped local file behind this container, when it is one.
+    pub fn local_file(&self) -> Option<&MappedFile> {
+        match &self.body {
+            Body::Local(mapped) => Some(mapped),
+            _ => None,
+        }
     }
 
     /// The decoded footer.
@@ -126,11 +165,23 @@ impl Container {
         &self.index
     }
 
-    /// xxh3-128 of the whole file: the container's content id. A remote container is read
-    /// whole, in chunks, to compute it.
+    /// xxh3-128 of the whole file: the container's content id. A local file is hashed in
+    /// steps, each asked of the kernel while the one before is hashed; a remote container is
+    /// read whole, in chunks.
     pub fn content_id(&self) -> Result<u128> {
         match &self.body {
-            Body::Mapped(bytes) => Ok(xxhash_rust::xxh3::xxh3_128(bytes)),
+            Body::Memory(bytes) => Ok(xxhash_rust::xxh3::xxh3_128(bytes)),
+            Body::Local(mapped) => {
+                let mut hasher = ContentIdHasher::new();
+                let len = mapped.len();
+                mapped.will_need(0..HASH_STEP.min(len));
+                for start in (0..len).step_by(HASH_STEP as usize) {
+                    let end = (start + HASH_STEP).min(len);
+                    mapped.will_need(end..(end + HASH_STEP).min(len));
+                    hasher.update(&mapped.bytes()[start as usize..end as usize]);
+                }
+                Ok(hasher.digest128())
+            }
             Body::Remote { store, key } => {
                 let mut hasher = ContentIdHasher::new();
                 let len = self.footer.index_offset + self.footer.index_len + FOOTER_LEN as u64;
@@ -144,15 +195,10 @@ impl Container {
     }
 
     /// The original bytes of row `row` (a file's content or a symlink's target), checked
-    /// against the index checksum. Uncompressed entries are returned without a copy.
+    /// against the index checksum. Uncompressed entries of a container in memory, or mapped
+    /// and kept in the page cache, are returned without a copy.
     pub fn read_row(&self, row: usize) -> Result<Buffer> {
         let entry = self.index.entry_ref(row);
-        if !entry.kind.is_stored() {
-            return Err(Error::WrongKind {
-                path: display(entry.path),
-                reason: "has no bytes stored in a container",
-            });
-        }
         let stored = self.stored_bytes(&entry)?;
         let bytes = match entry.codec {
             Codec::None => stored,
@@ -168,37 +214,46 @@ impl Container {
         self.index.entry_ref(row).len
     }
 
-    /// Brings a small entry's stored bytes of a mapped container into memory now, one read
-    /// of a byte per page, so that a cold page is read from disk here rather than during a
-    /// later copy the caller may make while holding a lock (a Python reader holds the GIL
-    /// while it copies a small file). Larger entries are left alone: touching every page of
-    /// one would cost more than it could save. Reads nothing outside the container's data.
+    /// Brings a small entry's stored bytes into memory now, so that a cold page is read from
+    /// the device here rather than during a later copy the caller may make while holding a
+    /// lock (a Python reader holds the GIL while it copies a small file). Larger entries are
+    /// left alone: touching every page of one would cost more than it could save. Reads
+    /// nothing outside the container's data.
     pub fn fault_in_row(&self, row: usize) {
-        let Body::Mapped(bytes) = &self.body else {
-            return;
-        };
         let entry = self.index.entry_ref(row);
-        if entry.stored_len > FAULT_IN_UP_TO || entry.offset > self.footer.data_len {
+        if entry.stored_len > FAULT_IN_UP_TO {
             return;
         }
-        let (start, len) = (entry.offset as usize, entry.stored_len as usize);
-        let Some(stored) = start
-            .checked_add(len)
-            .filter(|&end| end as u64 <= self.footer.data_len)
-            .and_then(|end| bytes.as_slice().get(start..end))
-        else {
+        let Ok(range) = self.stored_range(&entry) else {
             return;
         };
-        for page in stored.chunks(PAGE) {
-            std::hint::black_box(page[0]);
+        match &self.body {
+            Body::Memory(bytes) => {
+                for page in bytes[range.start as usize..range.end as usize].chunks(PAGE as usize) {
+                    std::hint::black_box(page[0]);
+                }
+            }
+            Body::Local(mapped) => mapped.fault_in(range),
+            Body::Remote { .. } => {}
+        }
+    }
+
+    /// Asks for row `row`'s stored bytes to be read into memory in the background, when the
+    /// container is a local file: a reader that will soon read the row (a mount that was just
+    /// asked to look it up) overlaps the device's latency with its own work.
+    pub fn prefetch_row(&self, row: usize) {
+        if let (Body::Local(mapped), Ok(range)) =
+            (&self.body, self.stored_range(&self.index.entry_ref(row)))
+        {
+            mapped.will_need(range);
         }
     }
 
     /// Reads row `row` like [`Container::read_row`], into `dst`, which must be exactly
-    /// [`Container::row_len`] bytes. An uncompressed entry of a mapped container is copied and
-    /// checked in one pass (each chunk hashed from `dst` while it is still in cache), where
-    /// `read_row` and a copy would pass over the bytes twice. On an error, what `dst` holds is
-    /// unspecified and must not be used.
+    /// [`Container::row_len`] bytes. An uncompressed entry is copied and checked in one pass
+    /// (each chunk hashed from `dst` while it is still in cache), where `read_row` and a copy
+    /// would pass over the bytes twice. On an error, what `dst` holds is unspecified and must
+    /// not be used.
     pub fn read_row_to(&self, row: usize, dst: &mut [u8]) -> Result<()> {
         let entry = self.index.entry_ref(row);
         if dst.len() as u64 != entry.len {
@@ -212,16 +267,9 @@ impl Container {
                 ),
             ));
         }
-        let mapped_and_plain = matches!(self.body, Body::Mapped(_)) && entry.codec == Codec::None;
-        if !mapped_and_plain {
+        if entry.codec != Codec::None {
             dst.copy_from_slice(&self.read_row(row)?);
             return Ok(());
-        }
-        if !entry.kind.is_stored() {
-            return Err(Error::WrongKind {
-                path: display(entry.path),
-                reason: "has no bytes stored in a container",
-            });
         }
         let stored = self.stored_bytes(&entry)?;
         let found = copy_hashed(&stored, dst);
@@ -241,12 +289,20 @@ impl Container {
         Ok(())
     }
 
-    fn stored_bytes(&self, entry: &EntryRef) -> Result<Buffer> {
-        let in_range = entry
+    /// Where `entry`'s stored bytes lie in the file, checked against the data section and the
+    /// entry's own lengths.
+    fn stored_range(&self, entry: &EntryRef) -> Result<Range<u64>> {
+        if !entry.kind.is_stored() {
+            return Err(Error::WrongKind {
+                path: display(entry.path),
+                reason: "has no bytes stored in a container",
+            });
+        }
+        let end = entry
             .offset
             .checked_add(entry.stored_len)
-            .is_some_and(|end| end <= self.footer.data_len);
-        if !in_range {
+            .filter(|&end| end <= self.footer.data_len);
+        let Some(end) = end else {
             return Err(Error::corrupt(
                 &self.file,
                 format!(
@@ -257,7 +313,7 @@ impl Container {
                     self.footer.data_len
                 ),
             ));
-        }
+        };
         if entry.len > MAX_ENTRY_LEN
             || (entry.codec == Codec::None && entry.stored_len != entry.len)
         {
@@ -266,14 +322,18 @@ impl Container {
                 format!("entry {:?} has inconsistent lengths", display(entry.path)),
             ));
         }
+        Ok(entry.offset..end)
+    }
+
+    fn stored_bytes(&self, entry: &EntryRef) -> Result<Buffer> {
+        let range = self.stored_range(entry)?;
         match &self.body {
-            Body::Mapped(bytes) => {
-                Ok(bytes.slice_with_length(entry.offset as usize, entry.stored_len as usize))
+            Body::Memory(bytes) => {
+                Ok(bytes
+                    .slice_with_length(range.start as usize, (range.end - range.start) as usize))
             }
-            Body::Remote { store, key } => {
-                let range = entry.offset..entry.offset + entry.stored_len;
-                Ok(Buffer::from_vec(store.read_range(key, range)?))
-            }
+            Body::Local(mapped) => mapped.read(range),
+            Body::Remote { store, key } => Ok(Buffer::from_vec(store.read_range(key, range)?)),
         }
     }
 
@@ -286,6 +346,18 @@ impl Container {
         })?;
         Ok(Buffer::from_vec(out))
     }
+}
+
+/// The index block of a whole file's `bytes`, as its (decoded, so in-range) footer places it.
+fn index_slice(bytes: &Buffer, footer: &Footer) -> Buffer {
+    bytes.slice_with_length(footer.index_offset as usize, footer.index_len as usize)
+}
+
+fn too_short(file: &Path, len: u64) -> Error {
+    Error::corrupt(
+        file,
+        format!("{len} bytes is too short to be a sheaf file (truncated?)"),
+    )
 }
 
 /// Checks an index block against its footer and decodes it.
@@ -312,26 +384,6 @@ fn parse_index(index_bytes: &Buffer, footer: &Footer, file: &Path) -> Result<Ent
         ));
     }
     Ok(index)
-}
-
-/// Maps a whole file read-only as an Arrow buffer that keeps the mapping alive.
-pub fn map_file(path: &Path) -> Result<Buffer> {
-    let file = File::open(path).ctx("open", path)?;
-    let len = file.metadata().ctx("stat", path)?.len();
-    if len < FOOTER_LEN as u64 {
-        return Err(Error::corrupt(
-            path,
-            format!("{len} bytes is too short to be a sheaf file (truncated?)"),
-        ));
-    }
-    // SAFETY: sheaf files are immutable once published (written under a temporary name and
-    // renamed); the mapping is only read.
-    let map = unsafe { memmap2::Mmap::map(&file) }.ctx("map", path)?;
-    let ptr = NonNull::new(map.as_ptr() as *mut u8).expect("mmap of a non-empty file is non-null");
-    let len = map.len();
-    // SAFETY: `ptr` and `len` describe the mapping, which the Arc keeps alive as long as any
-    // slice of the buffer exists.
-    Ok(unsafe { Buffer::from_custom_allocation(ptr, len, Arc::new(map)) })
 }
 
 /// What a finished container looks like, for the catalog.
@@ -376,10 +428,6 @@ const COPY_CHUNK: usize = 64 << 10;
 
 /// Entries up to this many stored bytes are faulted in by [`Container::fault_in_row`].
 const FAULT_IN_UP_TO: u64 = 64 << 10;
-
-/// The page size the kernel maps files with (4 KiB on the machines sheaf runs on; a larger
-/// page only makes some of the reads redundant).
-const PAGE: usize = 4096;
 
 /// Copies `src` into `dst` (of the same length) and returns the xxh3-64 of the bytes, hashed
 /// chunk by chunk from `dst` right after each chunk is copied.

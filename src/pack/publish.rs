@@ -14,7 +14,7 @@ use crate::index::{Catalog, CatalogRow, Codec, Container, EntryKind};
 use crate::layout::{container_key, Layout, CATALOG_KEY};
 use crate::progress::Progress;
 use crate::read::Dataset;
-use crate::store::{LocalStore, Store};
+use crate::store::{LocalStore, ReadPolicy, Store};
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::Write;
@@ -219,7 +219,7 @@ pub fn reusable_container(
 ) -> Option<CatalogRow> {
     let key = container_key(name);
     store.len(&key).ok()??;
-    let container = Container::open_in(store, &key, None).ok()?;
+    let container = Container::open_in(store, &key, None, ReadPolicy::SEQUENTIAL).ok()?;
     let index = container.index();
     if index.len() != planned.len() {
         return None;

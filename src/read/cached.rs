@@ -5,7 +5,7 @@
 use crate::cache::{Cache, Counter, Counters, Latency, MappedContainer, RECHECK_AFTER};
 use crate::index::CatalogRow;
 use crate::layout::container_key;
-use crate::store::{Store, CHUNK};
+use crate::store::{ReadPolicy, Store, CHUNK};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -40,15 +40,22 @@ pub(super) struct Tier {
     slots: Vec<Mutex<Slot>>,
     fill: bool,
     filling: Arc<Mutex<HashSet<u128>>>,
+    policy: ReadPolicy,
 }
 
 impl Tier {
-    pub(super) fn new(cache: Arc<Cache>, containers: usize, fill: bool) -> Tier {
+    pub(super) fn new(
+        cache: Arc<Cache>,
+        containers: usize,
+        fill: bool,
+        policy: ReadPolicy,
+    ) -> Tier {
         Tier {
             cache,
             slots: (0..containers).map(|_| Mutex::new(Slot::Unknown)).collect(),
             fill,
             filling: Arc::default(),
+            policy,
         }
     }
 
@@ -89,7 +96,7 @@ impl Tier {
             // Mapped by another thread since the look above.
             Slot::Cached { mapped, .. } => Some(mapped.clone()),
             Slot::Absent { since, .. } if since.elapsed() < RECHECK_AFTER => None,
-            _ => match self.cache.map(row.content_id) {
+            _ => match self.cache.map(row.content_id, self.policy) {
                 Ok(Some(mapped)) if accept(&mapped) => {
                     let mapped = Arc::new(mapped);
                     *slot = Slot::Cached {

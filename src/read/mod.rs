@@ -13,7 +13,9 @@ use crate::error::{Error, Result};
 use crate::index::path::{self, cmp_paths, display, is_inside, normalize_user_path, SEPARATOR};
 use crate::index::{Catalog, Container, Entry, EntryKind, PathKey};
 use crate::layout::{container_key, CATALOG_KEY, FOLD_PARAMS_KEY};
-use crate::store::{self, LocalStore, Store};
+#[cfg(doc)]
+use crate::store::Pages;
+use crate::store::{self, LocalStore, ReadPolicy, Store};
 pub use arrow_buffer::Buffer;
 use std::cmp::Ordering;
 use std::ffi::OsStr;
@@ -42,6 +44,10 @@ pub struct ReadOptions {
     pub cache: Option<Arc<Cache>>,
     /// Fetch containers that keep missing into the cache in the background.
     pub fill: bool,
+    /// How local containers (the origin's, when it is local, and the cache's) are read: in
+    /// what order, and whether the pages a read brings in stay cached (a FUSE mount, whose
+    /// files the kernel caches itself, drops them: see [`Pages::DropAfterRead`]).
+    pub policy: ReadPolicy,
 }
 
 /// A published dataset opened for reading.
@@ -53,6 +59,7 @@ pub struct Dataset {
     containers: Vec<OnceLock<Arc<Container>>>,
     tier: Option<cached::Tier>,
     stats: cached::Stats,
+    policy: ReadPolicy,
 }
 
 impl Dataset {
@@ -105,13 +112,14 @@ impl Dataset {
         let tier = options
             .cache
             .clone()
-            .map(|cache| cached::Tier::new(cache, count, options.fill));
+            .map(|cache| cached::Tier::new(cache, count, options.fill, options.policy));
         Ok(Dataset {
             store,
             catalog,
             containers,
             tier,
             stats: cached::Stats::new(options.cache),
+            policy: options.policy,
         })
     }
 
@@ -193,7 +201,7 @@ impl Dataset {
         if let Some(open) = self.containers[i].get() {
             return Ok(open.clone());
         }
-        let container = self.open_container_unchecked(i)?;
+        let container = self.open_container_with(i, self.policy)?;
         if let Some(problem) = self.container_problem(i, &container) {
             return Err(Error::corrupt(
                 PathBuf::from(self.container_uri(i)),
@@ -230,6 +238,21 @@ impl Dataset {
             }
         }
         self.read_origin(at)
+    }
+
+    /// Asks for the stored bytes at `at` to be read into memory in the background (from the
+    /// cached copy of its container, or the origin's when that is local; nothing for a remote
+    /// origin), for a caller that will read them soon: a mount that was just asked to look a
+    /// file up is about to be asked for its bytes.
+    pub fn prefetch(&self, at: Location) {
+        let container = match self.cached(at.container) {
+            Some(mapped) => mapped.container.clone(),
+            None => match self.containers[at.container].get() {
+                Some(open) => open.clone(),
+                None => return,
+            },
+        };
+        container.prefetch_row(at.row);
     }
 
     /// The entry at `at` from its container's cached copy; a data fault there quarantines the
@@ -277,11 +300,20 @@ impl Dataset {
         Ok(bytes)
     }
 
-    /// Opens container `i` with only its own footer and index checks, for `verify`, which
-    /// reports every problem instead of stopping at the first.
+    /// Opens container `i` with only its own footer and index checks, to be read front to
+    /// back, for `verify`, which reports every problem instead of stopping at the first.
     pub fn open_container_unchecked(&self, i: usize) -> Result<Container> {
+        self.open_container_with(i, ReadPolicy::SEQUENTIAL)
+    }
+
+    fn open_container_with(&self, i: usize, policy: ReadPolicy) -> Result<Container> {
         let row = &self.catalog.rows()[i];
-        Container::open_in(&self.store, &container_key(&row.name), Some(row.file_len))
+        Container::open_in(
+            &self.store,
+            &container_key(&row.name),
+            Some(row.file_len),
+            policy,
+        )
     }
 
     /// Why container `i` is not the file its catalog row describes, if it is not.

@@ -8,6 +8,7 @@
 #[cfg(feature = "hdfs")]
 mod hdfs;
 mod local;
+mod mapped;
 #[cfg(any(feature = "s3", feature = "gcs", feature = "azure"))]
 mod object;
 mod parallel;
@@ -18,6 +19,7 @@ mod runtime;
 pub use hdfs::HdfsBackend;
 pub use local::LocalStore;
 pub(crate) use local::{open_nofollow, read_expected, stream_file, Writeback};
+pub use mapped::{Access, MappedFile, Pages, ReadPolicy, PAGE};
 #[cfg(any(feature = "s3", feature = "gcs", feature = "azure"))]
 pub use object::ObjectBackend;
 pub use parallel::{read_chunks_placed, Place};

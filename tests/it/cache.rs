@@ -42,7 +42,7 @@ fn open_cached(uri: &str, cache: &Path) -> Dataset {
 fn options(cache: &Path) -> ReadOptions {
     ReadOptions {
         cache: Some(Arc::new(Cache::open(cache).unwrap())),
-        fill: false,
+        ..Default::default()
     }
 }
 

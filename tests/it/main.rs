@@ -8,6 +8,7 @@
 //! - `proptests`: random trees round-trip; damaged bytes never come back as data.
 //! - `cache`: preload, the cache-aware reader, quota, pins, faults in the cache and at the origin.
 //! - `mount`: `sheaf mount` really mounted: the original tree, read-only, faults, unmounts.
+//! - `page_cache`: what reads leave in the page cache (datasets larger than memory).
 //! - `conformance`: the same fold, read, publish and fault cases on local, S3 and HDFS stores.
 
 /// Runs the built binary with arguments of any path-like type: `run!("ls", dataset, "-l")`.
@@ -26,6 +27,7 @@ mod conformance;
 mod fold_behaviour;
 mod full_disk;
 mod mount;
+mod page_cache;
 mod proptests;
 mod resume;
 mod roundtrip;

@@ -125,6 +125,36 @@ fn tree(root: &Path, files: usize) -> Snapshot {
 }
 
 #[test]
+fn a_mount_keeps_no_second_copy_of_what_it_serves_in_the_page_cache() {
+    use crate::page_cache::*;
+    if fuse_skipped() {
+        return;
+    }
+    let dir = disk_tempdir();
+    let (ds, container, data_len, contents) = folded_tree(dir.path());
+    evict(&container);
+    let mount = Mount::start(ds.to_str().unwrap(), &dir.path().join("mnt"), &[]);
+    let mut order: Vec<usize> = (0..FILES).collect();
+    let mut rng = Rng::new(5);
+    for i in (1..order.len()).rev() {
+        order.swap(i, rng.below(i as u64 + 1) as usize);
+    }
+    for i in order {
+        let served = fs::read(mount.point.join(file_name(i))).unwrap();
+        assert_eq!(served, contents[i], "{}", file_name(i));
+    }
+    // The kernel holds the served files' pages; the container's pages those reads brought in
+    // are gone again (a mount that kept them would hold all of them: the dataset twice).
+    let resident = resident_pages(&container, 0..data_len);
+    assert!(
+        resident <= FILES,
+        "{resident} of the container's {} data pages are still in memory",
+        data_len / 4096
+    );
+    mount.stop();
+}
+
+#[test]
 fn a_mount_is_the_original_tree_read_only_and_goes_away_on_sigterm() {
     if fuse_skipped() {
         return;

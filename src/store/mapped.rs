@@ -1,0 +1,611 @@
+//! A local file opened for reading: memory-mapped for zero-copy access, with the kernel's
+//! read-around replaced by a policy of our own, so that a dataset many times larger than
+//! memory costs the disk about what its readers ask for.
+//!
+//! Why: a page fault on a mapping reads the device's whole read-ahead window around it
+//! (megabytes on a disk that reads ahead 8 MiB); under memory pressure those pages are evicted
+//! before their neighbours are used, so every small read costs megabytes. Here:
+//!
+//! - the mapping is advised random, so a fault reads the one page it needs;
+//! - a read of several pages is announced to the kernel first (`POSIX_FADV_WILLNEED`: one
+//!   request for exactly the range) while this file's reads keep finding their pages missing,
+//!   and not while they find them resident, where the announcement would be a system call for
+//!   nothing: a file is "cold" from its first slow touch until 32 announced reads in a row find
+//!   their pages already there;
+//! - a forward stream of reads (a scan, an unfold, a loader reading in order) is detected and
+//!   read ahead of, a few MiB at a time;
+//! - a reader whose consumer keeps its own copy of what it reads (the FUSE mount: the kernel
+//!   caches the pages it serves) reads with positioned reads and drops the pages afterwards,
+//!   so the page cache holds one copy of a file, not two;
+//! - a whole-file scan ([`Access::Sequential`]) keeps the kernel's read-ahead, doubled.
+
+use crate::error::{Error, IoContext, Result};
+use arrow_buffer::Buffer;
+use std::fs::File;
+use std::io;
+use std::ops::Range;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How a reader goes through a file.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Access {
+    /// Lookups in any order (a training job, a mount): read what is asked, and read ahead only
+    /// of a stream of reads that is seen to go forward.
+    #[default]
+    Random,
+    /// Front to back, all of it (verify, a content hash): the kernel's read-ahead, doubled.
+    Sequential,
+}
+
+/// What happens to the page-cache pages a read brought in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Pages {
+    /// They stay: they are the one cached copy of the bytes, and warm reads are served from
+    /// them without a copy.
+    #[default]
+    Keep,
+    /// They are dropped once read, for a consumer that keeps its own copy (the FUSE mount,
+    /// whose files the kernel caches): the bytes are read into memory the reader owns.
+    DropAfterRead,
+}
+
+/// How a local file is read: see [`Access`] and [`Pages`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReadPolicy {
+    /// The order reads come in.
+    pub access: Access,
+    /// Whether read pages stay cached.
+    pub pages: Pages,
+}
+
+impl ReadPolicy {
+    /// Whole-file scans: verify, content hashes.
+    pub const SEQUENTIAL: ReadPolicy = ReadPolicy {
+        access: Access::Sequential,
+        pages: Pages::Keep,
+    };
+}
+
+/// The page size files are mapped and cached with (4 KiB on the machines sheaf runs on; a
+/// larger page only makes some of the advice coarser).
+pub const PAGE: u64 = 4096;
+
+/// A touch of a mapped page that takes this long read it from the device (a fault on a page
+/// already in memory takes a few microseconds at most).
+const SLOW_TOUCH: Duration = Duration::from_micros(10);
+
+/// Announced reads in a row that must find their pages in memory before a cold file is
+/// trusted to be warm again (and reads go back to costing no system call).
+const WARM_AFTER: u32 = 32;
+
+/// A read starting this far past the end of the same thread's previous one (a reader that
+/// skips some files), or this far before it, continues a stream.
+const STREAM_SLACK: u64 = 256 << 10;
+
+/// Reads in a row that continue a stream (after the first of a file) before it is read ahead
+/// of.
+const STREAM_AFTER: u32 = 3;
+
+/// How far ahead of a stream the kernel is asked to read; asked again when half is consumed.
+const STREAM_AHEAD: u64 = 4 << 20;
+
+/// A local file, mapped, read under a [`ReadPolicy`].
+#[derive(Debug)]
+pub struct MappedFile {
+    path: PathBuf,
+    file: File,
+    map: Buffer,
+    policy: ReadPolicy,
+    /// This file's number for the per-thread stream tracking.
+    id: u64,
+    residency: Residency,
+    stream: Stream,
+}
+
+impl MappedFile {
+    /// Opens and maps the regular file at `path` (never through a symlink in its place; a FIFO
+    /// or device is refused without blocking on it).
+    pub fn open(path: &Path, policy: ReadPolicy) -> Result<MappedFile> {
+        let file = open_regular(path)?;
+        let len = file.metadata().ctx("stat", path)?.len();
+        let map = map_whole(&file, len, path)?;
+        let mapped = MappedFile {
+            path: path.to_path_buf(),
+            file,
+            map,
+            policy,
+            id: NEXT_FILE_ID.fetch_add(1, Relaxed),
+            residency: Residency::default(),
+            stream: Stream::default(),
+        };
+        mapped.advise_whole();
+        Ok(mapped)
+    }
+
+    /// The file's path, for messages.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The whole mapping, for structures read in place (an index). Reading it faults pages in
+    /// one at a time under [`Access::Random`]: announce a large region with
+    /// [`MappedFile::will_need`] before going through it.
+    pub fn bytes(&self) -> &Buffer {
+        &self.map
+    }
+
+    /// The length the file had when it was mapped.
+    pub fn len(&self) -> u64 {
+        self.map.len() as u64
+    }
+
+    /// True for an empty file.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// The file's length now (a system call): shorter than [`MappedFile::len`] when it was cut
+    /// short under the mapping, which must then not be read past the new end.
+    pub fn current_len(&self) -> io::Result<u64> {
+        Ok(self.file.metadata()?.len())
+    }
+
+    /// Asks the kernel to start reading `range` into memory now, in as few requests as it can.
+    /// Advice only: a failure changes nothing but speed.
+    pub fn will_need(&self, range: Range<u64>) {
+        self.fadvise(range, libc::POSIX_FADV_WILLNEED);
+    }
+
+    /// Bytes `range` of the file, checked to lie inside it. Under [`Pages::Keep`] a slice of the
+    /// mapping (no copy), its pages announced to the kernel first when they are likely missing;
+    /// under [`Pages::DropAfterRead`] a positioned read into new memory, whose pages are then
+    /// dropped from the page cache.
+    pub fn read(&self, range: Range<u64>) -> Result<Buffer> {
+        self.check_range(&range)?;
+        if range.is_empty() {
+            return Ok(Buffer::from_vec(Vec::<u8>::new()));
+        }
+        let streaming = self.follow_stream(&range);
+        match self.policy.pages {
+            Pages::Keep => {
+                self.make_resident(&range);
+                Ok(self
+                    .map
+                    .slice_with_length(range.start as usize, (range.end - range.start) as usize))
+            }
+            Pages::DropAfterRead => {
+                let mut bytes = vec![0u8; (range.end - range.start) as usize];
+                self.file
+                    .read_exact_at(&mut bytes, range.start)
+                    .map_err(|e| self.read_error(e, &range))?;
+                self.drop_pages(&range, streaming);
+                Ok(Buffer::from_vec(bytes))
+            }
+        }
+    }
+
+    /// Brings `range` into memory now, so that a later pass over [`MappedFile::read`]'s slice
+    /// of it does not wait for the device (a caller about to take a lock it will copy under).
+    /// Does nothing under [`Pages::DropAfterRead`], whose reads own their bytes.
+    pub fn fault_in(&self, range: Range<u64>) {
+        if self.policy.pages == Pages::DropAfterRead || self.check_range(&range).is_err() {
+            return;
+        }
+        self.make_resident(&range);
+        let bytes = &self.map.as_slice()[range.start as usize..range.end as usize];
+        for page in bytes.chunks(PAGE as usize) {
+            std::hint::black_box(page[0]);
+        }
+    }
+
+    fn check_range(&self, range: &Range<u64>) -> Result<()> {
+        if range.start <= range.end && range.end <= self.len() {
+            return Ok(());
+        }
+        Err(Error::corrupt(
+            &self.path,
+            format!(
+                "a read of [{}, {}) goes past its {} bytes",
+                range.start,
+                range.end,
+                self.len()
+            ),
+        ))
+    }
+
+    fn read_error(&self, e: io::Error, range: &Range<u64>) -> Error {
+        match e.kind() {
+            io::ErrorKind::UnexpectedEof => Error::corrupt(
+                &self.path,
+                format!("shorter than the {range:?} read from it (cut short since it was opened?)"),
+            ),
+            _ => Error::io("read", &self.path, e),
+        }
+    }
+
+    /// Under [`Access::Random`], makes sure a read of several pages costs one request of the
+    /// device rather than one per page: announced first while the file is cold; while it is
+    /// warm, its first page is touched and timed, and a slow touch announces the rest and marks
+    /// the file cold. A read within one page needs nothing: its one fault reads that page.
+    fn make_resident(&self, range: &Range<u64>) {
+        let within_one_page = range.start / PAGE == range.end.saturating_sub(1) / PAGE;
+        if self.policy.access == Access::Sequential || range.is_empty() || within_one_page {
+            return;
+        }
+        let bytes = self.map.as_slice();
+        let started = Instant::now();
+        if self.residency.is_cold() {
+            self.will_need(range.clone());
+            std::hint::black_box(bytes[range.start as usize]);
+            std::hint::black_box(bytes[range.end as usize - 1]);
+            self.residency.announced(started.elapsed() < SLOW_TOUCH);
+        } else {
+            std::hint::black_box(bytes[range.start as usize]);
+            if started.elapsed() >= SLOW_TOUCH {
+                self.residency.went_cold();
+                self.will_need((range.start / PAGE + 1) * PAGE..range.end);
+            }
+        }
+    }
+
+    /// Notes a read of `range`; returns true when it continues a forward stream, which is then
+    /// read ahead of (under [`Access::Random`]; sequential files have the kernel's read-ahead).
+    fn follow_stream(&self, range: &Range<u64>) -> bool {
+        if self.policy.access == Access::Sequential {
+            return true;
+        }
+        let (streaming, ahead) = self.stream.advance(self.id, range);
+        if let Some(ahead) = ahead {
+            self.will_need(ahead.start..ahead.end.min(self.len()));
+        }
+        streaming
+    }
+
+    /// Drops the pages of a read that is done with them. A read in a stream keeps its last,
+    /// partial page, which the next read of the stream starts on; another read drops every page
+    /// it touched (a neighbour read later reads a shared page again, as a file of its own would
+    /// have had its own page read).
+    fn drop_pages(&self, range: &Range<u64>, streaming: bool) {
+        let start = range.start / PAGE * PAGE;
+        let end = match streaming {
+            true => range.end / PAGE * PAGE,
+            false => range.end.div_ceil(PAGE) * PAGE,
+        };
+        if start < end {
+            self.fadvise(start..end, libc::POSIX_FADV_DONTNEED);
+        }
+    }
+
+    fn advise_whole(&self) {
+        let (map_advice, file_advice) = match self.policy.access {
+            Access::Random => (libc::MADV_RANDOM, libc::POSIX_FADV_RANDOM),
+            Access::Sequential => (libc::MADV_SEQUENTIAL, libc::POSIX_FADV_SEQUENTIAL),
+        };
+        if !self.map.is_empty() {
+            // SAFETY: the range is exactly the live mapping this file holds; the advice only
+            // changes how its pages are read in.
+            unsafe {
+                libc::madvise(
+                    self.map.as_ptr() as *mut libc::c_void,
+                    self.map.len(),
+                    map_advice,
+                )
+            };
+        }
+        self.fadvise(0..self.len(), file_advice);
+    }
+
+    fn fadvise(&self, range: Range<u64>, advice: libc::c_int) {
+        let len = range.end.saturating_sub(range.start);
+        // SAFETY: a plain system call on a descriptor this file owns; advice cannot fail in a
+        // way that matters (EINVAL on a filesystem without it leaves the default behaviour).
+        unsafe {
+            libc::posix_fadvise(
+                self.file.as_raw_fd(),
+                range.start as libc::off_t,
+                len as libc::off_t,
+                advice,
+            )
+        };
+    }
+}
+
+/// Opens `path` read-only without following a symlink in its place and without blocking on a
+/// FIFO, and refuses anything but a regular file. A missing file is an I/O error naming it
+/// ([`Error::is_not_found`]): a sheaf file that should be there and is not.
+fn open_regular(path: &Path) -> Result<File> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .ctx("open", path)?;
+    let meta = file.metadata().ctx("stat", path)?;
+    if !meta.is_file() {
+        return Err(Error::corrupt(
+            path,
+            "is not a regular file (a FIFO, device or directory where a sheaf file belongs)",
+        ));
+    }
+    // Back to blocking reads, the only kind a regular file has anyway.
+    // SAFETY: fcntl on a descriptor this function owns.
+    unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETFL, 0) };
+    Ok(file)
+}
+
+/// Maps `len` bytes of `file` read-only as an Arrow buffer that keeps the mapping alive.
+fn map_whole(file: &File, len: u64, path: &Path) -> Result<Buffer> {
+    if len == 0 {
+        return Ok(Buffer::from_vec(Vec::<u8>::new()));
+    }
+    // SAFETY: sheaf files are immutable once published (written under a temporary name and
+    // renamed); the mapping is only read.
+    let map = unsafe { memmap2::Mmap::map(file) }.ctx("map", path)?;
+    let ptr = NonNull::new(map.as_ptr() as *mut u8).expect("mmap of a non-empty file is non-null");
+    let len = map.len();
+    // SAFETY: `ptr` and `len` describe the mapping, which the Arc keeps alive as long as any
+    // slice of the buffer exists.
+    Ok(unsafe { Buffer::from_custom_allocation(ptr, len, Arc::new(map)) })
+}
+
+/// Whether a file's multi-page reads have lately found their pages missing.
+#[derive(Debug, Default)]
+struct Residency {
+    cold: AtomicBool,
+    /// Announced reads in a row that found their pages in memory.
+    found_in_memory: AtomicU32,
+}
+
+impl Residency {
+    fn is_cold(&self) -> bool {
+        self.cold.load(Relaxed)
+    }
+
+    fn went_cold(&self) {
+        self.found_in_memory.store(0, Relaxed);
+        self.cold.store(true, Relaxed);
+    }
+
+    /// An announced read found its pages in memory (`fast`) or waited for the device.
+    fn announced(&self, fast: bool) {
+        if !fast {
+            self.found_in_memory.store(0, Relaxed);
+        } else if self.found_in_memory.fetch_add(1, Relaxed) + 1 >= WARM_AFTER {
+            self.cold.store(false, Relaxed);
+        }
+    }
+}
+
+/// Reads that go forward through a file, followed per thread: each thread remembers its last
+/// read (a training loader's worker, an unfold thread, a scan each read in order on their own,
+/// and other threads' reads must not break their streams). Per thread, too, because a shared
+/// position would be written by every read of every thread, a cache line bouncing between
+/// cores on the random reads that are most reads.
+#[derive(Clone, Copy, Debug, Default)]
+struct LastRead {
+    /// The file ([`MappedFile::id`]); 0 before any read.
+    file: u64,
+    /// Where the read ended.
+    end: u64,
+    /// Reads in a row, before and including it, that continued a stream.
+    run: u32,
+}
+
+thread_local! {
+    static LAST_READ: std::cell::Cell<LastRead> = const {
+        std::cell::Cell::new(LastRead { file: 0, end: 0, run: 0 })
+    };
+}
+
+/// Gives every file opened a number of its own, for [`LastRead`].
+static NEXT_FILE_ID: AtomicU64 = AtomicU64::new(1);
+
+/// How far ahead of the streams through one file the kernel has been asked to read. Shared by
+/// the threads streaming through the file (relaxed: a race costs one announcement too many or
+/// too few, never a wrong byte); written only by reads that are part of a stream.
+#[derive(Debug, Default)]
+struct Stream {
+    ahead: AtomicU64,
+}
+
+impl Stream {
+    /// Notes this thread's read of `range` in file `file`; returns whether it continues a
+    /// stream, and the range to ask the kernel to read ahead when one is due.
+    fn advance(&self, file: u64, range: &Range<u64>) -> (bool, Option<Range<u64>>) {
+        let last = LAST_READ.get();
+        let continues = last.file == file
+            && range.start + STREAM_SLACK >= last.end
+            && range.start <= last.end + STREAM_SLACK;
+        let run = if continues { last.run + 1 } else { 0 };
+        LAST_READ.set(LastRead {
+            file,
+            end: range.end,
+            run,
+        });
+        if run < STREAM_AFTER {
+            return (false, None);
+        }
+        let ahead = self.ahead.load(Relaxed);
+        // Further ahead than any window asked for from here: left by a stream elsewhere.
+        let stale = ahead > range.end + STREAM_AHEAD;
+        if !stale && range.end + STREAM_AHEAD / 2 <= ahead {
+            return (true, None);
+        }
+        let from = if stale {
+            range.end
+        } else {
+            ahead.max(range.end)
+        };
+        let to = range.end + STREAM_AHEAD;
+        self.ahead.store(to, Relaxed);
+        (true, Some(from..to))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file_of(dir: &Path, len: usize) -> (PathBuf, Vec<u8>) {
+        let bytes: Vec<u8> = (0..len).map(|i| (i * 13 % 251) as u8).collect();
+        let path = dir.join(format!("f{len}"));
+        std::fs::write(&path, &bytes).unwrap();
+        (path, bytes)
+    }
+
+    #[test]
+    fn every_policy_reads_the_same_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, bytes) = file_of(dir.path(), 300_000);
+        let policies = [
+            ReadPolicy::default(),
+            ReadPolicy::SEQUENTIAL,
+            ReadPolicy {
+                access: Access::Random,
+                pages: Pages::DropAfterRead,
+            },
+        ];
+        for policy in policies {
+            let file = MappedFile::open(&path, policy).unwrap();
+            // In order (a stream), out of order, within a page, across pages, empty, the end.
+            let ranges = (0..30u64).map(|i| i * 9_000..i * 9_000 + 9_000).chain([
+                5..6,
+                4090..4100,
+                250_000..260_000,
+                7..7,
+                0..0,
+                299_990..300_000,
+            ]);
+            for range in ranges {
+                let got = file.read(range.clone()).unwrap();
+                let want = &bytes[range.start as usize..range.end as usize];
+                assert_eq!(got.as_slice(), want, "{policy:?} {range:?}");
+                file.fault_in(range);
+            }
+        }
+    }
+
+    #[test]
+    fn a_read_past_the_end_is_an_error_not_a_fault() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, _) = file_of(dir.path(), 10_000);
+        for pages in [Pages::Keep, Pages::DropAfterRead] {
+            let policy = ReadPolicy {
+                access: Access::Random,
+                pages,
+            };
+            let file = MappedFile::open(&path, policy).unwrap();
+            let err = file.read(9_000..10_001).unwrap_err();
+            assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+            assert!(file.read(10_001..10_001).is_err());
+        }
+    }
+
+    #[test]
+    fn a_file_cut_short_after_opening_fails_the_positioned_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, _) = file_of(dir.path(), 50_000);
+        let policy = ReadPolicy {
+            access: Access::Random,
+            pages: Pages::DropAfterRead,
+        };
+        let file = MappedFile::open(&path, policy).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(20_000)
+            .unwrap();
+        assert_eq!(file.current_len().unwrap(), 20_000);
+        let err = file.read(30_000..40_000).unwrap_err();
+        assert!(err.to_string().contains("cut short"), "{err}");
+    }
+
+    #[test]
+    fn anything_but_a_regular_file_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        let c_path = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: mkfifo reads a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o644) }, 0);
+        let err = MappedFile::open(&fifo, ReadPolicy::default()).unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+        let err = MappedFile::open(dir.path(), ReadPolicy::default()).unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+        let (target, _) = file_of(dir.path(), 10);
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        assert!(MappedFile::open(&link, ReadPolicy::default()).is_err());
+        let missing = MappedFile::open(&dir.path().join("missing"), ReadPolicy::default());
+        assert!(missing.unwrap_err().is_not_found());
+    }
+
+    #[test]
+    fn a_stream_is_read_ahead_of_after_a_few_reads_and_a_jump_ends_it() {
+        let stream = Stream::default();
+        let step = 100_000u64;
+        let read = |i: u64| stream.advance(1, &(i * step..(i + 1) * step));
+        // The first read of a file starts nothing; three more in order start a stream.
+        let first: Vec<_> = (0..6).map(read).collect();
+        assert!(first[..3].iter().all(|r| *r == (false, None)));
+        assert_eq!(first[3], (true, Some(4 * step..4 * step + STREAM_AHEAD)));
+        // Well inside the window: nothing more until half of it is consumed.
+        assert!(first[4..].iter().all(|r| *r == (true, None)));
+        let (at, next) = (6u64..).find_map(|i| read(i).1.map(|r| (i, r))).unwrap();
+        assert_eq!(
+            next,
+            4 * step + STREAM_AHEAD..(at + 1) * step + STREAM_AHEAD
+        );
+        assert!((at + 1) * step + STREAM_AHEAD / 2 > 4 * step + STREAM_AHEAD);
+        // A jump ends the stream; so does a read of another file in between.
+        assert_eq!(
+            stream.advance(1, &(900_000_000..900_000_100)),
+            (false, None)
+        );
+        let resumed: Vec<_> = (20..24).map(read).collect();
+        assert!(resumed[3].0);
+        assert_eq!(stream.advance(2, &(0..10)), (false, None));
+        assert_eq!(read(24), (false, None));
+    }
+
+    #[test]
+    fn threads_keep_their_own_streams() {
+        let stream = std::sync::Arc::new(Stream::default());
+        let halves: Vec<_> = [0u64, 500]
+            .into_iter()
+            .map(|first| {
+                let stream = stream.clone();
+                std::thread::spawn(move || {
+                    (first..first + 10)
+                        .map(|i| stream.advance(1, &(i * 1000..(i + 1) * 1000)).0)
+                        .filter(|&streaming| streaming)
+                        .count()
+                })
+            })
+            .collect();
+        for half in halves {
+            assert_eq!(half.join().unwrap(), 10 - STREAM_AFTER as usize);
+        }
+    }
+
+    #[test]
+    fn a_cold_file_turns_warm_after_reads_find_their_pages() {
+        let residency = Residency::default();
+        assert!(!residency.is_cold());
+        residency.went_cold();
+        for _ in 0..WARM_AFTER - 1 {
+            residency.announced(true);
+        }
+        residency.announced(false);
+        assert!(residency.is_cold(), "a slow read starts the count again");
+        for _ in 0..WARM_AFTER {
+            residency.announced(true);
+        }
+        assert!(!residency.is_cold());
+    }
+}
