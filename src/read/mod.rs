@@ -13,9 +13,9 @@ use crate::error::{Error, Result};
 use crate::index::path::{self, cmp_paths, display, is_inside, normalize_user_path, SEPARATOR};
 use crate::index::{Catalog, Container, Entry, EntryKind, PathKey};
 use crate::layout::{container_key, CATALOG_KEY, FOLD_PARAMS_KEY};
-#[cfg(doc)]
-use crate::store::Pages;
 use crate::store::{self, LocalStore, ReadPolicy, Store};
+#[cfg(doc)]
+use crate::store::{Access, Pages};
 pub use arrow_buffer::Buffer;
 use std::cmp::Ordering;
 use std::ffi::OsStr;
@@ -46,7 +46,9 @@ pub struct ReadOptions {
     pub fill: bool,
     /// How local containers (the origin's, when it is local, and the cache's) are read: in
     /// what order, and whether the pages a read brings in stay cached (a FUSE mount, whose
-    /// files the kernel caches itself, drops them: see [`Pages::DropAfterRead`]).
+    /// files the kernel caches itself, drops them: see [`Pages::DropAfterRead`]). The default,
+    /// [`Access::Auto`], reads a dataset that fits in memory with the kernel's read-around and
+    /// a larger one exactly ([`ReadPolicy::for_data`]).
     pub policy: ReadPolicy,
 }
 
@@ -109,17 +111,22 @@ impl Dataset {
         };
         let count = catalog.rows().len();
         let containers = (0..count).map(|_| OnceLock::new()).collect();
+        let data_bytes = catalog
+            .rows()
+            .iter()
+            .fold(0u64, |sum, r| sum.saturating_add(r.file_len));
+        let policy = options.policy.for_data(data_bytes);
         let tier = options
             .cache
             .clone()
-            .map(|cache| cached::Tier::new(cache, count, options.fill, options.policy));
+            .map(|cache| cached::Tier::new(cache, count, options.fill, policy));
         Ok(Dataset {
             store,
             catalog,
             containers,
             tier,
             stats: cached::Stats::new(options.cache),
-            policy: options.policy,
+            policy,
         })
     }
 
@@ -153,6 +160,12 @@ impl Dataset {
                 .to_string(),
             None => self.store.uri(&display(&entry.path)),
         }
+    }
+
+    /// How this dataset's local containers are read (the policy it was opened with, `Auto`
+    /// resolved for its size).
+    pub fn policy(&self) -> ReadPolicy {
+        self.policy
     }
 
     /// The catalog.

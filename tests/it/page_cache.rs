@@ -5,7 +5,8 @@
 
 use crate::util::*;
 use sheaf::index::Container;
-use sheaf::Dataset;
+use sheaf::store::{Access, LocalStore, Pages, ReadPolicy};
+use sheaf::{Dataset, ReadOptions};
 use std::fs::File;
 use std::ops::Range;
 use std::os::fd::AsRawFd;
@@ -101,6 +102,20 @@ pub fn resident_pages(file: &Path, range: Range<u64>) -> usize {
     pages.iter().filter(|&&p| p & 1 == 1).count()
 }
 
+/// The dataset at `ds`, read as one larger than memory (a dataset this small fits in memory,
+/// where the default policy lets the kernel read around).
+fn open_exact(ds: &Path) -> Dataset {
+    let options = ReadOptions {
+        policy: ReadPolicy {
+            access: Access::Random,
+            pages: Pages::Keep,
+        },
+        ..Default::default()
+    };
+    let dataset = Dataset::open_in_with(std::sync::Arc::new(LocalStore::new(ds)), options);
+    dataset.unwrap()
+}
+
 /// Pages a read of `len` bytes may touch: its own, and one more where it starts mid-page.
 fn pages_of(len: usize) -> usize {
     len.div_ceil(PAGE as usize) + 1
@@ -111,7 +126,7 @@ fn a_random_read_brings_in_its_own_pages_not_the_read_ahead_window_around_them()
     let dir = disk_tempdir();
     let (ds, container, data_len, contents) = folded_tree(dir.path());
     evict(&container);
-    let dataset = Dataset::open(&ds).unwrap();
+    let dataset = open_exact(&ds);
     // Opening reads the index only.
     assert_eq!(resident_pages(&container, 0..data_len), 0);
     let mut read = 0;
@@ -135,7 +150,7 @@ fn reads_going_forward_through_a_container_are_read_ahead_of() {
     let dir = disk_tempdir();
     let (ds, container, data_len, contents) = folded_tree(dir.path());
     evict(&container);
-    let dataset = Dataset::open(&ds).unwrap();
+    let dataset = open_exact(&ds);
     for (i, content) in contents.iter().enumerate().take(4) {
         let bytes = dataset.read(file_name(i).as_bytes()).unwrap();
         assert_eq!(bytes.as_slice(), content.as_slice());
@@ -159,6 +174,24 @@ fn reads_going_forward_through_a_container_are_read_ahead_of() {
             content.as_slice()
         );
     }
+}
+
+#[test]
+fn a_dataset_that_fits_in_memory_is_read_around() {
+    // The default policy, for a dataset far smaller than memory: one read brings in its
+    // neighbours (the kernel's read-around), so a cold pass costs a few large requests.
+    let dir = disk_tempdir();
+    let (ds, container, data_len, contents) = folded_tree(dir.path());
+    evict(&container);
+    let dataset = Dataset::open(&ds).unwrap();
+    assert_eq!(dataset.policy().access, Access::Around);
+    let bytes = dataset.read(file_name(31).as_bytes()).unwrap();
+    assert_eq!(bytes.as_slice(), contents[31].as_slice());
+    let resident = resident_pages(&container, 0..data_len);
+    assert!(
+        resident > pages_of(FILE_LEN),
+        "only {resident} pages resident after one read with read-around"
+    );
 }
 
 #[test]
