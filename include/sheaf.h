@@ -22,7 +22,7 @@ typedef enum {
   SHEAF_OK = 0,
   // An iteration has no more items (not an error).
   SHEAF_END = 1,
-  // A null pointer, or an argument the call cannot take (a non-UTF-8 URI, ...).
+  // A null pointer, or an argument the call cannot take (unknown flags, ...).
   SHEAF_INVALID_ARGUMENT = 2,
   // The dataset holds no such path.
   SHEAF_NOT_FOUND = 3,
@@ -109,6 +109,7 @@ const char *sheaf_version(void);
 // Opens the dataset `uri` names (a local path, `file://`, `s3://`, `hdfs://`, `az://`,
 // `gs://`). `cache_dir` (may be null) is a sheaf cache directory to read containers from,
 // created when missing; `flags` are `SHEAF_OPEN_*` bits. On success `*out` is the handle.
+// Local paths (`uri` and `cache_dir`) are bytes as the OS takes them, UTF-8 or not.
 sheaf_status sheaf_open(const char *uri,
                         const char *cache_dir,
                         uint32_t flags,

@@ -1,7 +1,9 @@
 """Builds the native library (the sheaf-capi crate) with cargo and ships it in the package.
 
-`pip install ./python` from a clone runs `cargo build --release -p sheaf-capi` in the
-repository and copies `libsheaf_capi.so` next to the Python modules, and compiles the small
+`pip install ./python` from a clone runs `cargo build --release -p sheaf -p sheaf-capi` in the
+repository (the same build of the library as `cargo build --release`, so after that build it
+only links the C ABI), copies `libsheaf_capi.so` next to the Python modules, stripped of its
+debug information when `strip` is there, and compiles the small
 `sheaf._fastread` extension (one native call per `Dataset.read`) when a C compiler and Python's
 headers are there. SHEAF_CARGO_PROFILE=dev builds the debug profile instead (the test suite
 does, to reuse its build).
@@ -25,7 +27,9 @@ def build_native_library() -> Path:
     if shutil.which("cargo") is None:
         raise SystemExit("building sheaf needs cargo (Rust): install it with rustup first")
     subprocess.run(
-        ["cargo", "build", "--locked", "--profile", profile, "-p", "sheaf-capi"],
+        # Building the library with its default features, as `cargo build` does, reuses that
+        # build; `-p sheaf-capi` alone would compile the library again with other features.
+        ["cargo", "build", "--locked", "--profile", profile, "-p", "sheaf", "-p", "sheaf-capi"],
         cwd=REPO,
         check=True,
     )
@@ -41,7 +45,16 @@ class BuildWithNativeLibrary(build_py):
         super().run()
         package_dir = Path(self.build_lib) / "sheaf"
         package_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(build_native_library(), package_dir / LIBRARY)
+        shipped = package_dir / LIBRARY
+        shutil.copy2(build_native_library(), shipped)
+        strip_debug_info(shipped)
+
+
+def strip_debug_info(library: Path) -> None:
+    """Drops line tables and symbols the package does not need (about 100 MB to 15 MB)."""
+    strip = shutil.which("strip")
+    if strip is not None:
+        subprocess.run([strip, "--strip-unneeded", str(library)], check=True)
 
 
 class NativeDistribution(Distribution):

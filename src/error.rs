@@ -15,8 +15,8 @@ pub enum Error {
     InvalidPath { path: String, reason: &'static str },
 
     /// The entry exists but is not what the operation needs (a directory to `cat`, ...).
-    #[error("{path}: {reason}")]
-    WrongKind { path: String, reason: &'static str },
+    #[error("{path}: {problem}")]
+    WrongKind { path: String, problem: KindProblem },
 
     /// A container, catalog or index whose bytes do not make sense.
     #[error("corrupt {file}: {reason}")]
@@ -57,6 +57,23 @@ pub enum Error {
     #[error("{path}: {reason}")]
     Refused { path: PathBuf, reason: String },
 
+    /// A setting of a fold or a preload that cannot be used (a front end names it its own way:
+    /// the CLI as its flag).
+    #[error("{setting}: {reason}")]
+    InvalidSetting { setting: Setting, reason: String },
+
+    /// A cache directory written by another kind or version of cache.
+    #[error(
+        "{} is a cache of another kind or version ({found:?}); this build uses {expected:?}: \
+         use another cache directory",
+        dir.display()
+    )]
+    CacheIncompatible {
+        dir: PathBuf,
+        found: String,
+        expected: String,
+    },
+
     /// A remote store failed (after its retries): unreachable, refused, timed out. The
     /// client's own message already spells out its causes, so it is not chained again.
     #[error("{uri}: {}", first_line(cause.as_ref()))]
@@ -68,8 +85,8 @@ pub enum Error {
     /// The cache cannot take what was asked of it, even after evicting everything it may.
     #[error(
         "the cache {} cannot fit {needed} more bytes under its quota of {quota} bytes: {kept} \
-         bytes are pinned or in use by this request; raise --quota, unpin a dataset or preload \
-         less (--prefix)",
+         bytes are pinned or in use by this request; raise the quota, unpin a dataset or preload \
+         less",
         cache.display()
     )]
     CacheFull {
@@ -90,6 +107,58 @@ pub enum Error {
         path: PathBuf,
         cause: io::Error,
     },
+}
+
+/// Why an entry cannot be used as an operation asked: each meaning its own value, so that
+/// front ends (the C ABI's status codes, errno in the mount) never read it out of a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KindProblem {
+    /// A directory where a file was needed.
+    IsADirectory,
+    /// Not a directory where one was needed.
+    NotADirectory,
+    /// A symlink whose target leaves the dataset.
+    SymlinkLeavesDataset,
+    /// Symlinks that lead to each other, or too many in a row.
+    SymlinkLoop,
+    /// An entry with no bytes in a container (a directory or an external file) asked for them.
+    NotStored,
+}
+
+impl std::fmt::Display for KindProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            KindProblem::IsADirectory => "is a directory",
+            KindProblem::NotADirectory => "is not a directory",
+            KindProblem::SymlinkLeavesDataset => "is a symlink that points outside the dataset",
+            KindProblem::SymlinkLoop => "too many levels of symbolic links",
+            KindProblem::NotStored => "has no bytes stored in a container",
+        })
+    }
+}
+
+/// A setting of the library's operations, named in [`Error::InvalidSetting`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Setting {
+    /// The size under which a fold packs a file into a container.
+    Threshold,
+    /// The bytes and entries a container may hold.
+    ContainerLimits,
+    /// Removing the originals after a fold.
+    RemoveOriginals,
+    /// The number of parallel fetches of a preload.
+    Jobs,
+}
+
+impl std::fmt::Display for Setting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Setting::Threshold => "threshold",
+            Setting::ContainerLimits => "container size",
+            Setting::RemoveOriginals => "removing originals",
+            Setting::Jobs => "jobs",
+        })
+    }
 }
 
 /// The first line of an error message: remote servers append whole stack traces.

@@ -11,6 +11,9 @@ pub const CONTAINERS_DIR: &str = "containers";
 /// Where an unfinished fold keeps its temporary files, under [`SHEAF_DIR`].
 pub const STAGING_DIR: &str = "staging";
 
+/// The catalog's file name, under [`SHEAF_DIR`].
+pub const CATALOG_FILE: &str = "catalog.sheaf";
+
 /// The paths of one dataset root.
 #[derive(Clone, Debug)]
 pub struct Layout {
@@ -35,7 +38,7 @@ impl Layout {
 
     /// `ROOT/.sheaf/catalog.sheaf`: its presence is what makes a dataset published.
     pub fn catalog(&self) -> PathBuf {
-        self.sheaf_dir().join(crate::index::catalog::CATALOG_FILE)
+        self.sheaf_dir().join(CATALOG_FILE)
     }
 
     /// `ROOT/.sheaf/containers`.
@@ -63,6 +66,9 @@ impl Layout {
 /// The catalog's key in a store holding a dataset root.
 pub const CATALOG_KEY: &str = ".sheaf/catalog.sheaf";
 
+/// The key prefix of every container in a store holding a dataset root.
+pub const CONTAINERS_PREFIX: &str = ".sheaf/containers/";
+
 /// The key of the settings file an unfinished fold leaves; it goes when the fold publishes.
 pub const FOLD_PARAMS_KEY: &str = ".sheaf/staging/params";
 
@@ -74,4 +80,29 @@ pub fn container_key(name: &str) -> String {
 /// The file name of container `seq` of generation `generation`.
 pub fn container_name(generation: u32, seq: u32) -> String {
     format!("g{generation:06}-c{seq:08}.sheaf")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_keys_spell_the_same_names_as_the_layout() {
+        let layout = Layout::new("");
+        assert_eq!(layout.catalog(), Path::new(CATALOG_KEY));
+        assert_eq!(
+            container_key("x"),
+            format!("{CONTAINERS_PREFIX}x"),
+            "container keys start with the containers prefix"
+        );
+        assert_eq!(
+            layout.container("x"),
+            Path::new(&container_key("x")),
+            "a container's file and key name the same place"
+        );
+        assert_eq!(
+            layout.staging_dir().join("params"),
+            Path::new(FOLD_PARAMS_KEY)
+        );
+    }
 }

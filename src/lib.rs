@@ -19,7 +19,8 @@ pub mod pack;
 pub mod progress;
 pub mod read;
 pub mod store;
+pub mod time;
 
-pub use error::{Error, Result};
+pub use error::{Error, KindProblem, Result, Setting};
 pub use index::{Codec, Entry, EntryKind};
 pub use read::{Dataset, Location, ReadOptions};

@@ -23,7 +23,8 @@ pub use status::*;
 use sheaf::cache::{Cache, Counter};
 use sheaf::{Dataset, Entry, EntryKind, ReadOptions};
 use status::sheaf_status::*;
-use std::ffi::{c_char, c_void, CStr, CString};
+use std::ffi::{c_char, c_void, CStr, CString, OsStr};
+use std::os::unix::ffi::OsStrExt;
 use std::sync::{Arc, OnceLock};
 
 /// An open dataset. Opaque: obtained from `sheaf_open`, released by `sheaf_close`.
@@ -99,6 +100,7 @@ pub extern "C" fn sheaf_version() -> *const c_char {
 /// Opens the dataset `uri` names (a local path, `file://`, `s3://`, `hdfs://`, `az://`,
 /// `gs://`). `cache_dir` (may be null) is a sheaf cache directory to read containers from,
 /// created when missing; `flags` are `SHEAF_OPEN_*` bits. On success `*out` is the handle.
+/// Local paths (`uri` and `cache_dir`) are bytes as the OS takes them, UTF-8 or not.
 #[no_mangle]
 pub unsafe extern "C" fn sheaf_open(
     uri: *const c_char,
@@ -109,7 +111,7 @@ pub unsafe extern "C" fn sheaf_open(
     guard(|| {
         let out = unsafe { required(out, "out") }?;
         *out = std::ptr::null_mut();
-        let uri = unsafe { c_text(uri, "uri") }?;
+        let uri = unsafe { c_os_text(uri, "uri") }?;
         if flags & !SHEAF_OPEN_FILL != 0 {
             return Err(Failure::new(
                 SHEAF_INVALID_ARGUMENT,
@@ -119,7 +121,7 @@ pub unsafe extern "C" fn sheaf_open(
         let cache = match cache_dir.is_null() {
             true => None,
             false => Some(Arc::new(Cache::open(unsafe {
-                c_text(cache_dir, "cache_dir")
+                c_os_text(cache_dir, "cache_dir")
             }?)?)),
         };
         let options = ReadOptions {
@@ -376,12 +378,11 @@ unsafe fn bytes_arg<'a>(ptr: *const u8, len: usize, what: &str) -> Result<&'a [u
     }
 }
 
-/// A NUL-terminated UTF-8 string argument.
-unsafe fn c_text<'a>(ptr: *const c_char, what: &str) -> Result<&'a str, Failure> {
+/// A NUL-terminated string argument naming a location: its bytes as they are, so that local
+/// paths need not be UTF-8 (a URI must be, which `store::open` checks).
+unsafe fn c_os_text<'a>(ptr: *const c_char, what: &str) -> Result<&'a OsStr, Failure> {
     if ptr.is_null() {
         return Err(Failure::null(what));
     }
-    unsafe { CStr::from_ptr(ptr) }
-        .to_str()
-        .map_err(|_| Failure::new(SHEAF_INVALID_ARGUMENT, format!("{what} is not valid UTF-8")))
+    Ok(OsStr::from_bytes(unsafe { CStr::from_ptr(ptr) }.to_bytes()))
 }

@@ -1,6 +1,6 @@
 //! Status codes, the per-thread last-error message, and the guard every export runs inside.
 
-use sheaf::Error;
+use sheaf::{Error, KindProblem};
 use std::cell::RefCell;
 use std::ffi::{c_char, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -14,7 +14,7 @@ pub enum sheaf_status {
     SHEAF_OK = 0,
     /// An iteration has no more items (not an error).
     SHEAF_END = 1,
-    /// A null pointer, or an argument the call cannot take (a non-UTF-8 URI, ...).
+    /// A null pointer, or an argument the call cannot take (unknown flags, ...).
     SHEAF_INVALID_ARGUMENT = 2,
     /// The dataset holds no such path.
     SHEAF_NOT_FOUND = 3,
@@ -78,10 +78,12 @@ fn status_of(error: &Error) -> sheaf_status {
     match error {
         Error::NotFound { .. } => SHEAF_NOT_FOUND,
         Error::InvalidPath { .. } => SHEAF_INVALID_PATH,
-        Error::WrongKind { reason, .. } => match *reason {
-            "is a directory" => SHEAF_IS_A_DIRECTORY,
-            "is not a directory" => SHEAF_NOT_A_DIRECTORY,
-            _ => SHEAF_WRONG_KIND,
+        Error::WrongKind { problem, .. } => match problem {
+            KindProblem::IsADirectory => SHEAF_IS_A_DIRECTORY,
+            KindProblem::NotADirectory => SHEAF_NOT_A_DIRECTORY,
+            KindProblem::SymlinkLeavesDataset
+            | KindProblem::SymlinkLoop
+            | KindProblem::NotStored => SHEAF_WRONG_KIND,
         },
         Error::Corrupt { .. } | Error::ChecksumMismatch { .. } => SHEAF_CORRUPT,
         Error::UnsupportedVersion { .. } => SHEAF_UNSUPPORTED_VERSION,
@@ -89,7 +91,10 @@ fn status_of(error: &Error) -> sheaf_status {
         Error::Remote { .. } => SHEAF_ORIGIN,
         Error::CacheFull { .. } => SHEAF_CACHE_FULL,
         Error::NoRoom { .. } => SHEAF_BUFFER_TOO_SMALL,
-        Error::Io { .. } | Error::Refused { .. } => SHEAF_IO,
+        Error::Io { .. }
+        | Error::Refused { .. }
+        | Error::InvalidSetting { .. }
+        | Error::CacheIncompatible { .. } => SHEAF_IO,
     }
 }
 

@@ -52,34 +52,39 @@ def _library_path() -> str:
     )
 
 
+_U8P, _STATUS = POINTER(c_uint8), c_int32
+
+# Every function of include/sheaf.h these bindings call: (restype, argtypes). Checked against
+# the header by tests/test_abi.py.
+SIGNATURES = {
+    "sheaf_version": (c_char_p, []),
+    "sheaf_last_error": (c_char_p, []),
+    "sheaf_open": (_STATUS, [c_char_p, c_char_p, c_uint32, POINTER(c_void_p)]),
+    "sheaf_close": (None, [c_void_p]),
+    "sheaf_stat_path": (_STATUS, [c_void_p, c_char_p, c_size_t, c_int32, POINTER(Stat)]),
+    "sheaf_read_into": (_STATUS, [c_void_p, c_char_p, c_size_t, c_void_p, c_size_t,
+                                 POINTER(c_size_t)]),
+    "sheaf_read": (_STATUS, [c_void_p, c_char_p, c_size_t, POINTER(Bytes)]),
+    "sheaf_read_alloc": (_STATUS, [c_void_p, c_char_p, c_size_t, c_void_p, c_void_p,
+                                  POINTER(c_size_t)]),
+    "sheaf_bytes_free": (None, [POINTER(Bytes)]),
+    "sheaf_entry_count": (_STATUS, [c_void_p, POINTER(c_uint64)]),
+    "sheaf_counter_count": (c_size_t, []),
+    "sheaf_counter_name": (c_char_p, [c_size_t]),
+    "sheaf_stats": (_STATUS, [c_void_p, POINTER(c_uint64), c_size_t, POINTER(c_size_t)]),
+    "sheaf_list": (_STATUS, [c_void_p, c_char_p, c_size_t, POINTER(c_void_p)]),
+    "sheaf_listing_len": (c_size_t, [c_void_p]),
+    "sheaf_listing_get": (_STATUS, [c_void_p, c_size_t, POINTER(_U8P), POINTER(c_size_t),
+                                   POINTER(Stat)]),
+    "sheaf_listing_free": (None, [c_void_p]),
+    "sheaf_walk_open": (_STATUS, [c_void_p, c_char_p, c_size_t, POINTER(c_void_p)]),
+    "sheaf_walk_next": (_STATUS, [c_void_p, POINTER(_U8P), POINTER(c_size_t), POINTER(Stat)]),
+    "sheaf_walk_free": (None, [c_void_p]),
+}
+
+
 def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
-    u8p, status = POINTER(c_uint8), c_int32
-    signatures = {
-        "sheaf_version": (c_char_p, []),
-        "sheaf_last_error": (c_char_p, []),
-        "sheaf_open": (status, [c_char_p, c_char_p, c_uint32, POINTER(c_void_p)]),
-        "sheaf_close": (None, [c_void_p]),
-        "sheaf_stat_path": (status, [c_void_p, c_char_p, c_size_t, c_int32, POINTER(Stat)]),
-        "sheaf_read_into": (status, [c_void_p, c_char_p, c_size_t, c_void_p, c_size_t,
-                                     POINTER(c_size_t)]),
-        "sheaf_read": (status, [c_void_p, c_char_p, c_size_t, POINTER(Bytes)]),
-        "sheaf_read_alloc": (status, [c_void_p, c_char_p, c_size_t, c_void_p, c_void_p,
-                                      POINTER(c_size_t)]),
-        "sheaf_bytes_free": (None, [POINTER(Bytes)]),
-        "sheaf_entry_count": (status, [c_void_p, POINTER(c_uint64)]),
-        "sheaf_counter_count": (c_size_t, []),
-        "sheaf_counter_name": (c_char_p, [c_size_t]),
-        "sheaf_stats": (status, [c_void_p, POINTER(c_uint64), c_size_t, POINTER(c_size_t)]),
-        "sheaf_list": (status, [c_void_p, c_char_p, c_size_t, POINTER(c_void_p)]),
-        "sheaf_listing_len": (c_size_t, [c_void_p]),
-        "sheaf_listing_get": (status, [c_void_p, c_size_t, POINTER(u8p), POINTER(c_size_t),
-                                       POINTER(Stat)]),
-        "sheaf_listing_free": (None, [c_void_p]),
-        "sheaf_walk_open": (status, [c_void_p, c_char_p, c_size_t, POINTER(c_void_p)]),
-        "sheaf_walk_next": (status, [c_void_p, POINTER(u8p), POINTER(c_size_t), POINTER(Stat)]),
-        "sheaf_walk_free": (None, [c_void_p]),
-    }
-    for name, (restype, argtypes) in signatures.items():
+    for name, (restype, argtypes) in SIGNATURES.items():
         function = getattr(lib, name)
         function.restype = restype
         function.argtypes = argtypes

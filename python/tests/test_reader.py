@@ -185,6 +185,17 @@ def test_non_utf8_names_round_trip(ds, source_tree):
     assert ds.read(name) == ds.read(b"odd-\xff-name.bin") == b"not utf-8 named\n"
 
 
+def test_a_dataset_and_a_cache_at_paths_that_are_not_utf8_open(folded, source_tree, tmp_path):
+    root = os.path.join(os.fsencode(tmp_path), b"ds-\xff")
+    os.symlink(folded, root)
+    cache = os.path.join(os.fsencode(tmp_path), b"cache-\xfe")
+    expected = (source_tree / "labels" / "c00" / "00000.json").read_bytes()
+    for given in (root, os.fsdecode(root)):
+        with sheaf.open(given, cache=os.fsdecode(cache)) as dataset:
+            assert dataset.read("labels/c00/00000.json") == expected
+    assert os.path.isdir(cache), "the cache was made at the path given, bytes and all"
+
+
 def test_counters_count_origin_reads(folded):
     with sheaf.open(folded) as fresh:
         before = fresh.stats()

@@ -64,10 +64,14 @@ pub fn preload(args: PreloadArgs) -> Result<ExitCode> {
         pin: args.pin,
         jobs: args.jobs,
     };
-    let uri = args.dataset.to_string_lossy();
     let bars = progress::Bars::new(args.quiet);
-    let summary = cache::preload(&uri, &cache, &options, &bars)
-        .with_context(|| format!("preloading {uri} into {}", args.cache.cache.display()))?;
+    let summary = cache::preload(&args.dataset, &cache, &options, &bars).with_context(|| {
+        format!(
+            "preloading {} into {}",
+            args.dataset.display(),
+            args.cache.cache.display()
+        )
+    })?;
     bars.finish();
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
@@ -263,7 +267,7 @@ fn ls(args: LsArgs) -> Result<ExitCode> {
 
 /// The key a cache knows a dataset by, however the user spelled it.
 fn dataset_key(dataset: &std::path::Path) -> Result<String> {
-    let store = sheaf::store::open(&dataset.to_string_lossy())?;
+    let store = sheaf::store::open(dataset)?;
     Ok(cache::dataset_key(store.as_ref()))
 }
 

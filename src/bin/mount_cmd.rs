@@ -216,7 +216,7 @@ fn open(args: &MountArgs) -> Result<Dataset> {
             },
         },
     };
-    Dataset::open_uri_with(&args.dataset.to_string_lossy(), options)
+    Dataset::open_uri_with(&args.dataset, options)
         .with_context(|| format!("opening dataset {}", args.dataset.display()))
 }
 

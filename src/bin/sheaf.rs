@@ -189,9 +189,40 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("sheaf: {e:#}");
+            eprintln!("sheaf: {}", cli_message(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The error's chain as `{:#}` prints it, with the library's settings named by their flags.
+fn cli_message(e: &anyhow::Error) -> String {
+    let parts: Vec<String> = e
+        .chain()
+        .map(|cause| match cause.downcast_ref::<sheaf::Error>() {
+            Some(error) => in_cli_words(error),
+            None => cause.to_string(),
+        })
+        .collect();
+    parts.join(": ")
+}
+
+/// A library error as the CLI says it: where the library names a setting, the CLI names the
+/// flag that sets it.
+fn in_cli_words(error: &sheaf::Error) -> String {
+    match error {
+        sheaf::Error::InvalidSetting { setting, reason } => {
+            let flag = match setting {
+                sheaf::Setting::Threshold => "--threshold",
+                sheaf::Setting::ContainerLimits => "--container-size",
+                sheaf::Setting::RemoveOriginals => "--remove-originals",
+                sheaf::Setting::Jobs => "--jobs",
+            };
+            format!("{flag}: {reason}")
+        }
+        sheaf::Error::CacheFull { .. } => format!("{error} (--quota, --prefix)"),
+        sheaf::Error::CacheIncompatible { .. } => format!("{error} (--cache)"),
+        _ => error.to_string(),
     }
 }
 
@@ -243,12 +274,7 @@ fn set_jobs(jobs: Option<usize>) -> Result<()> {
 /// Opens a dataset named by a local path or a store URI (`scheme://...`), read as `options`
 /// say. A local path is used as it is, so a name that is not UTF-8 works.
 fn open_dataset(dataset: &PathBuf, options: sheaf::ReadOptions) -> sheaf::Result<Dataset> {
-    let store: std::sync::Arc<dyn sheaf::store::Store> =
-        match dataset.to_str().filter(|s| s.contains("://")) {
-            Some(uri) => sheaf::store::open(uri)?,
-            None => std::sync::Arc::new(sheaf::store::LocalStore::new(dataset)),
-        };
-    Dataset::open_in_with(store, options)
+    Dataset::open_in_with(sheaf::store::open(dataset)?, options)
 }
 
 fn open(dataset: &PathBuf) -> Result<Dataset> {

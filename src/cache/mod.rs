@@ -559,13 +559,10 @@ fn check_version(dir: &Path) -> Result<()> {
     let path = dir.join("VERSION");
     match fs::read_to_string(&path) {
         Ok(text) if text == VERSION_TEXT => Ok(()),
-        Ok(text) => Err(Error::Refused {
-            path: dir.to_path_buf(),
-            reason: format!(
-                "is a cache of another kind or version ({:?}); this build uses {:?}: point --cache at another directory",
-                text.trim(),
-                VERSION_TEXT.trim()
-            ),
+        Ok(text) => Err(Error::CacheIncompatible {
+            dir: dir.to_path_buf(),
+            found: text.trim().to_owned(),
+            expected: VERSION_TEXT.trim().to_owned(),
         }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             write_atomically(&path, VERSION_TEXT.as_bytes())?;
@@ -614,14 +611,7 @@ fn sync_dir(dir: &Path) {
 /// The name a cache knows a dataset by: the canonical root directory of a local dataset, the
 /// URI without a trailing `/` otherwise, so `preload` and readers agree however it is spelled.
 pub fn dataset_key(store: &dyn crate::store::Store) -> String {
-    match store.local_root() {
-        Some(root) => root
-            .canonicalize()
-            .unwrap_or_else(|_| root.to_path_buf())
-            .display()
-            .to_string(),
-        None => store.uri("").trim_end_matches('/').to_owned(),
-    }
+    crate::store::root_name(store)
 }
 
 /// How long a reader waits before looking again for a container the cache lacked.

@@ -2,7 +2,7 @@
 //! in parallel, each verified before it becomes visible.
 
 use super::{Cache, Fetched};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Setting};
 use crate::index::path::{cmp_paths, is_inside};
 use crate::index::{Catalog, CatalogRow};
 use crate::layout::{container_key, CATALOG_KEY};
@@ -56,12 +56,13 @@ pub struct PreloadSummary {
 /// and records the dataset (and its catalog, so readers can open it from the cache alone).
 /// Re-running it copies only what is missing.
 pub fn preload(
-    uri: &str,
+    uri: impl AsRef<std::ffi::OsStr>,
     cache: &Cache,
     options: &PreloadOptions,
     progress: &dyn Progress,
 ) -> Result<PreloadSummary> {
     let started = Instant::now();
+    let uri = uri.as_ref();
     let origin = store::open(uri)?;
     let key = super::dataset_key(origin.as_ref());
     let catalog_bytes = match origin.read(CATALOG_KEY) {
@@ -80,7 +81,7 @@ pub fn preload(
     let prefixes = options
         .prefixes
         .iter()
-        .map(|p| crate::read::normalize(p))
+        .map(|p| crate::index::path::normalize(p))
         .collect::<Result<Vec<_>>>()?;
     let selected: Vec<&CatalogRow> = catalog
         .rows()
@@ -101,15 +102,15 @@ pub fn preload(
     let side_by_side = jobs.min(missing.len()).max(1);
     // A local origin streams each file in order; ranges in parallel help remote stores,
     // where every request waits on a round trip.
-    let ways_per_container = match origin.local_root() {
-        Some(_) => 1,
-        None => jobs / side_by_side,
+    let ways_per_container = match origin.ranges_in_parallel() {
+        false => 1,
+        true => jobs / side_by_side,
     };
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(side_by_side)
         .build()
-        .map_err(|e| Error::Refused {
-            path: PathBuf::from("--jobs"),
+        .map_err(|e| Error::InvalidSetting {
+            setting: Setting::Jobs,
             reason: e.to_string(),
         })?;
     let outcomes: Vec<Result<Fetched>> = pool.install(|| {
@@ -139,7 +140,7 @@ pub fn preload(
         cache.touch(row.content_id);
     }
     let mut summary = PreloadSummary {
-        dataset: uri.to_owned(),
+        dataset: uri.to_string_lossy().into_owned(),
         containers: selected.len() as u64,
         bytes: selected.iter().map(|r| r.file_len).sum(),
         pinned: cache.dataset(&key)?.is_some_and(|r| r.pinned),

@@ -28,7 +28,7 @@ use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 /// How long the kernel may trust entries and attributes: a published dataset never changes.
 const TTL: Duration = Duration::from_secs(24 * 3600);
@@ -144,10 +144,7 @@ impl SheafFs {
     }
 
     fn attr(&self, ino: u64, entry: &Entry) -> FileAttr {
-        let mtime = match u64::try_from(entry.mtime_ns) {
-            Ok(ns) => UNIX_EPOCH + Duration::from_nanos(ns),
-            Err(_) => UNIX_EPOCH - Duration::from_nanos(entry.mtime_ns.unsigned_abs()),
-        };
+        let mtime = crate::time::system_time(entry.mtime_ns);
         let kind = file_type(entry.kind);
         FileAttr {
             ino: INodeNo(ino),

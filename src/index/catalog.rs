@@ -17,9 +17,6 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-/// The catalog's file name inside a dataset's `.sheaf/` directory.
-pub const CATALOG_FILE: &str = "catalog.sheaf";
-
 /// Schema metadata key for the fold threshold the dataset was made with.
 pub const META_THRESHOLD: &str = "sheaf.threshold";
 

@@ -9,8 +9,8 @@ use super::footer::{FileKind, Footer, FOOTER_LEN, INDEX_ALIGNMENT};
 use super::path::{cmp_paths, display};
 use super::{FORMAT_VERSION, MAX_ENTRY_LEN};
 use crate::checksum::{xxh3_64, Xxh3};
-use crate::error::{Error, IoContext, Result};
-use crate::store::{MappedFile, ObjectWriter, ReadPolicy, Store, PAGE};
+use crate::error::{Error, IoContext, KindProblem, Result};
+use crate::store::{MappedFile, ObjectWriter, OpenAs, ReadPolicy, Store, StoredFile, PAGE};
 use arrow_buffer::Buffer;
 use std::io::{BufWriter, Write};
 use std::ops::Range;
@@ -24,10 +24,9 @@ use xxhash_rust::xxh3::Xxh3 as ContentIdHasher;
 enum Body {
     /// Bytes in memory: entries are slices of them.
     Memory(Buffer),
-    /// A local file, mapped: the index is read in place, entries as its policy says.
-    Local(MappedFile),
-    /// A file in a remote store: each entry costs one ranged read.
-    Remote { store: Arc<dyn Store>, key: String },
+    /// A file of a store: mapped when local (the index read in place, entries as its policy
+    /// says), else read by ranges (each entry costs one).
+    File(StoredFile),
 }
 
 /// A container opened for reading.
@@ -56,7 +55,13 @@ impl Container {
     /// Maps the container file at `path`, to be read as `policy` says, and validates its
     /// footer and index.
     pub fn open_with(path: &Path, policy: ReadPolicy) -> Result<Self> {
-        let mapped = MappedFile::open(path, policy)?;
+        Self::from_mapped(MappedFile::open(path, policy)?)
+    }
+
+    /// Validates the footer and index of a mapped container file.
+    fn from_mapped(mapped: MappedFile) -> Result<Self> {
+        let path = mapped.path().to_path_buf();
+        let path = path.as_path();
         let len = mapped.len();
         if len < FOOTER_LEN as u64 {
             return Err(too_short(path, len));
@@ -73,7 +78,7 @@ impl Container {
         let index = parse_index(&index_slice(bytes, &footer), &footer, path)?;
         Ok(Container {
             file: path.to_path_buf(),
-            body: Body::Local(mapped),
+            body: Body::File(StoredFile::Mapped(mapped)),
             footer,
             index,
         })
@@ -88,21 +93,22 @@ impl Container {
         file_len: Option<u64>,
         policy: ReadPolicy,
     ) -> Result<Self> {
-        if let Some(root) = store.local_root() {
-            return Self::open_with(&root.join(key), policy);
+        match crate::store::open_file(store, key.as_bytes(), OpenAs::Mapped(policy), file_len)? {
+            StoredFile::Mapped(mapped) => Self::from_mapped(mapped),
+            other => Self::from_ranged(other),
         }
-        let file = PathBuf::from(store.uri(key));
-        let len = match file_len {
-            Some(len) => len,
-            None => store.len(key)?.ok_or_else(|| Error::NotFound {
-                path: store.uri(key),
-            })?,
-        };
+    }
+
+    /// Validates the footer and index of a container file read by ranges: its tail (footer
+    /// and index) takes at most two.
+    fn from_ranged(stored: StoredFile) -> Result<Self> {
+        let file = PathBuf::from(stored.uri());
+        let len = stored.len();
         if len < FOOTER_LEN as u64 {
             return Err(too_short(&file, len));
         }
         let tail_start = len - len.min(REMOTE_TAIL);
-        let tail = store.read_range(key, tail_start..len)?;
+        let tail = stored.read_range(tail_start..len)?;
         let footer = Footer::decode(
             &tail[tail.len() - FOOTER_LEN..],
             len,
@@ -113,16 +119,12 @@ impl Container {
             let start = (footer.index_offset - tail_start) as usize;
             Buffer::from_vec(tail[start..start + footer.index_len as usize].to_vec())
         } else {
-            Buffer::from_vec(store.read_range(key, footer.index_offset..len - FOOTER_LEN as u64)?)
+            Buffer::from_vec(stored.read_range(footer.index_offset..len - FOOTER_LEN as u64)?)
         };
         let index = parse_index(&index_bytes, &footer, &file)?;
-        let body = Body::Remote {
-            store: store.clone(),
-            key: key.to_owned(),
-        };
         Ok(Container {
             file,
-            body,
+            body: Body::File(stored),
             footer,
             index,
         })
@@ -150,7 +152,7 @@ impl Container {
     /// The mapped local file behind this container, when it is one.
     pub fn local_file(&self) -> Option<&MappedFile> {
         match &self.body {
-            Body::Local(mapped) => Some(mapped),
+            Body::File(StoredFile::Mapped(mapped)) => Some(mapped),
             _ => None,
         }
     }
@@ -171,7 +173,7 @@ impl Container {
     pub fn content_id(&self) -> Result<u128> {
         match &self.body {
             Body::Memory(bytes) => Ok(xxhash_rust::xxh3::xxh3_128(bytes)),
-            Body::Local(mapped) => {
+            Body::File(StoredFile::Mapped(mapped)) => {
                 let mut hasher = ContentIdHasher::new();
                 let len = mapped.len();
                 mapped.will_need(0..HASH_STEP.min(len));
@@ -182,10 +184,9 @@ impl Container {
                 }
                 Ok(hasher.digest128())
             }
-            Body::Remote { store, key } => {
+            Body::File(stored) => {
                 let mut hasher = ContentIdHasher::new();
-                let len = self.footer.index_offset + self.footer.index_len + FOOTER_LEN as u64;
-                store.read_chunks(key, len, &mut |chunk| {
+                stored.stream(&mut |chunk| {
                     hasher.update(chunk);
                     Ok(())
                 })?;
@@ -233,8 +234,8 @@ impl Container {
                     std::hint::black_box(page[0]);
                 }
             }
-            Body::Local(mapped) => mapped.fault_in(range),
-            Body::Remote { .. } => {}
+            Body::File(StoredFile::Mapped(mapped)) => mapped.fault_in(range),
+            Body::File(_) => {}
         }
     }
 
@@ -242,7 +243,7 @@ impl Container {
     /// container is a local file: a reader that will soon read the row (a mount that was just
     /// asked to look it up) overlaps the device's latency with its own work.
     pub fn prefetch_row(&self, row: usize) {
-        if let (Body::Local(mapped), Ok(range)) =
+        if let (Body::File(StoredFile::Mapped(mapped)), Ok(range)) =
             (&self.body, self.stored_range(&self.index.entry_ref(row)))
         {
             mapped.will_need(range);
@@ -295,7 +296,7 @@ impl Container {
         if !entry.kind.is_stored() {
             return Err(Error::WrongKind {
                 path: display(entry.path),
-                reason: "has no bytes stored in a container",
+                problem: KindProblem::NotStored,
             });
         }
         let end = entry
@@ -332,8 +333,8 @@ impl Container {
                 Ok(bytes
                     .slice_with_length(range.start as usize, (range.end - range.start) as usize))
             }
-            Body::Local(mapped) => mapped.read(range),
-            Body::Remote { store, key } => Ok(Buffer::from_vec(store.read_range(key, range)?)),
+            Body::File(StoredFile::Mapped(mapped)) => mapped.read(range),
+            Body::File(stored) => Ok(Buffer::from_vec(stored.read_range(range)?)),
         }
     }
 

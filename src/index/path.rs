@@ -100,6 +100,15 @@ pub fn normalize_user_path(path: &[u8]) -> Result<Vec<u8>, &'static str> {
     Ok(out)
 }
 
+/// [`normalize_user_path`], its refusal an [`Error::InvalidPath`](crate::error::Error) naming
+/// the path.
+pub fn normalize(user_path: &[u8]) -> crate::error::Result<Vec<u8>> {
+    normalize_user_path(user_path).map_err(|reason| crate::error::Error::InvalidPath {
+        path: display(user_path),
+        reason,
+    })
+}
+
 /// The last component of a path (the whole path when it has no separator).
 pub fn file_name(path: &[u8]) -> &[u8] {
     match path.iter().rposition(|&b| b == SEPARATOR) {

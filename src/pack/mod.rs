@@ -7,10 +7,10 @@ mod walk;
 mod write;
 
 pub use plan::ContainerLimits;
+pub use walk::SourceEntry;
 use walk::Walked;
-pub use walk::{mtime_ns, SourceEntry};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Setting};
 use crate::index::{CatalogRow, EntryKind, MAX_ENTRY_LEN};
 use crate::layout::{container_key, container_name, Layout};
 use crate::progress::Progress;
@@ -121,7 +121,8 @@ pub enum Target {
 /// What a fold did.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct FoldSummary {
-    /// The dataset root written.
+    /// The dataset root written (in JSON, bytes that are not UTF-8 shown as U+FFFD).
+    #[serde(serialize_with = "path_for_display")]
     pub dataset: PathBuf,
     /// Regular files folded into containers.
     pub files_folded: u64,
@@ -181,9 +182,9 @@ pub fn fold(
     }
     let in_place = matches!(target, Target::InPlace { .. });
     if options.remove_originals && !in_place {
-        return Err(Error::Refused {
-            path: src.to_path_buf(),
-            reason: "--remove-originals only applies to an in-place fold".into(),
+        return Err(Error::InvalidSetting {
+            setting: Setting::RemoveOriginals,
+            reason: "only applies to an in-place fold".into(),
         });
     }
     let store = root_store(root)?;
@@ -256,11 +257,16 @@ pub fn fold(
 }
 
 /// The store a dataset root lives in: a URI (`scheme://...`) or a local directory.
+/// A path as text for a report: serde refuses paths that are not UTF-8.
+fn path_for_display<S: serde::Serializer>(
+    path: &Path,
+    to: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    to.serialize_str(&path.to_string_lossy())
+}
+
 fn root_store(root: &Path) -> Result<Arc<dyn Store>> {
-    match root.to_str().filter(|s| s.contains("://")) {
-        Some(uri) => crate::store::open(uri),
-        None => Ok(Arc::new(crate::store::LocalStore::new(root))),
-    }
+    crate::store::open(root)
 }
 
 /// A tree folded to a new root may not hold its own top-level `.sheaf`: that name is where a
@@ -279,23 +285,26 @@ fn refuse_reserved_name(src: &Path) -> Result<()> {
 }
 
 fn check_options(options: &FoldOptions) -> Result<()> {
-    let refuse = |reason: String| Error::Refused {
-        path: PathBuf::from("--threshold"),
-        reason,
-    };
     if options.threshold == 0 || options.threshold > MAX_ENTRY_LEN {
-        return Err(refuse(format!(
-            "the threshold must be between 1 byte and {} MiB",
-            MAX_ENTRY_LEN >> 20
-        )));
+        return Err(invalid(
+            Setting::Threshold,
+            format!(
+                "the threshold must be between 1 byte and {} MiB",
+                MAX_ENTRY_LEN >> 20
+            ),
+        ));
     }
     if options.limits.bytes == 0 || options.limits.entries == 0 {
-        return Err(Error::Refused {
-            path: PathBuf::from("--container-size"),
-            reason: "container limits must be positive".into(),
-        });
+        return Err(invalid(
+            Setting::ContainerLimits,
+            "container limits must be positive".into(),
+        ));
     }
     Ok(())
+}
+
+fn invalid(setting: Setting, reason: String) -> Error {
+    Error::InvalidSetting { setting, reason }
 }
 
 /// Entries in path order, turned into containers one batch at a time.

@@ -4,17 +4,18 @@
 //! complete and durable (local and HDFS: temporary name, then rename; S3: a completed upload),
 //! and the catalog is written last.
 
-use super::walk::{mtime_ns, SourceEntry};
+use super::walk::SourceEntry;
 use super::write::{external_copy_is_current, Sources};
 use super::FoldOptions;
 use crate::error::{Error, IoContext, Result};
 use crate::index::catalog::META_THRESHOLD;
 use crate::index::container::WrittenContainer;
 use crate::index::{Catalog, CatalogRow, Codec, Container, EntryKind};
-use crate::layout::{container_key, Layout, CATALOG_KEY};
+use crate::layout::{container_key, Layout, CATALOG_KEY, CONTAINERS_PREFIX};
 use crate::progress::Progress;
 use crate::read::Dataset;
 use crate::store::{LocalStore, ReadPolicy, Store};
+use crate::time::mtime_ns;
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::Write;
@@ -23,9 +24,6 @@ use std::sync::Arc;
 
 /// The key recording an unfinished fold's settings.
 const PARAMS_KEY: &str = crate::layout::FOLD_PARAMS_KEY;
-
-/// The key prefix of every container.
-const CONTAINERS_PREFIX: &str = ".sheaf/containers/";
 
 /// Refuses a destination that overlaps the source or already holds something else.
 /// `src` is `None` when the source is not a local directory (nothing to overlap).

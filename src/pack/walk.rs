@@ -7,6 +7,7 @@ use crate::index::path::SEPARATOR;
 use crate::index::EntryKind;
 use crate::layout::SHEAF_DIR;
 use crate::store::{ObjectInfo, Store};
+use crate::time::mtime_ns;
 use std::ffi::OsString;
 use std::fs::{self, Metadata};
 use std::os::unix::ffi::OsStrExt;
@@ -159,13 +160,6 @@ fn classify(meta: &Metadata, threshold: u64) -> Option<EntryKind> {
         );
         None
     }
-}
-
-/// Modification time of `meta` in nanoseconds since the epoch.
-pub fn mtime_ns(meta: &Metadata) -> i64 {
-    meta.mtime()
-        .saturating_mul(1_000_000_000)
-        .saturating_add(meta.mtime_nsec())
 }
 
 /// Walks every object of a store as a tree, one directory level per listing, yielding entries

@@ -455,7 +455,7 @@ fn remote_key(store: &dyn Store, path: &[u8]) -> Result<String> {
 fn copy_metadata(dst: &Path, source: &SourceEntry) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(dst, fs::Permissions::from_mode(source.mode & 0o7777)).ctx("chmod", dst)?;
-    let mtime = crate::read::unfold::file_time(source.mtime_ns);
+    let mtime = crate::time::file_time(source.mtime_ns);
     filetime::set_file_times(dst, mtime, mtime).ctx("set mtime", dst)
 }
 
@@ -469,7 +469,7 @@ pub fn external_copy_is_current(store: &dyn Store, source: &SourceEntry) -> bool
                 meta.is_file()
                     && meta.len() == source.len
                     && FileTime::from_last_modification_time(&meta)
-                        == crate::read::unfold::file_time(source.mtime_ns)
+                        == crate::time::file_time(source.mtime_ns)
             }
             Err(_) => false,
         },

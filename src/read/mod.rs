@@ -9,17 +9,15 @@ pub mod verify;
 
 use crate::cache::{Cache, Counter, Latency, MappedContainer, Snapshot};
 use crate::checksum::Xxh3;
-use crate::error::{Error, Result};
-use crate::index::path::{self, cmp_paths, display, is_inside, normalize_user_path, SEPARATOR};
+use crate::error::{Error, KindProblem, Result};
+use crate::index::path::{self, cmp_paths, display, is_inside, normalize, SEPARATOR};
 use crate::index::{Catalog, Container, Entry, EntryKind, PathKey};
 use crate::layout::{container_key, CATALOG_KEY, FOLD_PARAMS_KEY};
-use crate::store::{self, LocalStore, ReadPolicy, Store};
+use crate::store::{self, LocalStore, OpenAs, ReadPolicy, Store};
 #[cfg(doc)]
 use crate::store::{Access, Pages};
 pub use arrow_buffer::Buffer;
 use std::cmp::Ordering;
-use std::ffi::OsStr;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -70,8 +68,9 @@ impl Dataset {
         Self::open_in(Arc::new(LocalStore::new(root.as_ref())))
     }
 
-    /// Opens the dataset a URI names: a plain path, `file://`, or a remote store's URI.
-    pub fn open_uri(uri: &str) -> Result<Self> {
+    /// Opens the dataset a location names: a local path (any bytes), `file://`, or a remote
+    /// store's URI ([`store::open`]).
+    pub fn open_uri(uri: impl AsRef<std::ffi::OsStr>) -> Result<Self> {
         Self::open_in(store::open(uri)?)
     }
 
@@ -80,8 +79,9 @@ impl Dataset {
         Self::open_in_with(store, ReadOptions::default())
     }
 
-    /// Opens the dataset a URI names, reading through a cache as `options` say.
-    pub fn open_uri_with(uri: &str, options: ReadOptions) -> Result<Self> {
+    /// Opens the dataset a location names ([`Dataset::open_uri`]), reading through a cache as
+    /// `options` say.
+    pub fn open_uri_with(uri: impl AsRef<std::ffi::OsStr>, options: ReadOptions) -> Result<Self> {
         Self::open_in_with(store::open(uri)?, options)
     }
 
@@ -153,13 +153,7 @@ impl Dataset {
 
     /// Where an external entry's file lives, for messages.
     pub fn external_uri(&self, entry: &Entry) -> String {
-        match self.store.local_root() {
-            Some(root) => root
-                .join(OsStr::from_bytes(&entry.path))
-                .display()
-                .to_string(),
-            None => self.store.uri(&display(&entry.path)),
-        }
+        store::uri_of(self.store.as_ref(), &entry.path)
     }
 
     /// How this dataset's local containers are read (the policy it was opened with, `Auto`
@@ -444,7 +438,7 @@ impl Dataset {
             EntryKind::External => self.read_external(&entry),
             EntryKind::Dir => Err(Error::WrongKind {
                 path: display(&entry.path),
-                reason: "is a directory",
+                problem: KindProblem::IsADirectory,
             }),
             EntryKind::Symlink => unreachable!("resolve follows symlinks"),
         }
@@ -553,7 +547,7 @@ impl Dataset {
                 None if path.is_empty() => {
                     return Err(Error::WrongKind {
                         path: "/".into(),
-                        reason: "is a directory",
+                        problem: KindProblem::IsADirectory,
                     })
                 }
                 None => match self.symlinked_ancestor(&path)? {
@@ -572,7 +566,7 @@ impl Dataset {
             path = join_link_target(path::parent(&entry.path), &target).ok_or_else(|| {
                 Error::WrongKind {
                     path: display(&entry.path),
-                    reason: "is a symlink that points outside the dataset",
+                    problem: KindProblem::SymlinkLeavesDataset,
                 }
             })?;
             if !rest.is_empty() {
@@ -584,7 +578,7 @@ impl Dataset {
         }
         Err(Error::WrongKind {
             path: display(user_path),
-            reason: "too many levels of symbolic links",
+            problem: KindProblem::SymlinkLoop,
         })
     }
 
@@ -619,7 +613,7 @@ impl Dataset {
             if target.kind != EntryKind::Dir {
                 return Err(Error::WrongKind {
                     path: display(&dir),
-                    reason: "is not a directory",
+                    problem: KindProblem::NotADirectory,
                 });
             }
             dir = target.path;
@@ -695,29 +689,14 @@ impl Dataset {
             path: display(&entry.path),
             reason,
         })?;
-        let uri = self.external_uri(entry);
+        let file = store::open_file(&self.store, &entry.path, OpenAs::Plain, None)?;
+        let uri = file.uri();
         let mut hasher = Xxh3::new();
-        let mut seen = 0u64;
-        let mut tee = |chunk: &[u8]| {
+        let seen = file.stream(&mut |chunk: &[u8]| {
             hasher.update(chunk);
-            seen += chunk.len() as u64;
             sink(chunk)
-        };
-        let len = match self.store.local_root() {
-            Some(root) => store::stream_file(&root.join(OsStr::from_bytes(&entry.path)), &mut tee)?,
-            None => {
-                let key = std::str::from_utf8(&entry.path).map_err(|_| Error::InvalidPath {
-                    path: display(&entry.path),
-                    reason: "is not UTF-8, which an object store key must be",
-                })?;
-                let len = self
-                    .store
-                    .len(key)?
-                    .ok_or_else(|| Error::NotFound { path: uri.clone() })?;
-                self.store.read_chunks(key, len, &mut tee)?;
-                len
-            }
-        };
+        })?;
+        let len = file.len();
         if len != entry.len || seen != entry.len {
             return Err(Error::corrupt(
                 &uri,
@@ -741,25 +720,10 @@ impl Dataset {
             path: display(&entry.path),
             reason,
         })?;
-        match self.store.local_root() {
-            Some(root) => {
-                use std::os::unix::fs::FileExt;
-                let file_path = root.join(OsStr::from_bytes(&entry.path));
-                let file = store::open_nofollow(&file_path)
-                    .map_err(|e| Error::io("open", &file_path, e))?;
-                let mut bytes = vec![0; (range.end - range.start) as usize];
-                file.read_exact_at(&mut bytes, range.start)
-                    .map_err(|e| Error::io("read", &file_path, e))?;
-                Ok(bytes)
-            }
-            None => {
-                let key = std::str::from_utf8(&entry.path).map_err(|_| Error::InvalidPath {
-                    path: display(&entry.path),
-                    reason: "is not UTF-8, which an object store key must be",
-                })?;
-                self.store.read_range(key, range)
-            }
-        }
+        // The index's length stands in for the object's: a range read needs none, and asking
+        // would cost a remote store a request each time.
+        store::open_file(&self.store, &entry.path, OpenAs::Plain, Some(entry.len))?
+            .read_range(range)
     }
 
     /// Reads an external file whole, checked against the index checksum.
@@ -831,13 +795,6 @@ pub(crate) fn check_external(file: &Path, entry: &Entry, found: u64) -> Result<(
         });
     }
     Ok(())
-}
-
-pub(crate) fn normalize(user_path: &[u8]) -> Result<Vec<u8>> {
-    normalize_user_path(user_path).map_err(|reason| Error::InvalidPath {
-        path: display(user_path),
-        reason,
-    })
 }
 
 fn not_found(path: &[u8]) -> Error {

@@ -8,7 +8,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::index::path::{check_entry_path, display};
 use crate::index::{Entry, EntryKind};
 use crate::progress::Progress;
-use filetime::FileTime;
+use crate::time::file_time;
 use rayon::prelude::*;
 use std::ffi::OsStr;
 use std::fs::{self, OpenOptions};
@@ -146,12 +146,4 @@ fn set_mode_and_mtime(target: &Path, entry: &Entry) -> Result<()> {
         .ctx("chmod", target)?;
     let mtime = file_time(entry.mtime_ns);
     filetime::set_file_times(target, mtime, mtime).ctx("set mtime", target)
-}
-
-/// Converts index nanoseconds to a file time.
-pub fn file_time(mtime_ns: i64) -> FileTime {
-    FileTime::from_unix_time(
-        mtime_ns.div_euclid(1_000_000_000),
-        mtime_ns.rem_euclid(1_000_000_000) as u32,
-    )
 }

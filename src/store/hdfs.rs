@@ -5,19 +5,20 @@
 //! closed, so readers see the old object or the whole new one.
 
 use super::runtime::block_on;
-use super::{DirListing, ObjectInfo, ObjectWriter, Store};
+use super::{DirListing, ObjectInfo, ObjectWriter, RangeReader, Store};
 use crate::error::{Error, Result};
 use bytes::Bytes;
+use hdfs_native::file::FileReader;
 use hdfs_native::{Client, ClientBuilder, HdfsError, WriteOptions};
 use std::io::{self, Write};
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Bytes buffered before they are handed to the HDFS writer.
 const WRITE_CHUNK: usize = 4 << 20;
 
 /// A directory of an HDFS namespace.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct HdfsBackend {
     client: Arc<Client>,
     authority: String,
@@ -144,6 +145,73 @@ fn retrying<T>(
     }
 }
 
+/// Bytes `range` of an open file, or `None` when the file is shorter than the range.
+async fn read_within(
+    reader: &FileReader,
+    range: &Range<u64>,
+) -> std::result::Result<Option<Bytes>, HdfsError> {
+    if range.end as usize > reader.file_length() {
+        return Ok(None);
+    }
+    let wanted = (range.end - range.start) as usize;
+    reader
+        .read_range(range.start as usize, wanted)
+        .await
+        .map(Some)
+}
+
+/// The bytes of a ranged read, or a `Corrupt` error when the file was shorter than the range.
+fn exactly(bytes: Option<Bytes>, range: &Range<u64>, uri: impl Fn() -> String) -> Result<Vec<u8>> {
+    match bytes {
+        Some(bytes) if bytes.len() as u64 == range.end - range.start => Ok(bytes.to_vec()),
+        _ => Err(Error::corrupt(
+            uri(),
+            format!("shorter than the {range:?} read from it (truncated?)"),
+        )),
+    }
+}
+
+/// An HDFS file opened once for many ranged reads: the NameNode is asked where its blocks are
+/// when it is opened, and each range is then one read from a DataNode. A read that fails is
+/// made again on the file opened afresh (a DataNode that restarted may be elsewhere now), with
+/// the usual retries.
+struct HdfsRanges {
+    store: HdfsBackend,
+    key: String,
+    reader: Mutex<Arc<FileReader>>,
+}
+
+impl std::fmt::Debug for HdfsRanges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HdfsRanges({})", self.store.uri(&self.key))
+    }
+}
+
+impl RangeReader for HdfsRanges {
+    fn read_range(&self, range: Range<u64>) -> Result<Vec<u8>> {
+        let reader = self
+            .reader
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let uri = || self.store.uri(&self.key);
+        if let Ok(bytes) = block_on(read_within(&reader, &range)) {
+            return exactly(bytes, &range, uri);
+        }
+        let path = self.store.path(&self.key);
+        let (fresh, bytes) = retrying(|| {
+            block_on(async {
+                let fresh = self.store.client.read(&path).await?;
+                let bytes = read_within(&fresh, &range).await?;
+                Ok((fresh, bytes))
+            })
+        })
+        .map_err(|e| self.store.error(&self.key, e))?;
+        *self.reader.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(fresh);
+        exactly(bytes, &range, uri)
+    }
+}
+
 /// A missing file comes back from the NameNode as a remote Java exception, not always as the
 /// client's own `FileNotFound`.
 fn is_not_found(e: &HdfsError) -> bool {
@@ -162,27 +230,24 @@ impl Store for HdfsBackend {
     }
 
     fn read_range(&self, key: &str, range: Range<u64>) -> Result<Vec<u8>> {
-        let wanted = (range.end - range.start) as usize;
         let bytes = retrying(|| {
             block_on(async {
                 let reader = self.client.read(&self.path(key)).await?;
-                if range.end as usize > reader.file_length() {
-                    return Ok(None);
-                }
-                reader
-                    .read_range(range.start as usize, wanted)
-                    .await
-                    .map(Some)
+                read_within(&reader, &range).await
             })
         })
         .map_err(|e| self.error(key, e))?;
-        match bytes {
-            Some(bytes) if bytes.len() == wanted => Ok(bytes.to_vec()),
-            _ => Err(Error::corrupt(
-                self.uri(key),
-                format!("shorter than the {range:?} read from it (truncated?)"),
-            )),
-        }
+        exactly(bytes, &range, || self.uri(key))
+    }
+
+    fn ranges(&self, key: &str) -> Result<Option<Arc<dyn RangeReader>>> {
+        let reader = retrying(|| block_on(self.client.read(&self.path(key))))
+            .map_err(|e| self.error(key, e))?;
+        Ok(Some(Arc::new(HdfsRanges {
+            store: self.clone(),
+            key: key.to_owned(),
+            reader: Mutex::new(Arc::new(reader)),
+        })))
     }
 
     fn read(&self, key: &str) -> Result<Vec<u8>> {

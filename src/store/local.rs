@@ -216,7 +216,7 @@ impl Store for LocalStore {
                 level.objects.push(ObjectInfo {
                     key,
                     len: meta.len(),
-                    mtime_ns: crate::pack::mtime_ns(&meta),
+                    mtime_ns: crate::time::mtime_ns(&meta),
                 });
             }
         }
@@ -229,6 +229,10 @@ impl Store for LocalStore {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::io("delete", &path, e)),
             _ => Ok(()),
         }
+    }
+
+    fn ranges_in_parallel(&self) -> bool {
+        false
     }
 
     fn local_root(&self) -> Option<&Path> {

@@ -455,7 +455,7 @@ impl Drop for ReadBuffer {
 /// Opens `path` read-only without following a symlink in its place and without blocking on a
 /// FIFO, and refuses anything but a regular file. A missing file is an I/O error naming it
 /// ([`Error::is_not_found`]): a sheaf file that should be there and is not.
-fn open_regular(path: &Path) -> Result<File> {
+pub(super) fn open_regular(path: &Path) -> Result<File> {
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)

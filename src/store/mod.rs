@@ -5,6 +5,7 @@
 //! `train/big.bin`). Back-ends keep their own error types private and convert them into
 //! [`crate::Error`] naming the URI of the object that failed.
 
+mod file;
 #[cfg(feature = "hdfs")]
 mod hdfs;
 mod local;
@@ -15,6 +16,7 @@ mod parallel;
 #[cfg(any(feature = "s3", feature = "gcs", feature = "azure", feature = "hdfs"))]
 mod runtime;
 
+pub use file::{open_file, uri_of, OpenAs, StoredFile};
 #[cfg(feature = "hdfs")]
 pub use hdfs::HdfsBackend;
 pub use local::LocalStore;
@@ -25,9 +27,11 @@ pub use object::ObjectBackend;
 pub use parallel::{read_chunks_placed, Place};
 
 use crate::error::{Error, Result};
+use std::ffi::OsStr;
 use std::fmt::Debug;
 use std::io::Write;
 use std::ops::Range;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -105,6 +109,20 @@ pub trait Store: Send + Sync + Debug {
     /// Deletes an object; deleting a missing object is not an error.
     fn delete(&self, key: &str) -> Result<()>;
 
+    /// Opens `key` for many ranged reads, when the back-end can serve them cheaper that way
+    /// than by [`Store::read_range`] each; `None` (the default) when it cannot. Callers use
+    /// [`open_ranges`].
+    fn ranges(&self, _key: &str) -> Result<Option<Arc<dyn RangeReader>>> {
+        Ok(None)
+    }
+
+    /// True when reading ranges of one object side by side is faster than one after another
+    /// (a remote store, where every request waits a round trip); false for a local disk,
+    /// which streams a file in order best.
+    fn ranges_in_parallel(&self) -> bool {
+        true
+    }
+
     /// The root directory, when the store is the local filesystem: readers map files there
     /// instead of issuing reads, and names need not be UTF-8.
     fn local_root(&self) -> Option<&Path> {
@@ -128,18 +146,64 @@ pub trait Store: Send + Sync + Debug {
     }
 }
 
+/// Ranged reads of one object, opened once: what a reader of many ranges of one object (a
+/// container's entries) keeps, so that a back-end whose open costs a request (HDFS asks the
+/// NameNode where the object's blocks are) pays it once rather than once a range.
+pub trait RangeReader: Send + Sync + Debug {
+    /// Bytes `range` of the object, as [`Store::read_range`] reads them.
+    fn read_range(&self, range: Range<u64>) -> Result<Vec<u8>>;
+}
+
+/// Opens `key` of `store` for ranged reads ([`Store::ranges`], or each range through the store).
+pub fn open_ranges(store: &Arc<dyn Store>, key: &str) -> Result<Arc<dyn RangeReader>> {
+    match store.ranges(key)? {
+        Some(reader) => Ok(reader),
+        None => Ok(Arc::new(StoreRanges {
+            store: store.clone(),
+            key: key.to_owned(),
+        })),
+    }
+}
+
+/// Ranges read through the store one request each: what object stores do anyway.
+#[derive(Debug)]
+struct StoreRanges {
+    store: Arc<dyn Store>,
+    key: String,
+}
+
+impl RangeReader for StoreRanges {
+    fn read_range(&self, range: Range<u64>) -> Result<Vec<u8>> {
+        self.store.read_range(&self.key, range)
+    }
+}
+
 /// A streamed write in progress. Dropping it without `finish` abandons the write.
 pub trait ObjectWriter: Write + Send {
     /// Makes the written bytes durable and visible at the key, atomically.
     fn finish(self: Box<Self>) -> Result<()>;
 }
 
-/// Opens the store a dataset URI names: a plain path or `file://`, `hdfs://` or `viewfs://`,
-/// `s3://bucket/prefix`, `gs://bucket/prefix`, `az://container/prefix`.
-pub fn open(uri: &str) -> Result<Arc<dyn Store>> {
+/// Opens the store a dataset location names: a local path or `file://PATH` (any bytes, as the
+/// OS gave them), or a URI: `hdfs://` or `viewfs://`, `s3://bucket/prefix`, `gs://bucket/prefix`,
+/// `az://container/prefix`. The one parser of locations: every front end opens through it.
+pub fn open(location: impl AsRef<OsStr>) -> Result<Arc<dyn Store>> {
+    let location = location.as_ref();
+    let bytes = location.as_bytes();
+    if let Some(path) = bytes.strip_prefix(b"file://") {
+        return Ok(Arc::new(LocalStore::new(OsStr::from_bytes(path))));
+    }
+    if !bytes.windows(3).any(|w| w == b"://") {
+        return Ok(Arc::new(LocalStore::new(location)));
+    }
+    let Some(uri) = location.to_str() else {
+        return Err(Error::Refused {
+            path: PathBuf::from(location),
+            reason: "a URI must be valid UTF-8 (only local paths may hold other bytes)".into(),
+        });
+    };
     match uri.split_once("://") {
         None => Ok(Arc::new(LocalStore::new(uri))),
-        Some(("file", path)) => Ok(Arc::new(LocalStore::new(path))),
         #[cfg(feature = "hdfs")]
         Some(("hdfs" | "viewfs", _)) => Ok(Arc::new(HdfsBackend::open(uri)?)),
         #[cfg(feature = "s3")]
@@ -156,6 +220,33 @@ pub fn open(uri: &str) -> Result<Arc<dyn Store>> {
             ),
         }),
     }
+}
+
+/// The name a store's root is known by, however it was spelled: a local root's canonical path,
+/// the URI without a trailing `/` otherwise.
+pub fn root_name(store: &dyn Store) -> String {
+    match store.local_root() {
+        Some(root) => local_key(&root.canonicalize().unwrap_or_else(|_| root.to_path_buf())),
+        None => store.uri("").trim_end_matches('/').to_owned(),
+    }
+}
+
+/// A local root's key: the path itself when it is UTF-8; otherwise, so that no two roots share
+/// a key, `non-utf8:` and the path with `\` and every byte outside UTF-8 escaped (`\xNN`).
+/// Neither form can be the other's: a canonical UTF-8 path starts with `/`.
+fn local_key(root: &Path) -> String {
+    let bytes = root.as_os_str().as_bytes();
+    if let Ok(text) = std::str::from_utf8(bytes) {
+        return text.to_owned();
+    }
+    let mut key = String::from("non-utf8:");
+    for chunk in bytes.utf8_chunks() {
+        key.push_str(&chunk.valid().replace('\\', "\\\\"));
+        for byte in chunk.invalid() {
+            key.push_str(&format!("\\x{byte:02x}"));
+        }
+    }
+    key
 }
 
 /// What this build can open, for messages: "local paths, s3://, ... and viewfs://".

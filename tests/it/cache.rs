@@ -480,3 +480,49 @@ fn read_through_fill_warms_a_cache_that_was_never_preloaded() {
     assert!(!cached_files(&cache).is_empty());
     run!("cache", "verify", "--cache", cache).success();
 }
+
+#[test]
+fn datasets_and_caches_at_paths_that_are_not_utf8_work_with_every_command() {
+    let tmp = tempdir();
+    let files = small_tree(&tmp.path().join("src"), 40);
+    // Two roots whose names differ only in bytes that are not UTF-8: a lossy spelling of
+    // either would be the same, and the cache would take one for the other.
+    let one = tmp.path().join(bpath(b"ds-\xff"));
+    let two = tmp.path().join(bpath(b"ds-\xfe"));
+    let cache = tmp.path().join(bpath(b"cache-\xff"));
+    fold(&tmp.path().join("src"), &one, &["--container-size", "8KiB"]).success();
+    // Other bytes (the cache keeps containers by content: the same tree would share them).
+    let other_src = tmp.path().join("other");
+    Tree::new(&other_src).file("d0/f0000", b"other bytes");
+    fold(&other_src, &two, &[]).success();
+    run!("ls", one, "d0").success().stdout_has("f0000");
+    let mut file_uri = b"file://".to_vec();
+    file_uri.extend_from_slice(one.as_os_str().as_encoded_bytes());
+    let cat = run!("cat", bpath(&file_uri), "d0/f0000").success();
+    assert_eq!(cat.stdout, files["d0/f0000"], "read through a file:// URI");
+
+    let summary = run!("preload", one, "--cache", cache, "--json")
+        .success()
+        .json();
+    assert_eq!(num(&summary, "fetched"), num(&summary, "containers"));
+    let reader = Dataset::open_uri_with(&one, options(&cache)).unwrap();
+    read_all(&reader, &files);
+    assert_eq!(
+        reader.stats().get(Counter::Misses),
+        0,
+        "all of `one` was preloaded"
+    );
+    let other = Dataset::open_uri_with(&two, options(&cache)).unwrap();
+    assert_eq!(other.read(b"d0/f0000").unwrap().as_slice(), b"other bytes");
+    assert!(
+        other.stats().get(Counter::Misses) > 0,
+        "`two` is another dataset to the cache, though its name reads the same lossily"
+    );
+    run!("cache", "ls", "--cache", cache)
+        .success()
+        .stdout_has("non-utf8:");
+    run!("cache", "evict", one, "--cache", cache).success();
+    let reader = Dataset::open_uri_with(&one, options(&cache)).unwrap();
+    reader.read(b"d0/f0000").unwrap();
+    assert!(reader.stats().get(Counter::Misses) > 0, "evicted");
+}

@@ -232,7 +232,8 @@ fn writes_are_invisible_until_finished_and_abandoned_writes_leave_nothing() {
         let store = store::open(&uri).unwrap();
         let payload: Vec<u8> = (0..20_000_000u32).map(|i| (i % 253) as u8).collect();
         let mut out = store.create("dir/object").unwrap();
-        out.write_all(&payload).unwrap();
+        out.write_all(&payload)
+            .unwrap_or_else(|e| panic!("{}: writing 20 MB: {e:?}", backend.name));
         assert_eq!(
             store.len("dir/object").unwrap(),
             None,
@@ -687,6 +688,15 @@ fn a_server_that_goes_away_mid_read_fails_fast_naming_the_uri_and_never_returns_
         proxied.proxy.go_down_after(12);
         let mut args = vec!["cat"];
         args.extend(paths.iter().map(String::as_str));
+        if backend.name == "hdfs" {
+            // Only the NameNode is behind the proxy: once the container is open its blocks are
+            // read from the DataNodes, as HDFS's own client does, so a NameNode that goes away
+            // mid-read stops nothing (a reader that opens something new fails: see
+            // a_long_lived_reader_... below).
+            let run = proxied.sheaf(&args).success();
+            assert!(run.stdout == whole, "hdfs: every byte right");
+            continue;
+        }
         let started = Instant::now();
         let run = proxied.sheaf(&args).fails_with(1);
         let elapsed = started.elapsed();
@@ -720,7 +730,7 @@ fn a_server_that_goes_away_mid_read_fails_fast_naming_the_uri_and_never_returns_
 }
 
 #[test]
-fn a_long_lived_reader_fails_while_the_server_is_away_and_recovers_when_it_returns() {
+fn a_long_lived_reader_keeps_reading_while_the_namenode_is_away_and_a_new_one_recovers() {
     let tmp = tempdir();
     for backend in backends().into_iter().filter(|b| b.name == "hdfs") {
         let (uri, _, _, _) = folded(&backend, tmp.path(), "recovers");
@@ -729,12 +739,17 @@ fn a_long_lived_reader_fails_while_the_server_is_away_and_recovers_when_it_retur
         let first = dataset.read(b"a/f01").unwrap();
         assert_eq!(first.as_slice(), &[1u8; 900][..]);
         proxied.proxy.go_down();
+        // The container open already knows where its blocks are: the DataNodes serve it while
+        // the NameNode is away.
+        let during = dataset.read(b"a/f02").unwrap();
+        assert_eq!(during.as_slice(), &[2u8; 900][..]);
+        // Anything that needs the NameNode fails, naming the dataset, and recovers.
         let started = Instant::now();
-        let error = dataset.read(b"a/f02").unwrap_err().to_string();
+        let error = Dataset::open_uri(&proxied.uri).unwrap_err().to_string();
         assert!(error.contains(&proxied.uri), "{error}");
         assert!(started.elapsed() < Duration::from_secs(60));
         proxied.proxy.come_back();
-        let again = dataset.read(b"a/f02").unwrap();
-        assert_eq!(again.as_slice(), &[2u8; 900][..]);
+        let reopened = Dataset::open_uri(&proxied.uri).unwrap();
+        assert_eq!(reopened.read(b"a/f02").unwrap().as_slice(), &[2u8; 900][..]);
     }
 }

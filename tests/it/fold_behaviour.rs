@@ -454,7 +454,29 @@ fn bad_flags_are_usage_errors() {
     // Removing originals only makes sense in place; refused before anything is written.
     run!("fold", src, dst, "--remove-originals")
         .fails_with(1)
-        .stderr_has("only applies to an in-place fold");
+        .stderr_has("--remove-originals: only applies to an in-place fold");
+    assert!(!dst.exists());
+    // The library names the setting (its message names no flag); the CLI names the flag.
+    let options = sheaf::pack::FoldOptions {
+        threshold: 0,
+        ..Default::default()
+    };
+    let target = sheaf::pack::Target::NewRoot {
+        src: src.clone(),
+        dst: dst.clone(),
+    };
+    let refused = sheaf::pack::fold(&target, &options, &sheaf::progress::Silent).unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            sheaf::Error::InvalidSetting {
+                setting: sheaf::Setting::Threshold,
+                ..
+            }
+        ),
+        "{refused:?}"
+    );
+    assert!(!refused.to_string().contains("--"), "{refused}");
     assert!(!dst.exists());
     run!("fold", src, dst, "--compress", "brotli")
         .fails_with(2)

@@ -10,6 +10,7 @@
 //! - `mount`: `sheaf mount` really mounted: the original tree, read-only, faults, unmounts.
 //! - `page_cache`: what reads leave in the page cache (datasets larger than memory).
 //! - `conformance`: the same fold, read, publish and fault cases on local, S3 and HDFS stores.
+//! - `layers`: src/'s modules keep the layers ARCHITECTURE.md draws.
 
 /// Runs the built binary with arguments of any path-like type: `run!("ls", dataset, "-l")`.
 macro_rules! run {
@@ -26,6 +27,7 @@ mod cache;
 mod conformance;
 mod fold_behaviour;
 mod full_disk;
+mod layers;
 mod mount;
 mod page_cache;
 mod proptests;
