@@ -9,12 +9,13 @@
 #                from PyPI into bench-out/peers-venv)
 #
 #   bash benches/mount_vs_squashfuse.sh [--files N | --corpus DIR] [--runs R] [--threads T,T]
-#                                       [--ratarmount]
+#                                       [--ratarmount] [--reader c|python]
 #
 # For each system, order (sorted = sequential, shuffled = random) and thread count, one cold
 # pass (page cache dropped with `echo 3 > /proc/sys/vm/drop_caches`, and the FUSE mounts made
 # afresh), then warm-up passes until a pass is no longer 5% faster than the previous one, then
-# R timed warm passes (medians) of benches/read_files.c: open, read to the end, close.
+# R timed warm passes (medians) of benches/read_files.c: open, read to the end, close (with
+# --reader python, benches/read_files.py: `open(p, "rb").read()`, which also asks `isatty`).
 # Every pass must return the same bytes (file count, byte count and a checksum). Also reports
 # each mount's time to come up and the sheaf daemon's peak RSS (VmHWM).
 #
@@ -28,6 +29,7 @@ RUNS=3
 THREADS="1,4"
 CORPUS_ARG=""
 RATARMOUNT=0
+READER=c
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --files) FILES="${2:?}"; shift 2 ;;
@@ -35,7 +37,8 @@ while [[ $# -gt 0 ]]; do
         --threads) THREADS="${2:?}"; shift 2 ;;
         --corpus) CORPUS_ARG="${2:?}"; shift 2 ;;
         --ratarmount) RATARMOUNT=1; shift ;;
-        -h|--help) sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --reader) READER="${2:?}"; shift 2 ;;
+        -h|--help) sed -n '2,25p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "mount_vs_squashfuse: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -62,6 +65,11 @@ log "building the release binary and the reader"
 (cd "$ROOT" && cargo build --release --quiet)
 install -m 0755 "$ROOT/target/release/sheaf" "$WORK/sheaf"
 gcc -O2 -pthread -o "$WORK/read_files" "$ROOT/benches/read_files.c"
+case "$READER" in
+    c) READ_FILES=("$WORK/read_files") ;;
+    python) READ_FILES=(python3 "$ROOT/benches/read_files.py") ;;
+    *) echo "mount_vs_squashfuse: --reader is c or python, not $READER" >&2; exit 2 ;;
+esac
 
 SYSTEMS="plain sheaf squashfuse"
 if [[ $RATARMOUNT == 1 ]]; then
@@ -153,7 +161,7 @@ read -r _ files bytes sum <<<"$("$WORK/read_files" "$WORK/sorted.txt" "$CORPUS" 
 EXPECTED="$files/$bytes/$sum"
 run_pass() { # system order threads pass; prints the seconds
     local out secs files bytes sum
-    out=$("$WORK/read_files" "$WORK/$2.txt" "$(dir_of "$1")" "$3")
+    out=$("${READ_FILES[@]}" "$WORK/$2.txt" "$(dir_of "$1")" "$3")
     read -r secs files bytes sum <<<"$out"
     [[ "$files/$bytes/$sum" == "$EXPECTED" ]] ||
         die "$1 returned other bytes ($files/$bytes/$sum, expected $EXPECTED)"

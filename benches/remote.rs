@@ -26,7 +26,8 @@ use common::{list_files, Rng};
 use sheaf::cache::{preload, Cache, PreloadOptions};
 use sheaf::layout::container_key;
 use sheaf::progress::Silent;
-use sheaf::store::{self, ObjectInfo, ObjectWriter, Store};
+use sheaf::store::memory::Counting;
+use sheaf::store::{self, Store};
 use sheaf::Dataset;
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
@@ -77,50 +78,6 @@ fn settings() -> Settings {
 const USAGE: &str =
     "cargo bench --bench remote -- --uri URI --source DIR [--reads N] [--jobs J] [--runs R]";
 
-/// A store that counts the requests that reach the one it wraps.
-#[derive(Debug)]
-struct Counting {
-    inner: Arc<dyn Store>,
-    requests: AtomicUsize,
-}
-
-impl Counting {
-    fn count(&self) -> usize {
-        self.requests.load(Ordering::SeqCst)
-    }
-    fn tick(&self) {
-        self.requests.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-impl Store for Counting {
-    fn uri(&self, key: &str) -> String {
-        self.inner.uri(key)
-    }
-    fn read_range(&self, key: &str, range: Range<u64>) -> sheaf::Result<Vec<u8>> {
-        self.tick();
-        self.inner.read_range(key, range)
-    }
-    fn read(&self, key: &str) -> sheaf::Result<Vec<u8>> {
-        self.tick();
-        self.inner.read(key)
-    }
-    fn len(&self, key: &str) -> sheaf::Result<Option<u64>> {
-        self.tick();
-        self.inner.len(key)
-    }
-    fn create(&self, key: &str) -> sheaf::Result<Box<dyn ObjectWriter>> {
-        self.inner.create(key)
-    }
-    fn list(&self, prefix: &str) -> sheaf::Result<Vec<ObjectInfo>> {
-        self.tick();
-        self.inner.list(prefix)
-    }
-    fn delete(&self, key: &str) -> sheaf::Result<()> {
-        self.inner.delete(key)
-    }
-}
-
 fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(|a, b| a.partial_cmp(b).unwrap());
     xs[xs.len() / 2]
@@ -138,12 +95,9 @@ struct RequestFigures {
 /// counting the containers touched: each costs exactly one extra request when the index fits
 /// the tail read, which is what SPEC.md's layout aims for.
 fn count_requests(s: &Settings, files: &[String]) -> RequestFigures {
-    let counting = Arc::new(Counting {
-        inner: store::open(&s.uri).expect("open the store"),
-        requests: AtomicUsize::new(0),
-    });
+    let counting = Arc::new(Counting::new(store::open(&s.uri).expect("open the store")));
     let dataset = Dataset::open_in(counting.clone()).expect("open the dataset");
-    let at_open = counting.count();
+    let at_open = counting.requests();
     let containers = dataset.catalog().rows().len();
     // Touch every container once (one file each is enough when files are spread over them)
     // so the timed part below measures entry reads alone.
@@ -151,7 +105,7 @@ fn count_requests(s: &Settings, files: &[String]) -> RequestFigures {
     let picks: Vec<&String> = (0..s.reads)
         .map(|_| &files[rng.below(files.len() as u64) as usize])
         .collect();
-    let warm_started = counting.count();
+    let warm_started = counting.requests();
     let mut warm_reads = 0;
     for path in files
         .iter()
@@ -160,7 +114,7 @@ fn count_requests(s: &Settings, files: &[String]) -> RequestFigures {
         dataset.read(path.as_bytes()).expect("read");
         warm_reads += 1;
     }
-    let after_warm = counting.count();
+    let after_warm = counting.requests();
     let started = Instant::now();
     for path in &picks {
         let got = dataset.read(path.as_bytes()).expect("read");
@@ -168,7 +122,7 @@ fn count_requests(s: &Settings, files: &[String]) -> RequestFigures {
         assert!(got.as_slice() == want.as_slice(), "{path}: other bytes");
     }
     let secs = started.elapsed().as_secs_f64();
-    let entry_requests = counting.count() - after_warm;
+    let entry_requests = counting.requests() - after_warm;
     RequestFigures {
         at_open,
         index_loads: after_warm - warm_started - warm_reads,

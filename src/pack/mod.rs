@@ -256,7 +256,6 @@ pub fn fold(
     Ok(summary)
 }
 
-/// The store a dataset root lives in: a URI (`scheme://...`) or a local directory.
 /// A path as text for a report: serde refuses paths that are not UTF-8.
 fn path_for_display<S: serde::Serializer>(
     path: &Path,
@@ -265,6 +264,7 @@ fn path_for_display<S: serde::Serializer>(
     to.serialize_str(&path.to_string_lossy())
 }
 
+/// The store a dataset root lives in: a URI (`scheme://...`) or a local directory.
 fn root_store(root: &Path) -> Result<Arc<dyn Store>> {
     crate::store::open(root)
 }

@@ -410,7 +410,7 @@ mod tests {
         assert_eq!(kind("big"), EntryKind::External);
         // The same walk through the levels a full listing gives (the trait's default), which
         // cannot see the empty directory.
-        let listed = Listed(store.list("").unwrap());
+        let listed = memory_store_of(store.list("").unwrap());
         let mut without_empty = entries.clone();
         without_empty.retain(|(p, _)| p != "a/c");
         assert_eq!(store_walked(&listed, true).unwrap(), without_empty);
@@ -425,7 +425,7 @@ mod tests {
             len: 1,
             mtime_ns: 0,
         };
-        let store = Listed(vec![object("a"), object("a/b"), object("c")]);
+        let store = memory_store_of(vec![object("a"), object("a/b"), object("c")]);
         let refused = store_walked(&store, false).unwrap_err();
         assert!(
             refused.to_string().contains("both an object and a prefix"),
@@ -433,39 +433,13 @@ mod tests {
         );
     }
 
-    /// A store that can only list (the fold's walk needs nothing else).
-    #[derive(Debug)]
-    struct Listed(Vec<ObjectInfo>);
-
-    impl Store for Listed {
-        fn uri(&self, key: &str) -> String {
-            format!("listed://{key}")
+    /// A store in memory holding objects of these keys, lengths and times.
+    fn memory_store_of(objects: Vec<ObjectInfo>) -> crate::store::memory::MemoryStore {
+        let store = crate::store::memory::MemoryStore::new();
+        for object in objects {
+            store.put_with_mtime(&object.key, vec![0; object.len as usize], object.mtime_ns);
         }
-        fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
-            let mut out: Vec<ObjectInfo> = self
-                .0
-                .iter()
-                .filter(|o| o.key.starts_with(prefix))
-                .cloned()
-                .collect();
-            out.sort_by(|a, b| a.key.cmp(&b.key));
-            Ok(out)
-        }
-        fn read_range(&self, _: &str, _: std::ops::Range<u64>) -> Result<Vec<u8>> {
-            unreachable!("the walk reads no bytes")
-        }
-        fn read(&self, _: &str) -> Result<Vec<u8>> {
-            unreachable!("the walk reads no bytes")
-        }
-        fn len(&self, _: &str) -> Result<Option<u64>> {
-            unreachable!("the walk lists")
-        }
-        fn create(&self, _: &str) -> Result<Box<dyn crate::store::ObjectWriter>> {
-            unreachable!("the walk writes nothing")
-        }
-        fn delete(&self, _: &str) -> Result<()> {
-            unreachable!("the walk deletes nothing")
-        }
+        store
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod file;
 mod hdfs;
 mod local;
 mod mapped;
+pub mod memory;
 #[cfg(any(feature = "s3", feature = "gcs", feature = "azure"))]
 mod object;
 mod parallel;

@@ -134,73 +134,33 @@ fn lock(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
 mod tests {
     use super::*;
     use crate::error::Error;
-    use crate::store::{ObjectInfo, ObjectWriter};
-    use std::ops::Range;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use crate::store::memory::{MemoryStore, Op};
     use std::time::Duration;
 
-    /// One object in memory; ranges answer after a delay that shrinks with the offset, so
-    /// later ranges tend to finish first. Counts requests and the most ever in flight.
-    #[derive(Debug)]
-    struct Slow {
-        bytes: Vec<u8>,
-        fail_at: Option<u64>,
-        requests: AtomicUsize,
-        in_flight: AtomicUsize,
-        most_in_flight: AtomicUsize,
-    }
-
-    impl Slow {
-        fn new(len: usize, fail_at: Option<u64>) -> Slow {
-            Slow {
-                bytes: (0..len).map(|i| (i * 7 % 251) as u8).collect(),
-                fail_at,
-                requests: AtomicUsize::new(0),
-                in_flight: AtomicUsize::new(0),
-                most_in_flight: AtomicUsize::new(0),
-            }
-        }
-    }
-
-    impl Store for Slow {
-        fn uri(&self, key: &str) -> String {
-            format!("slow://{key}")
-        }
-        fn read_range(&self, key: &str, range: Range<u64>) -> Result<Vec<u8>> {
-            self.requests.fetch_add(1, Ordering::SeqCst);
-            let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-            self.most_in_flight.fetch_max(now, Ordering::SeqCst);
-            let later_is_faster = 20u64.saturating_sub(range.start / 1000);
-            std::thread::sleep(Duration::from_millis(later_is_faster));
-            self.in_flight.fetch_sub(1, Ordering::SeqCst);
-            if self.fail_at.is_some_and(|at| range.contains(&at)) {
-                return Err(Error::NotFound {
-                    path: self.uri(key),
-                });
-            }
-            Ok(self.bytes[range.start as usize..range.end as usize].to_vec())
-        }
-        fn read(&self, _: &str) -> Result<Vec<u8>> {
-            Ok(self.bytes.clone())
-        }
-        fn len(&self, _: &str) -> Result<Option<u64>> {
-            Ok(Some(self.bytes.len() as u64))
-        }
-        fn create(&self, _: &str) -> Result<Box<dyn ObjectWriter>> {
-            unreachable!("read-only test store")
-        }
-        fn list(&self, _: &str) -> Result<Vec<ObjectInfo>> {
-            Ok(Vec::new())
-        }
-        fn delete(&self, _: &str) -> Result<()> {
-            Ok(())
-        }
+    /// One object "k" in memory; ranges answer after a delay that shrinks with the offset, so
+    /// later ranges tend to finish first; a range covering `fail_at` fails.
+    fn slow(len: usize, fail_at: Option<u64>) -> (MemoryStore, Vec<u8>) {
+        let bytes: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+        let store = MemoryStore::new()
+            .with_delay(|_, range| Duration::from_millis(20u64.saturating_sub(range.start / 1000)))
+            .with_fault(move |op, key, range| {
+                let hit = op == Op::ReadRange && fail_at.is_some_and(|at| range.contains(&at));
+                hit.then(|| Error::NotFound {
+                    path: format!("memory://{key}"),
+                })
+            });
+        store.put("k", bytes.clone());
+        (store, bytes)
     }
 
     /// What the sink got (in order), how many calls it took, and the bytes `place` wrote at
     /// their offsets (a range placed twice fails the test).
-    fn collect(store: &Slow, chunk: u64, ways: usize) -> (Result<()>, Vec<u8>, usize) {
-        let len = store.bytes.len();
+    fn collect(
+        store: &MemoryStore,
+        len: usize,
+        chunk: u64,
+        ways: usize,
+    ) -> (Result<()>, Vec<u8>, usize) {
         let placed = Mutex::new(vec![None; len]);
         let mut got = Vec::new();
         let mut calls = 0;
@@ -234,13 +194,13 @@ mod tests {
 
     #[test]
     fn chunks_arrive_in_order_with_several_requests_in_flight() {
-        let store = Slow::new(20_500, None);
-        let (outcome, got, calls) = collect(&store, 1000, 4);
+        let (store, bytes) = slow(20_500, None);
+        let (outcome, got, calls) = collect(&store, bytes.len(), 1000, 4);
         outcome.unwrap();
-        assert_eq!(got, store.bytes);
+        assert_eq!(got, bytes);
         assert_eq!(calls, 21);
-        assert_eq!(store.requests.load(Ordering::SeqCst), 21);
-        let most = store.most_in_flight.load(Ordering::SeqCst);
+        assert_eq!(store.count(Op::ReadRange), 21);
+        let most = store.most_in_flight();
         assert!(
             (2..=4).contains(&most),
             "{most} requests were in flight at once"
@@ -249,31 +209,31 @@ mod tests {
 
     #[test]
     fn one_way_or_one_chunk_reads_in_sequence() {
-        let store = Slow::new(3_000, None);
-        let (outcome, got, _) = collect(&store, 1000, 1);
+        let (store, bytes) = slow(3_000, None);
+        let (outcome, got, _) = collect(&store, bytes.len(), 1000, 1);
         outcome.unwrap();
-        assert_eq!(got, store.bytes);
-        assert_eq!(store.most_in_flight.load(Ordering::SeqCst), 1);
-        let small = Slow::new(999, None);
-        let (outcome, got, _) = collect(&small, 1000, 8);
+        assert_eq!(got, bytes);
+        assert_eq!(store.most_in_flight(), 1);
+        let (small, small_bytes) = slow(999, None);
+        let (outcome, got, _) = collect(&small, small_bytes.len(), 1000, 8);
         outcome.unwrap();
-        assert_eq!(got, small.bytes);
+        assert_eq!(got, small_bytes);
     }
 
     #[test]
     fn a_failed_range_ends_the_stream_after_the_bytes_before_it() {
-        let store = Slow::new(20_000, Some(7_500));
-        let (outcome, got, _) = collect(&store, 1000, 4);
+        let (store, bytes) = slow(20_000, Some(7_500));
+        let (outcome, got, _) = collect(&store, bytes.len(), 1000, 4);
         assert!(
             matches!(outcome, Err(Error::NotFound { .. })),
             "{outcome:?}"
         );
-        assert_eq!(got, store.bytes[..7000]);
+        assert_eq!(got, bytes[..7000]);
     }
 
     #[test]
     fn a_failing_place_ends_the_stream_before_the_sink_sees_that_range() {
-        let store = Slow::new(20_000, None);
+        let (store, bytes) = slow(20_000, None);
         let mut got = Vec::new();
         let outcome = read_chunks_placed(
             &store,
@@ -296,12 +256,12 @@ mod tests {
             matches!(outcome, Err(Error::NotFound { .. })),
             "{outcome:?}"
         );
-        assert_eq!(got, store.bytes[..5000]);
+        assert_eq!(got, bytes[..5000]);
     }
 
     #[test]
     fn a_failing_sink_stops_the_workers() {
-        let store = Slow::new(100_000, None);
+        let (store, _) = slow(100_000, None);
         let mut calls = 0;
         let outcome =
             read_chunks_placed(&store, "k", 100_000, 1000, 3, &|_, _| Ok(()), &mut |_| {
@@ -312,7 +272,7 @@ mod tests {
             });
         assert!(outcome.is_err());
         assert_eq!(calls, 1);
-        let requests = store.requests.load(Ordering::SeqCst);
+        let requests = store.count(Op::ReadRange);
         assert!(
             requests <= 1 + 3 * AHEAD_PER_WORKER as usize + 3,
             "{requests} requests after the sink failed on the first chunk"

@@ -2,14 +2,15 @@
 //! racing preloads, a cache damaged under a live reader, the origin going away, an interrupted
 //! preload and read-through fill, on the local filesystem and the real S3 and HDFS servers.
 
-use crate::conformance::{backends, fresh_location, through_proxy, Backend, Counting};
+use crate::conformance::{backends, fresh_location, through_proxy, Backend};
 use crate::util::*;
 use sheaf::cache::{Cache, Counter};
+use sheaf::store::memory::Counting;
 use sheaf::{Dataset, ReadOptions};
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -112,10 +113,7 @@ fn cold_reads_go_to_the_origin_and_preloaded_reads_cost_the_origin_nothing() {
         assert_eq!(num(&again, "already_cached"), containers);
 
         let store = sheaf::store::open(&uri).unwrap();
-        let counting = Arc::new(Counting {
-            inner: store,
-            reads: AtomicUsize::new(0),
-        });
+        let counting = Arc::new(Counting::new(store));
         let warm = Dataset::open_in_with(counting.clone(), options(&cache)).unwrap();
         read_all(&warm, &files);
         let stats = warm.stats();
@@ -133,7 +131,7 @@ fn cold_reads_go_to_the_origin_and_preloaded_reads_cost_the_origin_nothing() {
         assert_eq!(stats.get(Counter::OriginReads), 0);
         if backend.base.is_some() {
             assert_eq!(
-                counting.reads.load(Ordering::SeqCst),
+                counting.requests(),
                 0,
                 "{}: a preloaded dataset is opened and read without one origin request",
                 backend.name

@@ -11,12 +11,13 @@
 
 use crate::proxy::{Fault, Proxy};
 use crate::util::*;
-use sheaf::store::{self, ObjectInfo, ObjectWriter, Store};
+use sheaf::store::memory::Counting;
+use sheaf::store::{self, Store};
 use sheaf::Dataset;
 use std::io::Write;
-use std::ops::Range;
+
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -140,41 +141,6 @@ fn every_backend_folds_lists_reads_verifies_and_unfolds_a_real_tree() {
     }
 }
 
-/// Counts the reads that reach a store.
-#[derive(Debug)]
-pub(crate) struct Counting {
-    pub(crate) inner: Arc<dyn Store>,
-    pub(crate) reads: AtomicUsize,
-}
-
-impl Store for Counting {
-    fn uri(&self, key: &str) -> String {
-        self.inner.uri(key)
-    }
-    fn read_range(&self, key: &str, range: Range<u64>) -> sheaf::Result<Vec<u8>> {
-        self.reads.fetch_add(1, Ordering::SeqCst);
-        self.inner.read_range(key, range)
-    }
-    fn read(&self, key: &str) -> sheaf::Result<Vec<u8>> {
-        self.reads.fetch_add(1, Ordering::SeqCst);
-        self.inner.read(key)
-    }
-    fn len(&self, key: &str) -> sheaf::Result<Option<u64>> {
-        self.reads.fetch_add(1, Ordering::SeqCst);
-        self.inner.len(key)
-    }
-    fn create(&self, key: &str) -> sheaf::Result<Box<dyn ObjectWriter>> {
-        self.inner.create(key)
-    }
-    fn list(&self, prefix: &str) -> sheaf::Result<Vec<ObjectInfo>> {
-        self.reads.fetch_add(1, Ordering::SeqCst);
-        self.inner.list(prefix)
-    }
-    fn delete(&self, key: &str) -> sheaf::Result<()> {
-        self.inner.delete(key)
-    }
-}
-
 #[test]
 fn a_remote_entry_costs_one_ranged_read_once_its_index_is_loaded() {
     let tmp = tempdir();
@@ -189,20 +155,17 @@ fn a_remote_entry_costs_one_ranged_read_once_its_index_is_loaded() {
     for backend in backends().into_iter().filter(|b| b.base.is_some()) {
         let uri = fresh_location(&backend, tmp.path(), "requests");
         fold(&src, Path::new(&uri), &[]).success();
-        let counting = Arc::new(Counting {
-            inner: store::open(&uri).unwrap(),
-            reads: AtomicUsize::new(0),
-        });
+        let counting = Arc::new(Counting::new(store::open(&uri).unwrap()));
         let dataset = Dataset::open_in(counting.clone()).unwrap();
         assert_eq!(
-            counting.reads.load(Ordering::SeqCst),
+            counting.requests(),
             1,
             "{}: opening reads the catalog only",
             backend.name
         );
         assert_eq!(dataset.catalog().rows().len(), 1);
         dataset.read(b"d/f00").unwrap();
-        let after_first = counting.reads.load(Ordering::SeqCst);
+        let after_first = counting.requests();
         assert_eq!(
             after_first, 3,
             "{}: the first read fetches the container tail, then the entry",
@@ -216,7 +179,7 @@ fn a_remote_entry_costs_one_ranged_read_once_its_index_is_loaded() {
             );
         }
         assert_eq!(
-            counting.reads.load(Ordering::SeqCst),
+            counting.requests(),
             after_first + 49,
             "{}: one request per entry",
             backend.name
