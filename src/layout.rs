@@ -69,6 +69,9 @@ pub const CATALOG_KEY: &str = ".sheaf/catalog.sheaf";
 /// The key prefix of every container in a store holding a dataset root.
 pub const CONTAINERS_PREFIX: &str = ".sheaf/containers/";
 
+/// The key of the staging directory an unfinished fold keeps its temporary files in.
+pub const STAGING_KEY: &str = ".sheaf/staging";
+
 /// The key of the settings file an unfinished fold leaves; it goes when the fold publishes.
 pub const FOLD_PARAMS_KEY: &str = ".sheaf/staging/params";
 
@@ -104,5 +107,6 @@ mod tests {
             layout.staging_dir().join("params"),
             Path::new(FOLD_PARAMS_KEY)
         );
+        assert_eq!(layout.staging_dir(), Path::new(STAGING_KEY));
     }
 }

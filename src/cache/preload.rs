@@ -7,7 +7,7 @@ use crate::index::path::{cmp_paths, is_inside};
 use crate::index::{Catalog, CatalogRow};
 use crate::layout::{container_key, CATALOG_KEY};
 use crate::progress::Progress;
-use crate::store;
+use crate::store::{self, Store};
 use arrow_buffer::Buffer;
 use rayon::prelude::*;
 use std::cmp::Ordering;
@@ -65,86 +65,30 @@ pub fn preload(
     let uri = uri.as_ref();
     let origin = store::open(uri)?;
     let key = super::dataset_key(origin.as_ref());
-    let catalog_bytes = match origin.read(CATALOG_KEY) {
-        Ok(bytes) => bytes,
-        Err(Error::NotFound { .. }) => {
-            return Err(Error::NotADataset {
-                root: PathBuf::from(uri),
-            })
-        }
-        Err(e) => return Err(e),
-    };
-    let catalog = Catalog::from_buffer(
-        Buffer::from_vec(catalog_bytes.clone()),
-        Path::new(&origin.uri(CATALOG_KEY)),
-    )?;
-    let prefixes = options
-        .prefixes
-        .iter()
-        .map(|p| crate::index::path::normalize(p))
-        .collect::<Result<Vec<_>>>()?;
-    let selected: Vec<&CatalogRow> = catalog
-        .rows()
-        .iter()
-        .filter(|row| prefixes.is_empty() || prefixes.iter().any(|p| may_hold(row, p)))
-        .collect();
-    let protect: HashSet<u128> = selected.iter().map(|r| r.content_id).collect();
-    let missing: Vec<&CatalogRow> = selected
-        .iter()
-        .copied()
-        .filter(|r| !cache.contains(r.content_id))
-        .collect();
-    let missing_bytes = missing.iter().map(|r| r.file_len).sum();
+    let (catalog_bytes, catalog) = read_catalog(origin.as_ref(), uri)?;
+    let selection = select(&catalog, &options.prefixes, cache)?;
     cache.record_dataset(&key, &catalog_bytes, options.pin.then_some(true))?;
-    cache.make_room(missing_bytes, &protect)?;
-    progress.phase("preload", missing.len() as u64, missing_bytes);
-    let jobs = options.jobs.max(1);
-    let side_by_side = jobs.min(missing.len()).max(1);
-    // A local origin streams each file in order; ranges in parallel help remote stores,
-    // where every request waits on a round trip.
-    let ways_per_container = match origin.ranges_in_parallel() {
-        false => 1,
-        true => jobs / side_by_side,
-    };
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(side_by_side)
-        .build()
-        .map_err(|e| Error::InvalidSetting {
-            setting: Setting::Jobs,
-            reason: e.to_string(),
-        })?;
-    let outcomes: Vec<Result<Fetched>> = pool.install(|| {
-        missing
-            .par_iter()
-            .map(|row| {
-                let key = container_key(&row.name);
-                let origin = Arc::clone(&origin);
-                let fetched = cache.fetch(row.content_id, row.file_len, &protect, |place, sink| {
-                    store::read_chunks_placed(
-                        origin.as_ref(),
-                        &key,
-                        row.file_len,
-                        store::CHUNK,
-                        ways_per_container,
-                        place,
-                        sink,
-                    )
-                });
-                progress.advance(1, row.file_len);
-                fetched
-            })
-            .collect()
-    });
-    let copied: HashSet<u128> = missing.iter().map(|r| r.content_id).collect();
-    for row in selected.iter().filter(|r| !copied.contains(&r.content_id)) {
+    cache.make_room(selection.missing_bytes(), &selection.protect)?;
+    progress.phase(
+        "preload",
+        selection.missing.len() as u64,
+        selection.missing_bytes(),
+    );
+    let outcomes = fetch_missing(cache, &origin, &selection, options.jobs, progress)?;
+    let copied: HashSet<u128> = selection.missing.iter().map(|r| r.content_id).collect();
+    for row in selection
+        .selected
+        .iter()
+        .filter(|r| !copied.contains(&r.content_id))
+    {
         cache.touch(row.content_id);
     }
     let mut summary = PreloadSummary {
         dataset: uri.to_string_lossy().into_owned(),
-        containers: selected.len() as u64,
-        bytes: selected.iter().map(|r| r.file_len).sum(),
+        containers: selection.selected.len() as u64,
+        bytes: selection.selected.iter().map(|r| r.file_len).sum(),
         pinned: cache.dataset(&key)?.is_some_and(|r| r.pinned),
-        already_cached: (selected.len() - missing.len()) as u64,
+        already_cached: (selection.selected.len() - selection.missing.len()) as u64,
         ..Default::default()
     };
     for outcome in outcomes {
@@ -159,6 +103,116 @@ pub fn preload(
     summary.elapsed_secs = started.elapsed().as_secs_f64();
     summary.mib_per_sec = summary.bytes_fetched as f64 / (1 << 20) as f64 / summary.elapsed_secs;
     Ok(summary)
+}
+
+/// The published catalog of the dataset at `origin`, as bytes (to record in the cache) and
+/// parsed.
+fn read_catalog(origin: &dyn Store, uri: &std::ffi::OsStr) -> Result<(Vec<u8>, Catalog)> {
+    let bytes = match origin.read(CATALOG_KEY) {
+        Ok(bytes) => bytes,
+        Err(Error::NotFound { .. }) => {
+            return Err(Error::NotADataset {
+                root: PathBuf::from(uri),
+            })
+        }
+        Err(e) => return Err(e),
+    };
+    let catalog = Catalog::from_buffer(
+        Buffer::from_vec(bytes.clone()),
+        Path::new(&origin.uri(CATALOG_KEY)),
+    )?;
+    Ok((bytes, catalog))
+}
+
+/// The containers a preload needs: those that may hold a requested path, and of them the ones
+/// the cache lacks.
+struct Selection<'a> {
+    selected: Vec<&'a CatalogRow>,
+    missing: Vec<&'a CatalogRow>,
+    /// What making room must not evict: every selected container.
+    protect: HashSet<u128>,
+}
+
+impl Selection<'_> {
+    fn missing_bytes(&self) -> u64 {
+        self.missing.iter().map(|r| r.file_len).sum()
+    }
+}
+
+fn select<'a>(catalog: &'a Catalog, prefixes: &[Vec<u8>], cache: &Cache) -> Result<Selection<'a>> {
+    let prefixes = prefixes
+        .iter()
+        .map(|p| crate::index::path::normalize(p))
+        .collect::<Result<Vec<_>>>()?;
+    let selected: Vec<&CatalogRow> = catalog
+        .rows()
+        .iter()
+        .filter(|row| prefixes.is_empty() || prefixes.iter().any(|p| may_hold(row, p)))
+        .collect();
+    let protect = selected.iter().map(|r| r.content_id).collect();
+    let missing = selected
+        .iter()
+        .copied()
+        .filter(|r| !cache.contains(r.content_id))
+        .collect();
+    Ok(Selection {
+        selected,
+        missing,
+        protect,
+    })
+}
+
+/// Copies the missing containers into the cache, `jobs` streams at a time: several
+/// containers side by side, and (from a remote store) several ranges of one container.
+fn fetch_missing(
+    cache: &Cache,
+    origin: &Arc<dyn Store>,
+    selection: &Selection,
+    jobs: usize,
+    progress: &dyn Progress,
+) -> Result<Vec<Result<Fetched>>> {
+    let jobs = jobs.max(1);
+    let side_by_side = jobs.min(selection.missing.len()).max(1);
+    // A local origin streams each file in order; ranges in parallel help remote stores,
+    // where every request waits on a round trip.
+    let ways_per_container = match origin.ranges_in_parallel() {
+        false => 1,
+        true => jobs / side_by_side,
+    };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(side_by_side)
+        .build()
+        .map_err(|e| Error::InvalidSetting {
+            setting: Setting::Jobs,
+            reason: e.to_string(),
+        })?;
+    Ok(pool.install(|| {
+        selection
+            .missing
+            .par_iter()
+            .map(|row| {
+                let key = container_key(&row.name);
+                let fetched = cache.fetch(
+                    row.content_id,
+                    row.file_len,
+                    &selection.protect,
+                    |place, sink| {
+                        store::read_chunks_placed(
+                            origin.as_ref(),
+                            &key,
+                            row.file_len,
+                            store::CHUNK,
+                            ways_per_container,
+                            place,
+                            sink,
+                        )
+                    },
+                );
+                progress.advance(1, row.file_len);
+                fetched
+            })
+            .collect()
+    }))
 }
 
 /// True unless the container's path range certainly holds nothing at or under `prefix`.

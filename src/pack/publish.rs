@@ -11,7 +11,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::index::catalog::META_THRESHOLD;
 use crate::index::container::WrittenContainer;
 use crate::index::{Catalog, CatalogRow, Codec, Container, EntryKind};
-use crate::layout::{container_key, Layout, CATALOG_KEY, CONTAINERS_PREFIX};
+use crate::layout::{container_key, Layout, CATALOG_KEY, CONTAINERS_PREFIX, STAGING_KEY};
 use crate::progress::Progress;
 use crate::read::Dataset;
 use crate::store::{LocalStore, ReadPolicy, Store};
@@ -277,15 +277,7 @@ pub fn publish_catalog(
     out.write_all(&bytes).ctx("write", store.uri(CATALOG_KEY))?;
     out.finish()?;
     store.delete(PARAMS_KEY)?;
-    if let Some(root) = store.local_root() {
-        let staging = Layout::new(root).staging_dir();
-        match fs::remove_dir_all(&staging) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(Error::io("remove staging", staging, e))
-            }
-            _ => {}
-        }
-    }
+    store.remove_dir(STAGING_KEY)?;
     Ok(catalog.rows().to_vec())
 }
 

@@ -10,8 +10,7 @@ use crate::index::container::WrittenContainer;
 use crate::index::path as index_path;
 use crate::index::{Codec, ContainerWriter, Entry, EntryKind};
 use crate::progress::Progress;
-use crate::store::{ObjectWriter, Store};
-use filetime::FileTime;
+use crate::store::{FileMeta, ObjectWriter, Store};
 use rayon::prelude::*;
 use std::ffi::{CString, OsStr};
 use std::fs::{self, File};
@@ -372,14 +371,11 @@ fn compress(content: Vec<u8>, compression: Compression) -> (Codec, Vec<u8>) {
     }
 }
 
-/// Where a large file is being copied to while it is hashed.
+/// Where a large file is being copied to while it is hashed: nowhere in place, otherwise a
+/// file of the dataset's store that gets the source's mode and mtime where the store keeps them.
 enum CopyTarget {
-    /// In place: the file stays where it is.
     Nowhere,
-    /// A local dataset root: a plain file that gets the source's mode and mtime.
-    Local { file: File, dst: PathBuf },
-    /// A remote store: a streamed write that appears when finished.
-    Remote {
+    Store {
         out: Box<dyn ObjectWriter>,
         uri: String,
     },
@@ -390,39 +386,32 @@ impl CopyTarget {
         let Some(store) = copy_to else {
             return Ok(CopyTarget::Nowhere);
         };
-        if let Some(root) = store.local_root() {
-            let dst = root.join(OsStr::from_bytes(&source.path));
-            if let Some(parent) = dst.parent() {
-                fs::create_dir_all(parent).ctx("create directory", parent)?;
-            }
-            let file = File::create(&dst).ctx("create", &dst)?;
-            return Ok(CopyTarget::Local { file, dst });
-        }
-        let key = remote_key(store, &source.path)?;
-        Ok(CopyTarget::Remote {
-            out: store.create(&key)?,
-            uri: store.uri(&key),
+        Ok(CopyTarget::Store {
+            out: store.create_file(&source.path, file_meta(source))?,
+            uri: crate::store::uri_of(store, &source.path),
         })
     }
 
     fn write(&mut self, chunk: &[u8]) -> Result<()> {
         match self {
             CopyTarget::Nowhere => Ok(()),
-            CopyTarget::Local { file, dst } => file.write_all(chunk).ctx("write", dst.as_path()),
-            CopyTarget::Remote { out, uri } => out.write_all(chunk).ctx("write", uri.as_str()),
+            CopyTarget::Store { out, uri } => out.write_all(chunk).ctx("write", uri.as_str()),
         }
     }
 
-    fn finish(self, source: &SourceEntry) -> Result<()> {
+    fn finish(self) -> Result<()> {
         match self {
             CopyTarget::Nowhere => Ok(()),
-            CopyTarget::Local { file, dst } => {
-                file.sync_all().ctx("sync", &dst)?;
-                drop(file);
-                copy_metadata(&dst, source)
-            }
-            CopyTarget::Remote { out, .. } => out.finish(),
+            CopyTarget::Store { out, .. } => out.finish(),
         }
+    }
+}
+
+/// What a copy of `source` keeps besides its bytes.
+fn file_meta(source: &SourceEntry) -> FileMeta {
+    FileMeta {
+        mode: source.mode,
+        mtime_ns: source.mtime_ns,
     }
 }
 
@@ -437,7 +426,7 @@ fn hash_and_copy(sources: &Sources, source: &SourceEntry) -> Result<(u64, u64)> 
         len += chunk.len() as u64;
         target.write(chunk)
     })?;
-    target.finish(source)?;
+    target.finish()?;
     Ok((len, hasher.digest()))
 }
 
@@ -452,31 +441,10 @@ fn remote_key(store: &dyn Store, path: &[u8]) -> Result<String> {
     })
 }
 
-fn copy_metadata(dst: &Path, source: &SourceEntry) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(dst, fs::Permissions::from_mode(source.mode & 0o7777)).ctx("chmod", dst)?;
-    let mtime = crate::time::file_time(source.mtime_ns);
-    filetime::set_file_times(dst, mtime, mtime).ctx("set mtime", dst)
-}
-
-/// True when a resumed fold need not copy an external file again: locally the copy has the
-/// source's size and mtime; in a remote store (where writes appear only when complete) it
-/// has the source's size.
+/// True when a resumed fold need not copy an external file again: the dataset's store already
+/// holds a finished copy of it (see [`Store::holds_copy`]).
 pub fn external_copy_is_current(store: &dyn Store, source: &SourceEntry) -> bool {
-    match store.local_root() {
-        Some(root) => match fs::symlink_metadata(root.join(OsStr::from_bytes(&source.path))) {
-            Ok(meta) => {
-                meta.is_file()
-                    && meta.len() == source.len
-                    && FileTime::from_last_modification_time(&meta)
-                        == crate::time::file_time(source.mtime_ns)
-            }
-            Err(_) => false,
-        },
-        None => remote_key(store, &source.path)
-            .and_then(|key| store.len(&key))
-            .is_ok_and(|len| len == Some(source.len)),
-    }
+    store.holds_copy(&source.path, source.len, file_meta(source))
 }
 
 #[cfg(test)]

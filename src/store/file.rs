@@ -1,7 +1,6 @@
 //! One object of a store opened for reading, wherever it lives: the handle the format and the
 //! reader read bytes through, so that no caller above the store asks whether they are local.
 
-use super::mapped::open_regular;
 use super::{open_ranges, MappedFile, RangeReader, ReadPolicy, Store};
 use crate::error::{Error, IoContext, Result};
 use std::ffi::OsStr;
@@ -60,7 +59,7 @@ pub fn open_file(
         return match how {
             OpenAs::Mapped(policy) => Ok(StoredFile::Mapped(MappedFile::open(&path, policy)?)),
             OpenAs::Plain => {
-                let file = open_regular(&path)?;
+                let file = super::local::open_beneath(root, key).ctx("open", &path)?;
                 let len = file.metadata().ctx("stat", &path)?.len();
                 Ok(StoredFile::Plain { file, path, len })
             }

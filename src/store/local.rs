@@ -1,7 +1,7 @@
 //! The local filesystem as a store: keys are paths under a root directory; writes go to a
 //! temporary sibling, are synced, and are renamed into place.
 
-use super::{DirListing, ObjectInfo, ObjectWriter, Store};
+use super::{DirListing, FileMeta, ObjectInfo, ObjectWriter, Store};
 use crate::error::{Error, IoContext, Result};
 use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
@@ -43,12 +43,100 @@ impl LocalStore {
     }
 }
 
-/// Opens a local file for reading without following a symlink in its place.
+/// Opens a local regular file for reading: never through a symlink in its place, and a FIFO,
+/// device or directory is refused without blocking on it (opening a FIFO waits for a writer
+/// that may never come).
 pub(crate) fn open_nofollow(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
+    let file = OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    regular_and_blocking(file)
+}
+
+/// Opens the regular file `key` under the directory `root` for reading, refusing every symlink
+/// on the way (a symlinked directory could lead out of `root`) and, like [`open_nofollow`],
+/// anything but a regular file, without blocking. `openat2` with `RESOLVE_BENEATH` and
+/// `RESOLVE_NO_SYMLINKS` does it in one call where the kernel has it (Linux 5.6+); otherwise
+/// each directory is opened in turn without following links.
+pub(crate) fn open_beneath(root: &Path, key: &[u8]) -> io::Result<File> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let dir = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_PATH)
+        .open(root)?;
+    let name = std::ffi::CString::new(key).map_err(|_| io::ErrorKind::InvalidInput)?;
+    let flags = libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC;
+    // SAFETY: `open_how` is plain integers, for which all zeroes is a valid value.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = flags as u64;
+    how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS;
+    // SAFETY: openat2 with a valid directory descriptor, a NUL-terminated name and a
+    // correctly sized `open_how`; a returned descriptor is owned by the File made from it.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    let file = if fd >= 0 {
+        unsafe { File::from_raw_fd(fd as i32) }
+    } else {
+        match io::Error::last_os_error() {
+            e if e.raw_os_error() == Some(libc::ENOSYS) => open_components(dir, key, flags)?,
+            e if matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::EXDEV)) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "a symlink on the path (files are read beneath the dataset root only)",
+                ))
+            }
+            e => return Err(e),
+        }
+    };
+    regular_and_blocking(file)
+}
+
+/// [`open_beneath`] without `openat2`: one directory at a time, never following a link.
+fn open_components(mut dir: File, key: &[u8], flags: i32) -> io::Result<File> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let mut parts = key.split(|&b| b == b'/').peekable();
+    while let Some(part) = parts.next() {
+        if part.is_empty() || part == b"." || part == b".." {
+            return Err(io::ErrorKind::InvalidInput.into());
+        }
+        let name = std::ffi::CString::new(part).map_err(|_| io::ErrorKind::InvalidInput)?;
+        let last = parts.peek().is_none();
+        let part_flags = match last {
+            true => flags,
+            false => libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        };
+        // SAFETY: openat on a descriptor we own with a NUL-terminated name.
+        let fd = unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), part_flags) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a descriptor openat just returned, owned from here on.
+        dir = unsafe { File::from_raw_fd(fd) };
+    }
+    Ok(dir)
+}
+
+/// Refuses anything but a regular file and turns blocking reads back on.
+fn regular_and_blocking(file: File) -> io::Result<File> {
+    use std::os::fd::AsRawFd;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "is not a regular file (a FIFO, device or directory where a file belongs)",
+        ));
+    }
+    // Back to blocking reads, the only kind a regular file has anyway.
+    // SAFETY: fcntl on a descriptor this function owns.
+    unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETFL, 0) };
+    Ok(file)
 }
 
 /// Reads a whole file the caller expects to be `expected` bytes long. The usual case is one
@@ -231,12 +319,74 @@ impl Store for LocalStore {
         }
     }
 
+    fn create_file(&self, key: &[u8], meta: FileMeta) -> Result<Box<dyn ObjectWriter>> {
+        let target = self.root.join(OsStr::from_bytes(key));
+        if let Some(parent) = target.parent() {
+            fs::create_dir_all(parent).ctx("create directory", parent)?;
+        }
+        // Written in place: a copy cut short has the wrong length or time (the time is set
+        // last), so `holds_copy` says it must be copied again.
+        let file = File::create(&target).ctx("create", &target)?;
+        Ok(Box::new(LocalFileWriter { file, target, meta }))
+    }
+
+    fn holds_copy(&self, key: &[u8], len: u64, meta: FileMeta) -> bool {
+        match fs::symlink_metadata(self.root.join(OsStr::from_bytes(key))) {
+            Ok(found) => {
+                found.is_file()
+                    && found.len() == len
+                    && filetime::FileTime::from_last_modification_time(&found)
+                        == crate::time::file_time(meta.mtime_ns)
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn remove_dir(&self, key: &str) -> Result<()> {
+        let path = self.path(key);
+        match fs::remove_dir_all(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::io("remove", path, e)),
+            _ => Ok(()),
+        }
+    }
+
     fn ranges_in_parallel(&self) -> bool {
         false
     }
 
     fn local_root(&self) -> Option<&Path> {
         Some(&self.root)
+    }
+}
+
+/// A dataset file written in place by [`LocalStore::create_file`]: synced, then given its mode
+/// and modification time when finished.
+struct LocalFileWriter {
+    file: File,
+    target: PathBuf,
+    meta: FileMeta,
+}
+
+impl Write for LocalFileWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl ObjectWriter for LocalFileWriter {
+    fn finish(self: Box<Self>) -> Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let LocalFileWriter { file, target, meta } = *self;
+        file.sync_all().ctx("sync", &target)?;
+        drop(file);
+        fs::set_permissions(&target, fs::Permissions::from_mode(meta.mode & 0o7777))
+            .ctx("chmod", &target)?;
+        let mtime = crate::time::file_time(meta.mtime_ns);
+        filetime::set_file_times(&target, mtime, mtime).ctx("set mtime", &target)
     }
 }
 

@@ -110,6 +110,31 @@ pub trait Store: Send + Sync + Debug {
     /// Deletes an object; deleting a missing object is not an error.
     fn delete(&self, key: &str) -> Result<()>;
 
+    /// Starts a streamed write of a dataset's file at `key` (a copied external file), which
+    /// gets `meta` where the store keeps modes and times. This default writes a UTF-8 key with
+    /// [`Store::create`] and drops the metadata: object stores keep neither.
+    fn create_file(&self, key: &[u8], meta: FileMeta) -> Result<Box<dyn ObjectWriter>> {
+        let _ = meta;
+        self.create(utf8_file_key(self.uri(""), key)?)
+    }
+
+    /// True when `key` already holds a finished copy of a file of `len` bytes and `meta` (a
+    /// resumed fold need not copy it again): its length matches, and where the store keeps
+    /// times (set only when a copy finishes) its modification time too.
+    fn holds_copy(&self, key: &[u8], len: u64, meta: FileMeta) -> bool {
+        let _ = meta;
+        utf8_file_key(self.uri(""), key)
+            .and_then(|key| self.len(key))
+            .is_ok_and(|found| found == Some(len))
+    }
+
+    /// Removes the directory `key` and everything under it, where the store has directories
+    /// (object stores have none: their keys go when deleted, so this default does nothing).
+    fn remove_dir(&self, key: &str) -> Result<()> {
+        let _ = key;
+        Ok(())
+    }
+
     /// Opens `key` for many ranged reads, when the back-end can serve them cheaper that way
     /// than by [`Store::read_range`] each; `None` (the default) when it cannot. Callers use
     /// [`open_ranges`].
@@ -145,6 +170,26 @@ pub trait Store: Send + Sync + Debug {
         }
         Ok(())
     }
+}
+
+/// What a store may keep of a file besides its bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileMeta {
+    /// `st_mode`'s permission bits (the file type bits are ignored).
+    pub mode: u32,
+    /// Modification time, nanoseconds since the epoch.
+    pub mtime_ns: i64,
+}
+
+/// A file's key where a store names objects in UTF-8 (object stores and HDFS).
+fn utf8_file_key(store_uri: String, key: &[u8]) -> Result<&str> {
+    std::str::from_utf8(key).map_err(|_| Error::Refused {
+        path: PathBuf::from(store_uri),
+        reason: format!(
+            "{:?} is not UTF-8: a large file with such a name can only be kept on a local filesystem",
+            String::from_utf8_lossy(key)
+        ),
+    })
 }
 
 /// Ranged reads of one object, opened once: what a reader of many ranges of one object (a

@@ -6,7 +6,9 @@ use sheaf::index::{Catalog, CatalogRow, ContainerWriter};
 use sheaf::layout::{container_name, Layout};
 use sheaf::{Codec, Dataset, Entry, EntryKind};
 use std::collections::{BTreeSet, HashMap};
+use std::ffi::OsStr;
 use std::fs;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 /// A folded dataset with several containers, a symlink and an external file.
@@ -759,4 +761,97 @@ fn an_index_out_of_path_order_or_with_duplicates_is_refused_by_name() {
             .fails_with(3)
             .stdout_has("out of path order");
     }
+}
+
+#[test]
+fn a_fifo_where_a_dataset_file_belongs_is_refused_without_blocking() {
+    // Opening a FIFO waits for a writer: the catalog, a container or an external file replaced
+    // by one must be a clear error, at once, from every command that reads it.
+    let f = fixture();
+    let limit = std::time::Duration::from_secs(20);
+    let catalog_fifo = f.copy("fifo-catalog");
+    fs::remove_file(catalog(&catalog_fifo)).unwrap();
+    mkfifo(&catalog(&catalog_fifo));
+    for command in ["ls", "verify"] {
+        let run = sheaf_within([OsStr::new(command), catalog_fifo.as_os_str()], limit);
+        assert_ne!(run.code, Some(0), "{command}: {}", run.stderr);
+        assert!(
+            run.stderr.contains("not a regular file"),
+            "{command}: {}",
+            run.stderr
+        );
+    }
+
+    let container_fifo = f.copy("fifo-container");
+    let victim = containers(&container_fifo)[0].clone();
+    let first = f.files_in(0)[0].path.clone();
+    fs::remove_file(&victim).unwrap();
+    mkfifo(&victim);
+    let run = sheaf_within(
+        [
+            OsStr::new("cat"),
+            container_fifo.as_os_str(),
+            OsStr::from_bytes(&first),
+        ],
+        limit,
+    );
+    assert_ne!(run.code, Some(0), "{}", run.stderr);
+    assert!(run.stderr.contains("not a regular file"), "{}", run.stderr);
+    let run = sheaf_within([OsStr::new("verify"), container_fifo.as_os_str()], limit);
+    assert_ne!(
+        run.code,
+        Some(0),
+        "verify passed a FIFO container: {}",
+        run.stdout_str()
+    );
+
+    let external_fifo = f.copy("fifo-external");
+    let external = external_fifo.join(EXTERNAL);
+    fs::remove_file(&external).unwrap();
+    mkfifo(&external);
+    let out = f.tmp.path().join("unfolded");
+    for args in [
+        vec![
+            OsStr::new("cat"),
+            external_fifo.as_os_str(),
+            OsStr::new(EXTERNAL),
+        ],
+        vec![OsStr::new("verify"), external_fifo.as_os_str()],
+        vec![
+            OsStr::new("unfold"),
+            external_fifo.as_os_str(),
+            out.as_os_str(),
+        ],
+    ] {
+        let run = sheaf_within(&args, limit);
+        assert_ne!(run.code, Some(0), "{args:?}: {}", run.stdout_str());
+    }
+}
+
+#[test]
+fn an_external_file_is_never_read_through_a_symlinked_directory() {
+    // The same bytes outside the dataset, reached through a symlinked parent directory: the
+    // length and checksum would match, but the read must not leave the root.
+    let f = fixture();
+    let moved = f.copy("symlinked-parent");
+    let outside = f.tmp.path().join("outside");
+    fs::rename(moved.join("ext"), &outside).unwrap();
+    std::os::unix::fs::symlink(&outside, moved.join("ext")).unwrap();
+    assert_eq!(
+        fs::read(moved.join(EXTERNAL)).unwrap(),
+        f.original(EXTERNAL.as_bytes()),
+        "the kernel follows the link to the same bytes"
+    );
+    let dataset = Dataset::open(&moved).unwrap();
+    let refused = dataset.read(EXTERNAL.as_bytes()).unwrap_err();
+    assert!(refused.to_string().contains("symlink"), "{refused}");
+    run!("cat", moved, EXTERNAL)
+        .fails_with(1)
+        .stderr_has("symlink");
+    // The dataset as folded still reads it.
+    let intact = Dataset::open(&f.dst).unwrap();
+    assert_eq!(
+        intact.read(EXTERNAL.as_bytes()).unwrap().as_slice(),
+        f.original(EXTERNAL.as_bytes())
+    );
 }

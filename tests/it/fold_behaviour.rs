@@ -22,13 +22,6 @@ fn fold_in_place(dir: &Path, extra: &[&str]) -> Run {
     sheaf(args)
 }
 
-fn mkfifo(path: &Path) {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
-    // SAFETY: `c` is a valid NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0, "mkfifo");
-}
-
 /// Every regular file of a snapshot read back through `cat` equals the snapshot's bytes.
 fn assert_cat_matches(dataset: &Path, tree: &Snapshot) {
     let files: Vec<_> = tree

@@ -288,12 +288,54 @@ where
         .env("RUST_BACKTRACE", "0");
     adjust(&mut command);
     let out = command.output().expect("run sheaf");
-    Run {
-        args,
-        code: out.status.code(),
-        stdout: out.stdout,
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    Run::of(args, out)
+}
+
+impl Run {
+    fn of(args: Vec<OsString>, out: std::process::Output) -> Run {
+        Run {
+            args,
+            code: out.status.code(),
+            stdout: out.stdout,
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
     }
+}
+
+/// Makes a FIFO at `path`.
+pub fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    // SAFETY: `c` is a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0, "mkfifo");
+}
+
+/// Runs the built `sheaf` binary with `args` and fails the test if it has not finished within
+/// `limit` (killing it): for inputs that must be refused, never waited on.
+pub fn sheaf_within<I, S>(args: I, limit: std::time::Duration) -> Run
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let args: Vec<OsString> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sheaf"))
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .env("RUST_BACKTRACE", "0")
+        .spawn()
+        .expect("run sheaf");
+    let started = std::time::Instant::now();
+    while child.try_wait().expect("wait for sheaf").is_none() {
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("`sheaf {args:?}` still running after {limit:?}: it blocked");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().expect("collect sheaf's output");
+    Run::of(args, out)
 }
 
 /// `sheaf fold SRC DST --json` plus `extra` flags, with the small test threshold and container

@@ -1,0 +1,387 @@
+//! The dataset's tree: path lookup, stat, reads by path, symlink resolution, listings, walks.
+
+use super::*;
+
+impl Dataset {
+    /// The first location at which `before(path)` is false, where `before` holds for a prefix of
+    /// the dataset's entries in path order.
+    pub(super) fn seek(&self, before: impl Fn(&[u8]) -> bool) -> Result<Option<Location>> {
+        let rows = self.catalog.rows();
+        let container = rows.partition_point(|r| before(&r.last_path));
+        if container == rows.len() {
+            return Ok(None);
+        }
+        let row = self.container(container)?.index().partition_point(&before);
+        Ok(Some(Location { container, row }))
+    }
+
+    /// The location after `at`, crossing into the next container when needed.
+    pub(super) fn next(&self, at: Location) -> Option<Location> {
+        let count = self.catalog.rows()[at.container].entry_count as usize;
+        if at.row + 1 < count {
+            Some(Location {
+                row: at.row + 1,
+                ..at
+            })
+        } else if at.container + 1 < self.catalog.rows().len() {
+            Some(Location {
+                container: at.container + 1,
+                row: 0,
+            })
+        } else {
+            None
+        }
+    }
+
+    /// The entry at a location.
+    pub fn entry_at(&self, at: Location) -> Result<Entry> {
+        Ok(self.container(at.container)?.index().entry(at.row))
+    }
+
+    /// Finds the entry with exactly this (index-form) path.
+    pub fn lookup(&self, path: &[u8]) -> Result<Option<(Location, Entry)>> {
+        // Not through `seek`, so the container is fetched once: every fetch of a cached one
+        // checks that its file was not cut short under the mapping (a system call).
+        let Some(i) = self.container_for(path) else {
+            return Ok(None);
+        };
+        let container = self.container(i)?;
+        let index = container.index();
+        Ok(index
+            .find(path)
+            .map(|row| (Location { container: i, row }, index.entry(row))))
+    }
+
+    /// The one container whose path range may hold `path` (index form), if any.
+    pub(super) fn container_for(&self, path: &[u8]) -> Option<usize> {
+        let rows = self.catalog.rows();
+        let i = rows.partition_point(|r| cmp_paths(&r.last_path, path) == Ordering::Less);
+        (i < rows.len()).then_some(i)
+    }
+
+    /// Metadata of a user-supplied path, without following a final symlink. The root (`""`,
+    /// `"."` or `"/"`) is a directory.
+    pub fn stat(&self, user_path: &[u8]) -> Result<Entry> {
+        let path = normalize(user_path)?;
+        if path.is_empty() {
+            return Ok(root_entry());
+        }
+        if let Some((_, entry)) = self.lookup(&path)? {
+            return Ok(entry);
+        }
+        // A directory on the way may be a symlink: resolve the parent, then look the last
+        // component up there (the last component itself is not followed).
+        let parent = path::parent(&path);
+        if parent.is_empty() {
+            return Err(not_found(&path));
+        }
+        let dir = match self.resolve(parent) {
+            Ok((_, dir)) if dir.kind == EntryKind::Dir => dir,
+            _ => return Err(not_found(&path)),
+        };
+        let mut real = dir.path;
+        real.push(SEPARATOR);
+        real.extend_from_slice(path::file_name(&path));
+        self.lookup(&real)?
+            .map(|(_, e)| e)
+            .ok_or_else(|| not_found(&path))
+    }
+
+    /// The bytes of a regular file, following symlinks inside the dataset. Bytes are checked
+    /// against the index checksum before they are returned.
+    pub fn read(&self, user_path: &[u8]) -> Result<Buffer> {
+        match self.read_cached_file(user_path)? {
+            Some(bytes) => Ok(bytes),
+            None => self.read_resolved(user_path),
+        }
+    }
+
+    /// [`Dataset::read`] the general way: the path normalized and resolved, symlinks followed,
+    /// from the cache or the origin.
+    pub(super) fn read_resolved(&self, user_path: &[u8]) -> Result<Buffer> {
+        let (at, entry) = self.resolve(user_path)?;
+        match entry.kind {
+            EntryKind::File => self.read_at(at),
+            EntryKind::External => self.read_external(&entry),
+            EntryKind::Dir => Err(Error::WrongKind {
+                path: display(&entry.path),
+                problem: KindProblem::IsADirectory,
+            }),
+            EntryKind::Symlink => unreachable!("resolve follows symlinks"),
+        }
+    }
+
+    /// The common case in one pass: a file found under its own path (no symlink on the way)
+    /// in a container the cache holds, looked up and read through one mapping, so the
+    /// mapping's length check (a system call) is made once. `None` sends the read the general
+    /// way (origin, symlinks, external files, not found, paths not in index form).
+    pub(super) fn read_cached_file(&self, user_path: &[u8]) -> Result<Option<Buffer>> {
+        match self.cached_file(user_path) {
+            Some((at, mapped)) => self.read_mapped(at, &mapped).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Where `user_path` is, with its container's cached mapping, when it is a file found under
+    /// its own path in a container the cache holds (see [`Dataset::read_cached_file`]).
+    pub(super) fn cached_file(&self, user_path: &[u8]) -> Option<(Location, Arc<MappedContainer>)> {
+        self.tier.as_ref()?;
+        // The path is looked up as given, unchecked: a cached container's paths were all checked
+        // when it was accepted, so a path equal to one of them is in index form, and one that is
+        // not (`/a`, `a//b`, `..`) matches none and is normalized and checked the general way.
+        let i = self.container_for(user_path)?;
+        // The path's hash bucket starts loading before the mapping's length check, so the
+        // check's system call hides that memory access; the path is hashed once for both.
+        let key = PathKey::new(user_path);
+        let warm = |mapped: &MappedContainer| mapped.container.index().prefetch_find(&key);
+        let mapped = self.cached_warming(i, warm)?;
+        let index = mapped.container.index();
+        let row = index
+            .find_key(&key)
+            .filter(|&row| index.kind(row) == EntryKind::File)?;
+        Some((Location { container: i, row }, mapped))
+    }
+
+    /// [`Dataset::read`] into memory the caller provides: `place` is called once, with the
+    /// file's length, and returns where to put that many bytes (`None` when it cannot, which
+    /// fails the read with `Error::NoRoom`). Returns the length. From a cached container the
+    /// bytes are copied and checked in one pass, so a caller that needs its own copy (a
+    /// Python `bytes`) pays one pass over them, not a check and then a copy.
+    pub fn read_placed<'b>(
+        &self,
+        user_path: &[u8],
+        place: impl FnOnce(usize) -> Option<&'b mut [u8]>,
+    ) -> Result<usize> {
+        let Some((at, mapped)) = self.cached_file(user_path) else {
+            let bytes = self.read_resolved(user_path)?;
+            let dst = room(place, bytes.len(), user_path)?;
+            dst.copy_from_slice(&bytes);
+            return Ok(bytes.len());
+        };
+        let container = &mapped.container;
+        let len = usize::try_from(container.row_len(at.row))
+            .ok()
+            .filter(|&len| len as u64 <= crate::index::MAX_ENTRY_LEN)
+            .ok_or_else(|| {
+                Error::corrupt(
+                    PathBuf::from(self.container_uri(at.container)),
+                    format!("entry {:?} has an impossible length", display(user_path)),
+                )
+            })?;
+        // A cold page is read from disk before `place`, which may take a lock the copy is then
+        // made under (see `Container::fault_in_row`).
+        container.fault_in_row(at.row);
+        let dst = room(place, len, user_path)?;
+        let started = Instant::now();
+        match container.read_row_to(at.row, dst) {
+            Ok(()) => {
+                self.count_cache_hit(len, started);
+                Ok(len)
+            }
+            Err(e) if e.is_data_fault() => {
+                // The copy is quarantined, so only this read goes to the origin after `place`
+                // (perhaps under the caller's lock); later ones go before it, the general way.
+                self.cache_fault(at, &e);
+                let bytes = self.read_origin(at)?;
+                if bytes.len() != len {
+                    return Err(Error::corrupt(
+                        PathBuf::from(self.container_uri(at.container)),
+                        format!(
+                            "entry {:?} differs in length from its cached copy",
+                            display(user_path)
+                        ),
+                    ));
+                }
+                dst.copy_from_slice(&bytes);
+                Ok(len)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The target of a symbolic link, checked against the index checksum.
+    pub fn read_link(&self, at: Location) -> Result<Buffer> {
+        self.read_at(at)
+    }
+
+    /// Resolves a user-supplied path to a non-symlink entry, following links that stay inside
+    /// the dataset, in the last component and in the directories on the way to it.
+    pub fn resolve(&self, user_path: &[u8]) -> Result<(Location, Entry)> {
+        let mut path = normalize(user_path)?;
+        for _ in 0..MAX_SYMLINK_HOPS {
+            let (at, entry) = match self.lookup(&path)? {
+                Some(found) => found,
+                None if path.is_empty() => {
+                    return Err(Error::WrongKind {
+                        path: "/".into(),
+                        problem: KindProblem::IsADirectory,
+                    })
+                }
+                None => match self.symlinked_ancestor(&path)? {
+                    Some(found) => found,
+                    None => return Err(not_found(&path)),
+                },
+            };
+            if entry.kind != EntryKind::Symlink {
+                return Ok((at, entry));
+            }
+            let rest = path
+                .get(entry.path.len() + 1..)
+                .unwrap_or_default()
+                .to_vec();
+            let target = self.read_link(at)?;
+            path = join_link_target(path::parent(&entry.path), &target).ok_or_else(|| {
+                Error::WrongKind {
+                    path: display(&entry.path),
+                    problem: KindProblem::SymlinkLeavesDataset,
+                }
+            })?;
+            if !rest.is_empty() {
+                if !path.is_empty() {
+                    path.push(SEPARATOR);
+                }
+                path.extend_from_slice(&rest);
+            }
+        }
+        Err(Error::WrongKind {
+            path: display(user_path),
+            problem: KindProblem::SymlinkLoop,
+        })
+    }
+
+    /// The first proper ancestor of `path` that is a symlink, if any.
+    pub(super) fn symlinked_ancestor(&self, path: &[u8]) -> Result<Option<(Location, Entry)>> {
+        for (i, _) in path.iter().enumerate().filter(|(_, &b)| b == SEPARATOR) {
+            if let Some((at, entry)) = self.lookup(&path[..i])? {
+                if entry.kind == EntryKind::Symlink {
+                    return Ok(Some((at, entry)));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// The direct children of a directory, in path order.
+    pub fn list(&self, user_dir: &[u8]) -> Result<Vec<Entry>> {
+        Ok(self
+            .list_located(user_dir)?
+            .into_iter()
+            .map(|(_, entry)| entry)
+            .collect())
+    }
+
+    /// The direct children of a directory with their locations, in path order. A directory the
+    /// index implies but does not hold (a foreign index may omit them) has no location.
+    pub fn list_located(&self, user_dir: &[u8]) -> Result<Vec<(Option<Location>, Entry)>> {
+        let mut dir = normalize(user_dir)?;
+        if !dir.is_empty() {
+            // Listing a symlink to a directory lists the directory, as `ls link/` does.
+            let (_, target) = self.resolve(&dir)?;
+            if target.kind != EntryKind::Dir {
+                return Err(Error::WrongKind {
+                    path: display(&dir),
+                    problem: KindProblem::NotADirectory,
+                });
+            }
+            dir = target.path;
+        }
+        let mut children = Vec::new();
+        let mut at = self.seek(|p| cmp_paths(p, &dir) != Ordering::Greater)?;
+        while let Some(here) = at {
+            let entry = self.entry_at(here)?;
+            if !is_inside(&entry.path, &dir) {
+                break;
+            }
+            let is_entry_itself = path::parent(&entry.path) == dir.as_slice();
+            let child = direct_child(&dir, entry);
+            at = if child.kind == EntryKind::Dir {
+                let end = child.path.clone();
+                self.seek(|p| cmp_paths(p, &end) != Ordering::Greater || is_inside(p, &end))?
+            } else {
+                self.next(here)
+            };
+            children.push((is_entry_itself.then_some(here), child));
+        }
+        Ok(children)
+    }
+
+    /// Every entry of the dataset in path order. A container that cannot be opened yields one
+    /// error and the walk goes on with the next container.
+    pub fn walk(&self) -> Walk<'_> {
+        self.walk_from(Location {
+            container: 0,
+            row: 0,
+        })
+    }
+
+    /// Every entry from `start` on, in path order.
+    pub fn walk_from(&self, start: Location) -> Walk<'_> {
+        Walk {
+            dataset: self,
+            container: start.container,
+            row: start.row,
+            current: None,
+        }
+    }
+
+    /// Every entry below a directory (the whole dataset for the root), in path order.
+    pub fn walk_under(
+        &self,
+        user_dir: &[u8],
+    ) -> Result<impl Iterator<Item = Result<(Location, Entry)>> + '_> {
+        let dir = normalize(user_dir)?;
+        let start = self.seek(|p| cmp_paths(p, &dir) != Ordering::Greater)?;
+        let walk = match start {
+            Some(at) => self.walk_from(at),
+            None => self.walk_from(Location {
+                container: self.containers.len(),
+                row: 0,
+            }),
+        };
+        Ok(walk.take_while(move |item| {
+            item.as_ref()
+                .map_or(true, |(_, e)| is_inside(&e.path, &dir))
+        }))
+    }
+}
+
+/// Iterator over every entry of a dataset; see [`Dataset::walk`].
+pub struct Walk<'a> {
+    dataset: &'a Dataset,
+    container: usize,
+    row: usize,
+    current: Option<Arc<Container>>,
+}
+
+impl Iterator for Walk<'_> {
+    type Item = Result<(Location, Entry)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if self.container >= self.dataset.containers.len() {
+                return None;
+            }
+            let current = match &self.current {
+                Some(open) => open,
+                None => match self.dataset.container(self.container) {
+                    Ok(open) => self.current.insert(open),
+                    Err(e) => {
+                        self.container += 1;
+                        return Some(Err(e));
+                    }
+                },
+            };
+            if self.row < current.index().len() {
+                let at = Location {
+                    container: self.container,
+                    row: self.row,
+                };
+                self.row += 1;
+                return Some(Ok((at, current.index().entry(at.row))));
+            }
+            self.container += 1;
+            self.row = 0;
+            self.current = None;
+        }
+    }
+}
