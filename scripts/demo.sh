@@ -6,6 +6,12 @@
 #   bash scripts/demo.sh DIR        # on a directory of yours (it is only read)
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
+# Checked before anything else, so a mistyped DIR leaves the previous demo's output alone.
+if [ $# -ge 1 ] && [ ! -d "$1" ]; then
+  echo "demo: $1 is not a directory" >&2
+  exit 2
+fi
+src_arg=${1:+$(cd "$1" && pwd)}
 cd "$repo"
 bash scripts/setup.sh
 # SHEAF_DEMO_PROFILE=dev reuses a debug build (CI runs the demo that way after the tests).
@@ -19,8 +25,8 @@ sheaf=${CARGO_TARGET_DIR:-$repo/target}/$profile_dir/sheaf
 work=$repo/demo-out
 rm -rf "$work/dataset" "$work/unfolded"
 mkdir -p "$work"
-if [ $# -ge 1 ]; then
-  src=$(cd "$1" && pwd)
+if [ -n "$src_arg" ]; then
+  src=$src_arg
 else
   src=$work/sample
   if [ ! -d "$src" ]; then

@@ -12,7 +12,15 @@ from typing import Iterator, NamedTuple, Optional, Union
 
 from . import _native
 from ._native import Bytes, Stat, lib
-from .errors import BufferTooSmall, Error, InvalidPath, NotADirectory, NotFound, from_status
+from .errors import (
+    BufferTooSmall,
+    Error,
+    InvalidPath,
+    NotADirectory,
+    NotFound,
+    WrongKind,
+    from_status,
+)
 
 PathArg = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
 
@@ -236,10 +244,11 @@ class Dataset:
         return self.stat(path, follow_symlinks=False)
 
     def exists(self, path: PathArg) -> bool:
-        """True when `path` names an entry (symlinks followed), as `os.path.exists`."""
+        """True when `path` names an entry (symlinks followed), as `os.path.exists`: a symlink
+        that leads out of the dataset or round in a loop names nothing."""
         try:
             self.stat(path)
-        except (NotFound, NotADirectory, InvalidPath):
+        except (NotFound, NotADirectory, InvalidPath, WrongKind):
             return False
         return True
 
@@ -247,14 +256,14 @@ class Dataset:
         """True when `path` is a directory (symlinks followed)."""
         try:
             return self.stat(path).is_dir()
-        except (NotFound, NotADirectory, InvalidPath):
+        except (NotFound, NotADirectory, InvalidPath, WrongKind):
             return False
 
     def isfile(self, path: PathArg) -> bool:
         """True when `path` is a regular file (symlinks followed)."""
         try:
             return self.stat(path).is_file()
-        except (NotFound, NotADirectory, InvalidPath):
+        except (NotFound, NotADirectory, InvalidPath, WrongKind):
             return False
 
     def _entries(self, path: PathArg) -> list[tuple[bytes, StatResult]]:

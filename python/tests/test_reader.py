@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import sheaf
-from conftest import regular_files
+from conftest import fold, regular_files
 
 
 @pytest.fixture(scope="module")
@@ -194,6 +194,25 @@ def test_a_dataset_and_a_cache_at_paths_that_are_not_utf8_open(folded, source_tr
         with sheaf.open(given, cache=os.fsdecode(cache)) as dataset:
             assert dataset.read("labels/c00/00000.json") == expected
     assert os.path.isdir(cache), "the cache was made at the path given, bytes and all"
+
+
+def test_links_out_of_the_dataset_name_nothing_as_in_os_path(sheaf_bin, tmp_path):
+    src = tmp_path / "src"
+    (src / "d").mkdir(parents=True)
+    (src / "d" / "f.txt").write_bytes(b"f")
+    os.symlink("/", src / "d" / "out")
+    os.symlink("loop", src / "d" / "loop")
+    os.symlink("f.txt", src / "d" / "in")
+    fold(sheaf_bin, src, tmp_path / "ds")
+    with sheaf.open(tmp_path / "ds") as dataset:
+        for name in ("d/out", "d/loop"):
+            assert not dataset.exists(name) and not dataset.isdir(name)
+            assert not dataset.isfile(name)
+            with pytest.raises(sheaf.WrongKind):
+                dataset.stat(name)
+        assert dataset.isfile("d/in")
+        walked = list(dataset.walk())
+        assert walked == [("", ["d"], []), ("d", [], ["f.txt", "in", "loop", "out"])]
 
 
 def test_counters_count_origin_reads(folded):

@@ -7,16 +7,23 @@ use sheaf::read::verify::VerifyReport;
 use sheaf::{Dataset, Entry, EntryKind};
 use std::io::{self, Write};
 
-/// Parses a size such as `4096`, `512KiB`, `4MiB`, `1G` (units are binary: K = KiB).
+/// Parses a size such as `4096`, `512KiB`, `4MiB`, `1.5GiB`, `1G` (units are binary:
+/// K = KiB); a fraction must come to a whole number of bytes.
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let text = text.trim();
     let split = text
-        .find(|c: char| !c.is_ascii_digit())
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
         .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("invalid size {text:?}: expected e.g. 4MiB"))?;
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    let invalid = || format!("invalid size {text:?}: expected e.g. 4MiB or 1.5GiB");
+    if whole.is_empty() && fraction.is_empty() || fraction.contains('.') || fraction.len() > 18 {
+        return Err(invalid());
+    }
+    let whole: u64 = match whole {
+        "" => 0,
+        digits => digits.parse().map_err(|_| invalid())?,
+    };
     let shift = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 0,
         "k" | "kb" | "kib" => 10,
@@ -29,9 +36,21 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
             ))
         }
     };
-    number
-        .checked_mul(1 << shift)
-        .ok_or_else(|| format!("size {text:?} is too large"))
+    let too_large = || format!("size {text:?} is too large");
+    let whole_bytes = whole.checked_mul(1 << shift).ok_or_else(too_large)?;
+    if fraction.is_empty() {
+        return Ok(whole_bytes);
+    }
+    // fraction / 10^digits of the unit, in whole bytes only.
+    let numerator = u128::from(fraction.parse::<u64>().map_err(|_| invalid())?) << shift;
+    let denominator = 10u128.pow(fraction.len() as u32);
+    if numerator % denominator != 0 {
+        return Err(format!("size {text:?} is not a whole number of bytes"));
+    }
+    let fraction_bytes = u64::try_from(numerator / denominator).map_err(|_| too_large())?;
+    whole_bytes
+        .checked_add(fraction_bytes)
+        .ok_or_else(too_large)
 }
 
 /// `1 file`, `2 files`, `3 entries`.
@@ -183,11 +202,16 @@ pub fn entry_json(entry: &Entry, link: Option<&[u8]>, container: Option<&str>) -
     if let Some(target) = link {
         value["target"] = json!(display(target));
     }
-    if let Some(container) = container {
+    // Where the bytes are: only files and symlinks have bytes in a container; an external
+    // file's are where it lives, checked against its xxh3; a directory has none.
+    let in_container = matches!(entry.kind, EntryKind::File | EntryKind::Symlink);
+    if let (Some(container), true) = (container, in_container) {
         value["container"] = json!(container);
         value["offset"] = json!(entry.offset);
         value["stored_len"] = json!(entry.stored_len);
         value["codec"] = json!(entry.codec);
+    }
+    if container.is_some() && entry.kind != EntryKind::Dir {
         value["xxh3"] = json!(format!("{:016x}", entry.xxh3));
     }
     value
@@ -313,6 +337,20 @@ mod tests {
         assert_eq!(parse_size("1G").unwrap(), 1 << 30);
         assert_eq!(parse_size("512").unwrap(), 512);
         assert!(parse_size("4 parsecs").is_err());
+        assert_eq!(parse_size("1.5MiB").unwrap(), 3 << 19);
+        assert_eq!(parse_size("0.25KiB").unwrap(), 256);
+        assert_eq!(parse_size(".5K").unwrap(), 512);
+        assert!(parse_size("1.1KiB")
+            .unwrap_err()
+            .contains("whole number of bytes"));
+        assert!(parse_size("1.5")
+            .unwrap_err()
+            .contains("whole number of bytes"));
+        assert!(parse_size("1.2.3MiB").is_err());
+        assert!(parse_size(".").is_err());
+        assert!(parse_size("99999999999TiB")
+            .unwrap_err()
+            .contains("too large"));
     }
 
     #[test]

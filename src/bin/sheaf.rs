@@ -447,6 +447,46 @@ fn verify(args: VerifyArgs) -> Result<ExitCode> {
     })
 }
 
+/// Refuses an unfold into the local dataset's own directory or into one that holds it: the
+/// restored tree would mix with the dataset's files (as a fold refuses overlapping roots).
+fn refuse_overlap(dataset: &Dataset, out: &std::path::Path) -> Result<()> {
+    let Some(root) = dataset.store().local_root() else {
+        return Ok(());
+    };
+    let root = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
+    let out_resolved = resolve_existing_prefix(out);
+    if out_resolved.starts_with(&root) || root.starts_with(&out_resolved) {
+        bail!(
+            "{} overlaps the dataset {}: unfold into a directory outside it that does not hold it",
+            out.display(),
+            root.display()
+        );
+    }
+    Ok(())
+}
+
+/// `path` made absolute through its longest existing ancestor (symlinks resolved there), the
+/// rest appended as given: where a directory that may not exist yet would be.
+fn resolve_existing_prefix(path: &std::path::Path) -> std::path::PathBuf {
+    let mut missing = Vec::new();
+    let mut at = path.to_path_buf();
+    loop {
+        if let Ok(found) = at.canonicalize() {
+            return missing.iter().rev().fold(found, |p, name| p.join(name));
+        }
+        match (at.file_name(), at.parent()) {
+            (Some(name), Some(parent)) => {
+                missing.push(name.to_owned());
+                at = match parent.as_os_str().is_empty() {
+                    true => std::path::PathBuf::from("."),
+                    false => parent.to_path_buf(),
+                };
+            }
+            _ => return path.to_path_buf(),
+        }
+    }
+}
+
 fn unfold(args: UnfoldArgs) -> Result<ExitCode> {
     set_jobs(args.jobs)?;
     // Every container is read whole, in order on each thread: the kernel's read-ahead serves
@@ -457,6 +497,7 @@ fn unfold(args: UnfoldArgs) -> Result<ExitCode> {
     };
     let dataset = open_dataset(&args.dataset, options)
         .with_context(|| format!("opening dataset {}", args.dataset.display()))?;
+    refuse_overlap(&dataset, &args.out)?;
     let bars = progress::Bars::new(args.quiet);
     let summary = unfold::unfold(&dataset, &args.out, &bars)
         .with_context(|| format!("unfold into {} failed", args.out.display()))?;

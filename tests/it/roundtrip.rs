@@ -155,6 +155,16 @@ fn three_thousand_files_fold_and_come_back_byte_for_byte() {
         verify.stdout_str()
     );
 
+    // Not into the dataset's own directory, nor into one that holds it.
+    let inside = dst.join("restored");
+    run!("unfold", dst, inside)
+        .fails_with(1)
+        .stderr_has("overlaps the dataset");
+    assert!(!inside.exists(), "nothing written");
+    run!("unfold", dst, tmp.path())
+        .fails_with(1)
+        .stderr_has("overlaps the dataset");
+
     let out = tmp.path().join("restored");
     let unfolded = run!("unfold", dst, out, "--json").success().json();
     assert_eq!(num(&unfolded, "files"), files.len() as u64);
@@ -424,7 +434,19 @@ fn ls_and_stat_show_names_modes_sizes_times_and_targets() {
     assert_eq!(link["target"], "readme.txt");
     let ext = run!("stat", "--json", ds, "docs/big.pdf").success().json();
     assert_eq!(ext["kind"], "external");
-    assert_eq!(ext["stored_len"], 0);
+    // An external file's bytes are where it lives: no container, offset or stored length;
+    // its checksum is shown. A directory has none of them.
+    for field in ["container", "offset", "stored_len", "codec"] {
+        assert!(
+            ext.get(field).is_none(),
+            "external file shows {field}: {ext}"
+        );
+    }
+    assert!(ext["xxh3"].is_string(), "{ext}");
+    let dir = run!("stat", "--json", ds, "docs").success().json();
+    for field in ["container", "offset", "stored_len", "codec", "xxh3"] {
+        assert!(dir.get(field).is_none(), "a directory shows {field}: {dir}");
+    }
     let secret = run!("stat", "--json", ds, "secret").success().json();
     assert_eq!(secret["mode"], 0o100600);
 
@@ -467,4 +489,30 @@ fn stat_and_list_follow_a_symlinked_directory_in_the_middle_of_a_path() {
         .success()
         .stdout_has("real/dir/file.txt");
     assert!(dataset.stat(b"alias/missing").is_err());
+}
+
+#[test]
+fn the_demo_refuses_a_missing_directory_before_touching_its_last_output() {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let listing = |dir: &std::path::Path| -> Vec<std::path::PathBuf> {
+        let mut names: Vec<_> = std::fs::read_dir(dir)
+            .map(|entries| entries.map(|e| e.unwrap().path()).collect())
+            .unwrap_or_default();
+        names.sort();
+        names
+    };
+    let before = listing(&repo.join("demo-out"));
+    let tmp = tempdir();
+    let out = std::process::Command::new("bash")
+        .arg(repo.join("scripts/demo.sh"))
+        .arg(tmp.path().join("no-such-dir"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a directory"));
+    assert_eq!(
+        listing(&repo.join("demo-out")),
+        before,
+        "the last demo's output is untouched"
+    );
 }
