@@ -32,7 +32,7 @@ pub struct UnfoldSummary {
 
 /// Restores every entry of `dataset` under `out`, which must be absent or an empty directory.
 pub fn unfold(dataset: &Dataset, out: &Path, progress: &dyn Progress) -> Result<UnfoldSummary> {
-    prepare_output(out)?;
+    // Everything that could stop the restore half way is checked before anything is written.
     let entries = dataset.walk().collect::<Result<Vec<(Location, Entry)>>>()?;
     for (_, entry) in &entries {
         check_entry_path(&entry.path).map_err(|reason| Error::InvalidPath {
@@ -40,6 +40,17 @@ pub fn unfold(dataset: &Dataset, out: &Path, progress: &dyn Progress) -> Result<
             reason,
         })?;
     }
+    let shape = super::verify::tree_faults(entries.iter().cloned());
+    if let Some((at, path, problem)) = shape.into_iter().next() {
+        return Err(Error::corrupt(
+            dataset.container_uri(at.container),
+            format!(
+                "entry {:?} {problem}: the tree cannot be restored",
+                display(&path)
+            ),
+        ));
+    }
+    prepare_output(out)?;
     let bytes = entries
         .iter()
         .filter(|(_, e)| e.kind.is_file())

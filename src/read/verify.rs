@@ -1,9 +1,9 @@
 //! `verify`: every checksum of a dataset, every fault reported rather than the first.
 
-use super::Dataset;
+use super::{Dataset, Location};
 use crate::error::Error;
-use crate::index::path::display;
-use crate::index::{Container, EntryKind};
+use crate::index::path::{display, is_inside};
+use crate::index::{Container, Entry, EntryKind};
 use crate::progress::Progress;
 use rayon::prelude::*;
 
@@ -119,7 +119,62 @@ fn verify_with(dataset: &Dataset, progress: &dyn Progress, externals: bool) -> V
         }
         verify_entries(dataset, &container, &name, externals, &mut report, progress);
     }
+    // The tree's shape is judged only when every container could be read: entries missing
+    // with an unreadable container are that container's fault, reported above.
+    let walked = dataset.walk().map_while(|item| item.ok());
+    let every_container_read = dataset.walk().all(|item| item.is_ok());
+    let shape_faults = match every_container_read {
+        true => tree_faults(walked),
+        false => Vec::new(),
+    };
+    for (at, path, problem) in shape_faults {
+        report.faults.push(Fault {
+            file: dataset.container_uri(at.container),
+            path: Some(display(&path)),
+            problem,
+        });
+    }
     report
+}
+
+/// Where the entries, in path order, do not form a tree that can be restored: an entry whose
+/// directory has no entry of its own, or whose "directory" is a file, a symlink or an external
+/// file. A conforming writer records every directory; readers list around a missing one, but
+/// `unfold` could not restore it. Holds only the chain of ancestors of the current entry.
+pub(crate) fn tree_faults(
+    entries: impl Iterator<Item = (Location, Entry)>,
+) -> Vec<(Location, Vec<u8>, String)> {
+    let mut faults = Vec::new();
+    let mut ancestors: Vec<(Vec<u8>, EntryKind)> = Vec::new();
+    for (at, entry) in entries {
+        while ancestors
+            .last()
+            .is_some_and(|(dir, _)| !is_inside(&entry.path, dir))
+        {
+            ancestors.pop();
+        }
+        let parent = crate::index::path::parent(&entry.path);
+        if !parent.is_empty() {
+            match ancestors.last() {
+                Some((dir, EntryKind::Dir)) if dir.as_slice() == parent => {}
+                Some((dir, kind)) if dir.as_slice() == parent => faults.push((
+                    at,
+                    entry.path.clone(),
+                    format!(
+                        "is under {:?}, which is a {kind:?} entry, not a directory",
+                        display(dir)
+                    ),
+                )),
+                _ => faults.push((
+                    at,
+                    entry.path.clone(),
+                    format!("its directory {:?} has no entry", display(parent)),
+                )),
+            }
+        }
+        ancestors.push((entry.path, entry.kind));
+    }
+    faults
 }
 
 /// The result of checking one entry: bytes checksummed, or the fault found.

@@ -855,3 +855,54 @@ fn an_external_file_is_never_read_through_a_symlinked_directory() {
         f.original(EXTERNAL.as_bytes())
     );
 }
+
+#[test]
+fn verify_reports_a_tree_unfold_could_not_restore_and_unfold_writes_nothing() {
+    let tmp = tempdir();
+    // Each with its checksums right: a file under a file, a file under a symlink, and a file
+    // whose directory has no entry.
+    // (dataset name, its entries, the problem verify must name)
+    type Case = (&'static str, Vec<(Entry, Vec<u8>)>, &'static str);
+    let cases: [Case; 3] = [
+        (
+            "under-a-file",
+            vec![
+                entry(b"f", EntryKind::File, b"a file\n"),
+                entry(b"f/x", EntryKind::File, b"x\n"),
+            ],
+            "not a directory",
+        ),
+        (
+            "under-a-symlink",
+            vec![
+                entry(b"d", EntryKind::Dir, b""),
+                entry(b"d/y", EntryKind::File, b"y\n"),
+                entry(b"l", EntryKind::Symlink, b"d"),
+                entry(b"l/z", EntryKind::File, b"z\n"),
+            ],
+            "not a directory",
+        ),
+        (
+            "no-directory-entry",
+            vec![entry(b"missing/w", EntryKind::File, b"w\n")],
+            "has no entry",
+        ),
+    ];
+    for (name, entries, problem) in cases {
+        let ds = tmp.path().join(name);
+        write_dataset(&ds, entries);
+        let verify = run!("verify", ds, "--json").fails_with(3).json();
+        let faults = verify["faults"].as_array().unwrap();
+        assert!(
+            faults
+                .iter()
+                .any(|f| f["problem"].as_str().unwrap().contains(problem)),
+            "{name}: {verify:#}"
+        );
+        let out = tmp.path().join(format!("{name}-out"));
+        run!("unfold", ds, out)
+            .fails_with(1)
+            .stderr_has("cannot be restored");
+        assert!(!out.exists(), "{name}: unfold wrote before refusing");
+    }
+}
