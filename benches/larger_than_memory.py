@@ -342,12 +342,17 @@ def write_runs(runs: list[dict]) -> None:
         writer.writerows(runs)
 
 
+def argument_parser(doc: str) -> argparse.ArgumentParser:
+    """A parser whose --help is the script's docstring: its first paragraph, then the rest."""
+    return argparse.ArgumentParser(description=doc.split("\n\n")[0],
+                                   formatter_class=argparse.RawDescriptionHelpFormatter,
+                                   epilog=doc.split("\n", 2)[2])
+
+
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "--reader":
         return reader_main(sys.argv[2:])
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog=__doc__.split("\n", 2)[2])
+    parser = argument_parser(__doc__)
     parser.add_argument("--files", type=int, default=12_000, help="files in the corpus")
     parser.add_argument("--seed", type=int, default=0, help="corpus and order seed")
     parser.add_argument("--factors", default="2,4",

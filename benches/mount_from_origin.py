@@ -31,7 +31,6 @@ Debian when missing. Results: a table on stdout and bench-out/mount_from_origin.
 
 from __future__ import annotations
 
-import argparse
 import concurrent.futures
 import csv
 import json
@@ -174,9 +173,7 @@ def measure(system: str, store: str, uri: str, threads: int, seed: int, env, pat
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "--reader":
         return reader_main(sys.argv[2:])
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog=__doc__.split("\n", 2)[2])
+    parser = ltm.argument_parser(__doc__)
     parser.add_argument("--files", type=int, default=2000, help="files in the corpus")
     parser.add_argument("--threads", default="1,8", help="reader threads (default 1,8)")
     parser.add_argument("--runs", type=int, default=3, help="rounds, medians (default 3)")

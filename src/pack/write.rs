@@ -432,13 +432,7 @@ fn hash_and_copy(sources: &Sources, source: &SourceEntry) -> Result<(u64, u64)> 
 
 /// The store key of an entry path: object stores and HDFS need UTF-8 names.
 fn remote_key(store: &dyn Store, path: &[u8]) -> Result<String> {
-    String::from_utf8(path.to_vec()).map_err(|_| Error::Refused {
-        path: PathBuf::from(store.uri("")),
-        reason: format!(
-            "{:?} is not UTF-8: a large file with such a name can only be kept on a local filesystem",
-            String::from_utf8_lossy(path)
-        ),
-    })
+    crate::store::utf8_file_key(store.uri(""), path).map(str::to_owned)
 }
 
 /// True when a resumed fold need not copy an external file again: the dataset's store already

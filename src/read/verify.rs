@@ -121,12 +121,14 @@ fn verify_with(dataset: &Dataset, progress: &dyn Progress, externals: bool) -> V
     }
     // The tree's shape is judged only when every container could be read: entries missing
     // with an unreadable container are that container's fault, reported above.
-    let walked = dataset.walk().map_while(|item| item.ok());
-    let every_container_read = dataset.walk().all(|item| item.is_ok());
-    let shape_faults = match every_container_read {
-        true => tree_faults(walked),
-        false => Vec::new(),
-    };
+    let mut unreadable = false;
+    let walked = dataset
+        .walk()
+        .map_while(|item| item.map_err(|_| unreadable = true).ok());
+    let mut shape_faults = tree_faults(walked);
+    if unreadable {
+        shape_faults.clear();
+    }
     for (at, path, problem) in shape_faults {
         report.faults.push(Fault {
             file: dataset.container_uri(at.container),

@@ -25,7 +25,7 @@ use std::fs::File;
 use std::io;
 use std::ops::Range;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
@@ -455,23 +455,15 @@ impl Drop for ReadBuffer {
 /// Opens `path` read-only without following a symlink in its place and without blocking on a
 /// FIFO, and refuses anything but a regular file. A missing file is an I/O error naming it
 /// ([`Error::is_not_found`]): a sheaf file that should be there and is not.
-pub(super) fn open_regular(path: &Path) -> Result<File> {
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-        .ctx("open", path)?;
-    let meta = file.metadata().ctx("stat", path)?;
-    if !meta.is_file() {
-        return Err(Error::corrupt(
+fn open_regular(path: &Path) -> Result<File> {
+    super::local::open_nofollow(path).map_err(|e| match e.kind() {
+        // What open_nofollow refuses: a file of the wrong type where a sheaf file belongs.
+        io::ErrorKind::InvalidInput => Error::corrupt(
             path,
             "is not a regular file (a FIFO, device or directory where a sheaf file belongs)",
-        ));
-    }
-    // Back to blocking reads, the only kind a regular file has anyway.
-    // SAFETY: fcntl on a descriptor this function owns.
-    unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETFL, 0) };
-    Ok(file)
+        ),
+        _ => Error::io("open", path, e),
+    })
 }
 
 /// Maps `len` bytes of `file` read-only as an Arrow buffer that keeps the mapping alive.

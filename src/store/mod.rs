@@ -182,7 +182,7 @@ pub struct FileMeta {
 }
 
 /// A file's key where a store names objects in UTF-8 (object stores and HDFS).
-fn utf8_file_key(store_uri: String, key: &[u8]) -> Result<&str> {
+pub(crate) fn utf8_file_key(store_uri: String, key: &[u8]) -> Result<&str> {
     std::str::from_utf8(key).map_err(|_| Error::Refused {
         path: PathBuf::from(store_uri),
         reason: format!(
