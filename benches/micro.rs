@@ -71,7 +71,7 @@ fn write_container(root: &Path, seq: u32, range: std::ops::Range<usize>) -> Cata
             .add(file_entry(path_of(i), &content), &content)
             .unwrap();
     }
-    writer.finish().unwrap().catalog_row(&name)
+    writer.finish().unwrap().catalog_row(&name, 0)
 }
 
 /// A published dataset of `n` files under `root`.

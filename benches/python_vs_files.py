@@ -86,7 +86,7 @@ def corpus_for(args) -> Path:
 def folded_for(corpus: Path) -> Path:
     dataset = WORK / f"python-fold-{corpus.name}"
     sheaf_bin = ROOT / "target/release/sheaf"
-    if not (dataset / ".sheaf/catalog.sheaf").exists():
+    if not (dataset / ".sheaf/generations").is_dir():
         log(f"sheaf fold {corpus} {dataset}")
         run("rm", "-rf", dataset)
         run(sheaf_bin, "fold", "--quiet", corpus, dataset)

@@ -46,8 +46,23 @@ pub enum Error {
     },
 
     /// A directory that holds no published dataset.
-    #[error("{root} is not a sheaf dataset (no .sheaf/catalog.sheaf): fold a tree into it first")]
+    #[error("{root} is not a sheaf dataset (no generation under .sheaf/generations/ and no .sheaf/catalog.sheaf): fold a tree into it first")]
     NotADataset { root: PathBuf },
+
+    /// A generation asked for by number that the dataset does not have (never committed yet,
+    /// or deleted by `gc`).
+    #[error(
+        "{root} has no generation {asked} (the newest is {newest}; `sheaf log` lists those kept)"
+    )]
+    NoSuchGeneration {
+        root: PathBuf,
+        asked: u64,
+        newest: u64,
+    },
+
+    /// A commit that lost its race to other writers too many times in a row.
+    #[error("{root}: {reason}")]
+    Contended { root: PathBuf, reason: String },
 
     /// A directory where a fold started but never published.
     #[error("{root} holds an unfinished fold: run the same `sheaf fold` again to complete it")]

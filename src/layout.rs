@@ -66,6 +66,15 @@ impl Layout {
 /// The catalog's key in a store holding a dataset root.
 pub const CATALOG_KEY: &str = ".sheaf/catalog.sheaf";
 
+/// The key prefix of every generation file in a store holding a dataset root.
+pub const GENERATIONS_PREFIX: &str = ".sheaf/generations/";
+
+/// The key of generation `number`'s file: zero-padded to 20 digits, so name order is number
+/// order.
+pub fn generation_key(number: u64) -> String {
+    format!("{GENERATIONS_PREFIX}{number:020}.sheaf")
+}
+
 /// The key prefix of every container in a store holding a dataset root.
 pub const CONTAINERS_PREFIX: &str = ".sheaf/containers/";
 
@@ -75,6 +84,10 @@ pub const STAGING_KEY: &str = ".sheaf/staging";
 /// The key of the settings file an unfinished fold leaves; it goes when the fold publishes.
 pub const FOLD_PARAMS_KEY: &str = ".sheaf/staging/params";
 
+/// The key of the lock a fold holds on stores that have locks (released and removed when the
+/// fold ends).
+pub const FOLD_LOCK_KEY: &str = ".sheaf/fold.lock";
+
 /// The key of the named container.
 pub fn container_key(name: &str) -> String {
     format!("{SHEAF_DIR}/{CONTAINERS_DIR}/{name}")
@@ -83,6 +96,13 @@ pub fn container_key(name: &str) -> String {
 /// The file name of container `seq` of generation `generation`.
 pub fn container_name(generation: u32, seq: u32) -> String {
     format!("g{generation:06}-c{seq:08}.sheaf")
+}
+
+/// The file name of container `seq` written by transaction `txn`, whose generation number is
+/// known only when it commits (a writer that loses a race commits the same containers under
+/// the next number).
+pub fn txn_container_name(txn: &str, seq: u32) -> String {
+    format!("t{txn}-c{seq:08}.sheaf")
 }
 
 #[cfg(test)]

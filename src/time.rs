@@ -29,6 +29,13 @@ pub fn system_time(mtime_ns: i64) -> SystemTime {
     }
 }
 
+/// The current time, nanoseconds since the epoch.
+pub fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

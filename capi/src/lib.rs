@@ -66,7 +66,8 @@ pub struct sheaf_stat {
 impl From<&Entry> for sheaf_stat {
     fn from(entry: &Entry) -> Self {
         let kind = match entry.kind {
-            EntryKind::File | EntryKind::External => sheaf_kind::SHEAF_FILE,
+            // Tombstones never get this far: lookups and listings hide them.
+            EntryKind::File | EntryKind::External | EntryKind::Tombstone => sheaf_kind::SHEAF_FILE,
             EntryKind::Dir => sheaf_kind::SHEAF_DIR,
             EntryKind::Symlink => sheaf_kind::SHEAF_SYMLINK,
         };

@@ -76,7 +76,7 @@ impl From<Error> for Failure {
 /// The status code for a library error.
 fn status_of(error: &Error) -> sheaf_status {
     match error {
-        Error::NotFound { .. } => SHEAF_NOT_FOUND,
+        Error::NotFound { .. } | Error::NoSuchGeneration { .. } => SHEAF_NOT_FOUND,
         Error::InvalidPath { .. } => SHEAF_INVALID_PATH,
         Error::WrongKind { problem, .. } => match problem {
             KindProblem::IsADirectory => SHEAF_IS_A_DIRECTORY,
@@ -94,7 +94,8 @@ fn status_of(error: &Error) -> sheaf_status {
         Error::Io { .. }
         | Error::Refused { .. }
         | Error::InvalidSetting { .. }
-        | Error::CacheIncompatible { .. } => SHEAF_IO,
+        | Error::CacheIncompatible { .. }
+        | Error::Contended { .. } => SHEAF_IO,
     }
 }
 

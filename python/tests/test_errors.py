@@ -101,7 +101,7 @@ def test_a_flipped_byte_is_corrupt_data_never_wrong_bytes(folded_copy, source_tr
 
 
 def test_a_catalog_from_a_future_version_is_unsupported(folded_copy):
-    catalog = folded_copy / ".sheaf" / "catalog.sheaf"
+    catalog = folded_copy / ".sheaf" / "generations" / ("0" * 20 + ".sheaf")
     blob = bytearray(catalog.read_bytes())
     version_at = len(blob) - FOOTER + VERSION_AT
     blob[version_at : version_at + 2] = (999).to_bytes(2, "little")
@@ -111,7 +111,7 @@ def test_a_catalog_from_a_future_version_is_unsupported(folded_copy):
 
 
 def test_a_truncated_catalog_is_corrupt(folded_copy):
-    catalog = folded_copy / ".sheaf" / "catalog.sheaf"
+    catalog = folded_copy / ".sheaf" / "generations" / ("0" * 20 + ".sheaf")
     catalog.write_bytes(catalog.read_bytes()[:-10])
     with pytest.raises(sheaf.CorruptData):
         sheaf.open(folded_copy)

@@ -45,6 +45,9 @@ pub struct PreloadArgs {
     /// Pin the dataset: its containers are never evicted.
     #[arg(long)]
     pin: bool,
+    /// Preload this generation instead of the newest (readers through the cache then open it).
+    #[arg(long, value_name = "N")]
+    generation: Option<u64>,
     /// Ranged requests in flight at once (containers side by side, and several ranges of
     /// each when there are fewer containers than jobs).
     #[arg(short, long, default_value_t = 8, value_parser = output::parse_positive_count)]
@@ -63,6 +66,7 @@ pub fn preload(args: PreloadArgs) -> Result<ExitCode> {
         prefixes: args.prefix.iter().map(|p| p.as_bytes().to_vec()).collect(),
         pin: args.pin,
         jobs: args.jobs,
+        generation: args.generation,
     };
     let bars = progress::Bars::new(args.quiet);
     let summary = cache::preload(&args.dataset, &cache, &options, &bars).with_context(|| {

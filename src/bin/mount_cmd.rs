@@ -26,6 +26,9 @@ pub struct MountArgs {
     /// With --cache: fetch containers that keep missing into the cache in the background.
     #[arg(long, requires = "cache")]
     fill: bool,
+    /// Serve this generation instead of the newest (`sheaf log` lists them).
+    #[arg(long, value_name = "N")]
+    generation: Option<u64>,
     /// Stay in the foreground (stop with Ctrl-C or SIGTERM) instead of detaching once mounted.
     #[arg(short, long)]
     foreground: bool,
@@ -208,6 +211,7 @@ fn open(args: &MountArgs) -> Result<Dataset> {
     let options = ReadOptions {
         cache,
         fill: args.fill,
+        generation: args.generation,
         policy: ReadPolicy {
             access: args.access.access(),
             pages: match args.access {

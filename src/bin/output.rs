@@ -223,6 +223,27 @@ pub fn write_json_line(out: &mut impl Write, entry: &Entry, link: Option<&[u8]>)
     out.write_all(b"\n")
 }
 
+/// One line of `sheaf log`: number, time, operation, entries added and removed, containers.
+pub fn write_log_line(
+    out: &mut impl Write,
+    info: &sheaf::index::generation::GenerationInfo,
+) -> io::Result<()> {
+    let time = match info.time_ns {
+        0 => "-".to_owned(),
+        ns => utc_time(ns),
+    };
+    writeln!(
+        out,
+        "{:>6}  {time:<20}  {:<8} +{} -{}  {} containers, {}",
+        info.number,
+        info.operation,
+        info.added,
+        info.removed,
+        info.containers,
+        human_bytes(info.bytes)
+    )
+}
+
 /// Human form of `stat`.
 pub fn print_stat(entry: &Entry, link: Option<&[u8]>, container: Option<&str>) {
     let kind = match entry.kind {
@@ -230,6 +251,7 @@ pub fn print_stat(entry: &Entry, link: Option<&[u8]>, container: Option<&str>) {
         EntryKind::External => "file (kept as an ordinary file)",
         EntryKind::Dir => "directory",
         EntryKind::Symlink => "symlink",
+        EntryKind::Tombstone => "deleted",
     };
     println!("  path: {}", display(&entry.path));
     println!("  kind: {kind}");

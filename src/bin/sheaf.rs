@@ -49,6 +49,10 @@ enum Command {
     Verify(VerifyArgs),
     /// Restore the plain tree of a dataset, byte-identical, modes and mtimes kept.
     Unfold(UnfoldArgs),
+    /// Delete entries from a dataset, as a new generation (older generations keep them).
+    Rm(RmArgs),
+    /// List a dataset's generations: number, time, operation, what it added and removed.
+    Log(LogArgs),
     /// Copy a dataset's containers (or those holding some prefixes) into a local cache.
     Preload(cache_cmd::PreloadArgs),
     /// Inspect and manage a cache directory: stats, ls, evict, pin, unpin, verify.
@@ -68,15 +72,60 @@ struct ReadCacheArgs {
     /// With --cache: fetch containers that keep missing into the cache in the background.
     #[arg(long, requires = "cache")]
     fill: bool,
+    #[command(flatten)]
+    generation: GenerationArg,
+}
+
+/// Which snapshot of a dataset to read.
+#[derive(Args)]
+struct GenerationArg {
+    /// Read this generation instead of the newest (`sheaf log` lists them).
+    #[arg(long, value_name = "N")]
+    generation: Option<u64>,
+}
+
+#[derive(Args)]
+struct RmArgs {
+    /// The dataset root.
+    dataset: PathBuf,
+    /// Entries to delete.
+    #[arg(required = true)]
+    paths: Vec<OsString>,
+    /// Delete directories and everything under them.
+    #[arg(short, long)]
+    recursive: bool,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
+    /// No progress bars.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+struct LogArgs {
+    /// The dataset root.
+    dataset: PathBuf,
+    /// One JSON object per generation, newest first.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
 struct FoldArgs {
     /// The tree to fold.
     src: PathBuf,
-    /// The new dataset root (must be missing or empty). Omit with --in-place.
+    /// The new dataset root (must be missing or empty), or with --append a published one.
+    /// Omit with --in-place.
     #[arg(required_unless_present = "in_place", conflicts_with = "in_place")]
     dst: Option<PathBuf>,
+    /// Add SRC's files to the published dataset DST as a new generation; a path already
+    /// there is replaced.
+    #[arg(long, requires = "dst")]
+    append: bool,
+    /// With --append: put SRC's files under this directory of the dataset.
+    #[arg(long, requires = "append", value_name = "P", default_value = "")]
+    prefix: OsString,
     /// Fold SRC where it lies: containers go into SRC/.sheaf/, large files stay.
     #[arg(long)]
     in_place: bool,
@@ -155,6 +204,8 @@ struct CatArgs {
 struct VerifyArgs {
     /// The dataset root.
     dataset: PathBuf,
+    #[command(flatten)]
+    generation: GenerationArg,
     /// Worker threads (default: all cores).
     #[arg(short, long, value_parser = output::parse_positive_count)]
     jobs: Option<usize>,
@@ -172,6 +223,8 @@ struct UnfoldArgs {
     dataset: PathBuf,
     /// Where to restore the tree (must be missing or empty).
     out: PathBuf,
+    #[command(flatten)]
+    generation: GenerationArg,
     /// Worker threads (default: all cores).
     #[arg(short, long, value_parser = output::parse_positive_count)]
     jobs: Option<usize>,
@@ -254,6 +307,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Cat(args) => cat(args),
         Command::Verify(args) => verify(args),
         Command::Unfold(args) => unfold(args),
+        Command::Rm(args) => rm(args),
+        Command::Log(args) => log(args),
         Command::Preload(args) => cache_cmd::preload(args),
         Command::Cache(args) => cache_cmd::cache_command(args),
         #[cfg(feature = "fuse")]
@@ -277,21 +332,19 @@ fn open_dataset(dataset: &PathBuf, options: sheaf::ReadOptions) -> sheaf::Result
     Dataset::open_in_with(sheaf::store::open(dataset)?, options)
 }
 
-fn open(dataset: &PathBuf) -> Result<Dataset> {
-    open_dataset(dataset, sheaf::ReadOptions::default())
-        .with_context(|| format!("opening dataset {}", dataset.display()))
-}
-
 /// Opens a dataset to read, through a cache when one is given.
 fn open_reading(dataset: &PathBuf, read: &ReadCacheArgs) -> Result<Dataset> {
-    let Some(dir) = &read.cache else {
-        return open(dataset);
+    let cache = match &read.cache {
+        Some(dir) => Some(std::sync::Arc::new(
+            sheaf::cache::Cache::open(dir)
+                .with_context(|| format!("opening cache {}", dir.display()))?,
+        )),
+        None => None,
     };
-    let cache = sheaf::cache::Cache::open(dir)
-        .with_context(|| format!("opening cache {}", dir.display()))?;
     let options = sheaf::ReadOptions {
-        cache: Some(std::sync::Arc::new(cache)),
+        cache,
         fill: read.fill,
+        generation: read.generation.generation,
         ..Default::default()
     };
     open_dataset(dataset, options).with_context(|| format!("opening dataset {}", dataset.display()))
@@ -313,7 +366,13 @@ fn fold(args: FoldArgs) -> Result<ExitCode> {
         remove_originals: args.remove_originals,
     };
     let bars = progress::Bars::new(args.quiet);
-    let summary = pack::fold(&target, &options, &bars).context("fold failed")?;
+    let summary = match (&target, args.append) {
+        (Target::NewRoot { src, dst }, true) => {
+            pack::append(src, dst, args.prefix.as_bytes(), &options, &bars)
+                .context("append failed")?
+        }
+        _ => pack::fold(&target, &options, &bars).context("fold failed")?,
+    };
     bars.finish();
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
@@ -422,7 +481,11 @@ fn cat_one(dataset: &Dataset, path: &[u8], out: &mut impl Write) -> Result<()> {
 
 fn verify(args: VerifyArgs) -> Result<ExitCode> {
     set_jobs(args.jobs)?;
-    let report = match open_dataset(&args.dataset, sheaf::ReadOptions::default()) {
+    let options = sheaf::ReadOptions {
+        generation: args.generation.generation,
+        ..Default::default()
+    };
+    let report = match open_dataset(&args.dataset, options) {
         Ok(dataset) => {
             let bars = progress::Bars::new(args.quiet);
             let report = verify::verify(&dataset, &bars);
@@ -450,41 +513,15 @@ fn verify(args: VerifyArgs) -> Result<ExitCode> {
 /// Refuses an unfold into the local dataset's own directory or into one that holds it: the
 /// restored tree would mix with the dataset's files (as a fold refuses overlapping roots).
 fn refuse_overlap(dataset: &Dataset, out: &std::path::Path) -> Result<()> {
-    let Some(root) = dataset.store().local_root() else {
-        return Ok(());
-    };
-    let root = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
-    let out_resolved = resolve_existing_prefix(out);
-    if out_resolved.starts_with(&root) || root.starts_with(&out_resolved) {
+    let out_store = sheaf::store::LocalStore::new(out);
+    if sheaf::store::overlaps(dataset.store().as_ref(), &out_store)? {
         bail!(
             "{} overlaps the dataset {}: unfold into a directory outside it that does not hold it",
             out.display(),
-            root.display()
+            dataset.store().uri("").trim_end_matches('/')
         );
     }
     Ok(())
-}
-
-/// `path` made absolute through its longest existing ancestor (symlinks resolved there), the
-/// rest appended as given: where a directory that may not exist yet would be.
-fn resolve_existing_prefix(path: &std::path::Path) -> std::path::PathBuf {
-    let mut missing = Vec::new();
-    let mut at = path.to_path_buf();
-    loop {
-        if let Ok(found) = at.canonicalize() {
-            return missing.iter().rev().fold(found, |p, name| p.join(name));
-        }
-        match (at.file_name(), at.parent()) {
-            (Some(name), Some(parent)) => {
-                missing.push(name.to_owned());
-                at = match parent.as_os_str().is_empty() {
-                    true => std::path::PathBuf::from("."),
-                    false => parent.to_path_buf(),
-                };
-            }
-            _ => return path.to_path_buf(),
-        }
-    }
 }
 
 fn unfold(args: UnfoldArgs) -> Result<ExitCode> {
@@ -493,6 +530,7 @@ fn unfold(args: UnfoldArgs) -> Result<ExitCode> {
     // that better than reads of exactly each entry.
     let options = sheaf::ReadOptions {
         policy: sheaf::store::ReadPolicy::SEQUENTIAL,
+        generation: args.generation.generation,
         ..Default::default()
     };
     let dataset = open_dataset(&args.dataset, options)
@@ -514,5 +552,39 @@ fn unfold(args: UnfoldArgs) -> Result<ExitCode> {
             args.out.display()
         );
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn rm(args: RmArgs) -> Result<ExitCode> {
+    let paths: Vec<Vec<u8>> = args.paths.iter().map(|p| p.as_bytes().to_vec()).collect();
+    let bars = progress::Bars::new(args.quiet);
+    let summary = pack::remove(&args.dataset, &paths, args.recursive, &bars)
+        .with_context(|| format!("rm in {} failed", args.dataset.display()))?;
+    bars.finish();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        println!(
+            "removed {} entries: generation {}",
+            summary.removed, summary.generation
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn log(args: LogArgs) -> Result<ExitCode> {
+    let store = sheaf::store::open(&args.dataset)?;
+    let generations = sheaf::index::generation::log(store.as_ref())
+        .with_context(|| format!("reading the generations of {}", args.dataset.display()))?;
+    let mut out = io::BufWriter::new(io::stdout().lock());
+    for info in generations.iter().rev() {
+        if args.json {
+            serde_json::to_writer(&mut out, info)?;
+            writeln!(out)?;
+        } else {
+            output::write_log_line(&mut out, info)?;
+        }
+    }
+    out.flush()?;
     Ok(ExitCode::SUCCESS)
 }

@@ -4,15 +4,13 @@
 use super::{Cache, Fetched};
 use crate::error::{Error, Result, Setting};
 use crate::index::path::{cmp_paths, is_inside};
-use crate::index::{Catalog, CatalogRow};
-use crate::layout::{container_key, CATALOG_KEY};
+use crate::index::{generation, Catalog, CatalogRow};
+use crate::layout::container_key;
 use crate::progress::Progress;
 use crate::store::{self, Store};
-use arrow_buffer::Buffer;
 use rayon::prelude::*;
 use std::cmp::Ordering;
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -27,6 +25,8 @@ pub struct PreloadOptions {
     /// Ranged requests in flight at once: containers are fetched side by side, and when there
     /// are fewer containers than jobs, each is fetched through several ranges at once.
     pub jobs: usize,
+    /// Preload this generation instead of the newest; readers through the cache then open it.
+    pub generation: Option<u64>,
 }
 
 /// What a preload did.
@@ -34,6 +34,8 @@ pub struct PreloadOptions {
 pub struct PreloadSummary {
     /// The dataset preloaded.
     pub dataset: String,
+    /// The generation preloaded.
+    pub generation: u64,
     /// Containers holding the requested paths.
     pub containers: u64,
     /// Of those, already in the cache.
@@ -65,7 +67,14 @@ pub fn preload(
     let uri = uri.as_ref();
     let origin = store::open(uri)?;
     let key = super::dataset_key(origin.as_ref());
-    let (catalog_bytes, catalog) = read_catalog(origin.as_ref(), uri)?;
+    let which = options
+        .generation
+        .map_or(generation::Which::Newest, generation::Which::Number);
+    let generation::Snapshot {
+        bytes: catalog_bytes,
+        catalog,
+        number,
+    } = generation::read(origin.as_ref(), which)?;
     let selection = select(&catalog, &options.prefixes, cache)?;
     cache.record_dataset(&key, &catalog_bytes, options.pin.then_some(true))?;
     cache.make_room(selection.missing_bytes(), &selection.protect)?;
@@ -85,6 +94,7 @@ pub fn preload(
     }
     let mut summary = PreloadSummary {
         dataset: uri.to_string_lossy().into_owned(),
+        generation: number,
         containers: selection.selected.len() as u64,
         bytes: selection.selected.iter().map(|r| r.file_len).sum(),
         pinned: cache.dataset(&key)?.is_some_and(|r| r.pinned),
@@ -103,25 +113,6 @@ pub fn preload(
     summary.elapsed_secs = started.elapsed().as_secs_f64();
     summary.mib_per_sec = summary.bytes_fetched as f64 / (1 << 20) as f64 / summary.elapsed_secs;
     Ok(summary)
-}
-
-/// The published catalog of the dataset at `origin`, as bytes (to record in the cache) and
-/// parsed.
-fn read_catalog(origin: &dyn Store, uri: &std::ffi::OsStr) -> Result<(Vec<u8>, Catalog)> {
-    let bytes = match origin.read(CATALOG_KEY) {
-        Ok(bytes) => bytes,
-        Err(Error::NotFound { .. }) => {
-            return Err(Error::NotADataset {
-                root: PathBuf::from(uri),
-            })
-        }
-        Err(e) => return Err(e),
-    };
-    let catalog = Catalog::from_buffer(
-        Buffer::from_vec(bytes.clone()),
-        Path::new(&origin.uri(CATALOG_KEY)),
-    )?;
-    Ok((bytes, catalog))
 }
 
 /// The containers a preload needs: those that may hold a requested path, and of them the ones

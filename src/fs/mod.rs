@@ -307,7 +307,8 @@ fn file_type(kind: EntryKind) -> FileType {
     match kind {
         EntryKind::Dir => FileType::Directory,
         EntryKind::Symlink => FileType::Symlink,
-        EntryKind::File | EntryKind::External => FileType::RegularFile,
+        // Tombstones never get this far: lookups and listings hide them.
+        EntryKind::File | EntryKind::External | EntryKind::Tombstone => FileType::RegularFile,
     }
 }
 
@@ -409,6 +410,7 @@ impl Filesystem for SheafFs {
                 .map(Buffer::from_vec),
             EntryKind::Dir => Err(Errno::EISDIR),
             EntryKind::Symlink => Err(Errno::EINVAL),
+            EntryKind::Tombstone => Err(Errno::ENOENT),
         };
         match read {
             Ok(bytes) => reply.data(&bytes),

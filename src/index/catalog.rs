@@ -2,6 +2,7 @@
 //!
 //! See formats/SPEC.md, "The catalog".
 
+use super::filter::PathFilter;
 use super::footer::{FileKind, Footer, FOOTER_LEN};
 use super::ipc;
 use super::path::{cmp_paths, display};
@@ -37,8 +38,12 @@ pub struct CatalogRow {
     pub index_xxh3: u64,
     /// xxh3-128 of the whole container file.
     pub content_id: u128,
-    /// The generation that wrote the container.
+    /// The generation that wrote the container: its level. Rows of one level cover disjoint
+    /// path ranges; a newer level's entries shadow an older one's.
     pub generation: u32,
+    /// A Bloom filter over the container's paths (format version 3; see `index::filter`), or
+    /// empty when the container has none (it is then always opened to look a path up).
+    pub filter: Vec<u8>,
 }
 
 /// A decoded catalog.
@@ -48,7 +53,7 @@ pub struct Catalog {
     metadata: HashMap<String, String>,
 }
 
-const COLUMNS: [(&str, DataType); 8] = [
+const COLUMNS: [(&str, DataType); 9] = [
     ("name", DataType::Utf8),
     ("first_path", DataType::Binary),
     ("last_path", DataType::Binary),
@@ -57,15 +62,17 @@ const COLUMNS: [(&str, DataType); 8] = [
     ("index_xxh3", DataType::UInt64),
     ("content_id", DataType::FixedSizeBinary(16)),
     ("generation", DataType::UInt32),
+    ("filter", DataType::Binary),
 ];
 
 impl Catalog {
-    /// A catalog of `rows`, which must be in path order and not overlap.
+    /// A catalog of `rows`, ordered by generation and, within one generation, by path without
+    /// overlapping.
     pub fn new(rows: Vec<CatalogRow>, metadata: HashMap<String, String>) -> Self {
         Catalog { rows, metadata }
     }
 
-    /// The containers, in path order.
+    /// The containers: by generation, and in path order within one generation.
     pub fn rows(&self) -> &[CatalogRow] {
         &self.rows
     }
@@ -136,6 +143,9 @@ impl Catalog {
             Arc::new(UInt32Array::from_iter_values(
                 rows.iter().map(|r| r.generation),
             )),
+            Arc::new(BinaryArray::from_iter_values(
+                rows.iter().map(|r| r.filter.as_slice()),
+            )),
         ];
         let batch =
             RecordBatch::try_new(ipc::schema(&COLUMNS), columns).expect("columns match schema");
@@ -177,6 +187,16 @@ fn decode_rows(batch: &RecordBatch, file: &Path) -> Result<Vec<CatalogRow>> {
         file,
     )?;
     let generation = ipc::column::<UInt32Array>(batch, "generation", &DataType::UInt32, file)?;
+    // Catalogs before version 3 have no filters.
+    let filter = match batch.schema().column_with_name("filter") {
+        Some(_) => Some(ipc::column::<BinaryArray>(
+            batch,
+            "filter",
+            &DataType::Binary,
+            file,
+        )?),
+        None => None,
+    };
     let mut rows = Vec::with_capacity(batch.num_rows());
     for i in 0..batch.num_rows() {
         let container_name = name.value(i);
@@ -195,6 +215,10 @@ fn decode_rows(batch: &RecordBatch, file: &Path) -> Result<Vec<CatalogRow>> {
             index_xxh3: index_xxh3.value(i),
             content_id: u128::from_be_bytes(content_id.value(i).try_into().expect("16 bytes")),
             generation: generation.value(i),
+            filter: match filter {
+                Some(filters) => checked_filter(filters.value(i), container_name, file)?,
+                None => Vec::new(),
+            },
         });
     }
     Ok(rows)
@@ -210,8 +234,20 @@ fn is_safe_container_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
 }
 
-/// Checks that every container covers a non-empty range and that ranges are in order and
-/// disjoint, so binary search over them is sound.
+/// A row's filter bytes, refused unless well formed.
+fn checked_filter(bytes: &[u8], container: &str, file: &Path) -> Result<Vec<u8>> {
+    match PathFilter::new(bytes) {
+        Some(_) => Ok(bytes.to_vec()),
+        None => Err(Error::corrupt(
+            file,
+            format!("container {container} has a malformed path filter"),
+        )),
+    }
+}
+
+/// Checks that every container covers a non-empty range, that rows come by generation, and
+/// that within one generation ranges are in order and disjoint, so binary search over each
+/// generation's rows is sound.
 fn check_ranges(rows: &[CatalogRow]) -> std::result::Result<(), String> {
     for (i, row) in rows.iter().enumerate() {
         if row.entry_count == 0 || cmp_paths(&row.first_path, &row.last_path).is_gt() {
@@ -220,7 +256,18 @@ fn check_ranges(rows: &[CatalogRow]) -> std::result::Result<(), String> {
                 row.name
             ));
         }
-        if i > 0 && cmp_paths(&rows[i - 1].last_path, &row.first_path).is_ge() {
+        let Some(before) = i.checked_sub(1).map(|b| &rows[b]) else {
+            continue;
+        };
+        if before.generation > row.generation {
+            return Err(format!(
+                "container {} of generation {} comes after one of generation {}",
+                row.name, row.generation, before.generation
+            ));
+        }
+        if before.generation == row.generation
+            && cmp_paths(&before.last_path, &row.first_path).is_ge()
+        {
             return Err(format!(
                 "container {} starts at {:?}, inside the range of the one before",
                 row.name,
@@ -229,4 +276,18 @@ fn check_ranges(rows: &[CatalogRow]) -> std::result::Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// The levels of a catalog's rows, newest first: each the range of rows one generation wrote.
+pub fn levels(rows: &[CatalogRow]) -> Vec<std::ops::Range<usize>> {
+    let mut levels = Vec::new();
+    let mut start = 0;
+    for i in 1..=rows.len() {
+        if i == rows.len() || rows[i].generation != rows[start].generation {
+            levels.push(start..i);
+            start = i;
+        }
+    }
+    levels.reverse();
+    levels
 }

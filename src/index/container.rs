@@ -400,11 +400,15 @@ pub struct WrittenContainer {
     pub first_path: Vec<u8>,
     /// Last entry path.
     pub last_path: Vec<u8>,
+    /// A Bloom filter over every entry path (see `index::filter`).
+    pub filter: Vec<u8>,
 }
 
 impl WrittenContainer {
-    /// The catalog row describing this container under the file name `name`.
-    pub fn catalog_row(&self, name: &str) -> crate::index::CatalogRow {
+    /// The catalog row describing this container under the file name `name`, as written by
+    /// generation `generation`. Containers of generation 0 (a fold's first) carry no filter:
+    /// nothing older sits under them, so a lookup that reaches them opens them anyway.
+    pub fn catalog_row(&self, name: &str, generation: u32) -> crate::index::CatalogRow {
         crate::index::CatalogRow {
             name: name.to_owned(),
             first_path: self.first_path.clone(),
@@ -413,7 +417,11 @@ impl WrittenContainer {
             file_len: self.file_len,
             index_xxh3: self.footer.index_xxh3,
             content_id: self.content_id,
-            generation: 0,
+            generation,
+            filter: match generation {
+                0 => Vec::new(),
+                _ => self.filter.clone(),
+            },
         }
     }
 }
@@ -546,6 +554,7 @@ impl ContainerWriter {
             content_id: self.hasher.digest128(),
             first_path: path_of(self.entries.first()),
             last_path: path_of(self.entries.last()),
+            filter: super::filter::build(self.entries.iter().map(|e| e.path.as_slice())),
         })
     }
 }

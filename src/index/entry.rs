@@ -17,6 +17,9 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
+/// The format version whose containers may hold tombstones.
+const TOMBSTONES_SINCE: u16 = 3;
+
 /// What an entry is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -31,6 +34,9 @@ pub enum EntryKind {
     /// A regular file at or above the fold threshold, kept as an ordinary file at its path
     /// under the dataset root.
     External = 3,
+    /// Since format version 3: the path was deleted by this entry's generation; it hides the
+    /// path in every older generation. Readers never show it.
+    Tombstone = 4,
 }
 
 impl EntryKind {
@@ -41,6 +47,7 @@ impl EntryKind {
             1 => Some(EntryKind::Dir),
             2 => Some(EntryKind::Symlink),
             3 => Some(EntryKind::External),
+            4 => Some(EntryKind::Tombstone),
             _ => None,
         }
     }
@@ -229,12 +236,10 @@ impl EntryIndex {
                 .clone(),
             hashed,
         };
-        if let Some(bad) = index
-            .kind
-            .values()
-            .iter()
-            .find(|&&k| EntryKind::from_byte(k).is_none())
-        {
+        if let Some(bad) = index.kind.values().iter().find(|&&k| {
+            EntryKind::from_byte(k)
+                .is_none_or(|kind| kind == EntryKind::Tombstone && version < TOMBSTONES_SINCE)
+        }) {
             return Err(Error::corrupt(
                 file,
                 format!("unknown entry kind {bad} in the index"),

@@ -5,7 +5,9 @@
 pub mod catalog;
 pub mod container;
 pub mod entry;
+pub mod filter;
 pub mod footer;
+pub mod generation;
 mod hashed;
 mod ipc;
 pub mod path;
@@ -21,7 +23,9 @@ pub use hashed::PathKey;
 /// History (see formats/SPEC.md, "Version history"):
 /// - 1: first release.
 /// - 2: container indexes add the hash lookup columns `hash_rows` and `hash_buckets`.
-pub const FORMAT_VERSION: u16 = 2;
+/// - 3: generations: numbered generation files replace the one catalog, containers may hold
+///   tombstones, catalog rows carry path filters.
+pub const FORMAT_VERSION: u16 = 3;
 
 /// The oldest format version this build still reads.
 pub const OLDEST_SUPPORTED_VERSION: u16 = 1;
@@ -64,6 +68,13 @@ pub fn parse_untrusted(bytes: &[u8]) -> usize {
     }
     if let Ok(catalog) = Catalog::from_buffer(buffer, name) {
         rows += catalog.rows().len();
+        for row in catalog.rows() {
+            let filter = filter::PathFilter::new(&row.filter).expect("checked when decoded");
+            rows += usize::from(filter.may_hold(&row.first_path));
+        }
+    }
+    if let Ok(snapshot) = generation::parse_recorded(bytes.to_vec(), name) {
+        rows += catalog::levels(snapshot.catalog.rows()).len();
     }
     rows
 }

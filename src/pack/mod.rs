@@ -1,20 +1,22 @@
 //! Folding: walk the source, plan containers over the sorted paths, write them in parallel,
 //! publish the catalog atomically, and (in place, when asked) remove the folded originals.
 
+mod change;
 mod plan;
 mod publish;
 mod walk;
 mod write;
 
+pub use change::{append, remove, RemoveSummary};
 pub use plan::ContainerLimits;
 pub use walk::SourceEntry;
 use walk::Walked;
 
 use crate::error::{Error, Result, Setting};
 use crate::index::{CatalogRow, EntryKind, MAX_ENTRY_LEN};
-use crate::layout::{container_key, container_name, Layout};
+use crate::layout::{container_key, container_name, txn_container_name};
 use crate::progress::Progress;
-use crate::store::Store;
+use crate::store::{Location, Store};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -154,6 +156,8 @@ pub struct FoldSummary {
     pub originals_removed: u64,
     /// In place: originals kept because they changed after they were folded.
     pub originals_changed: u64,
+    /// The generation committed (0 for a dataset's first fold).
+    pub generation: u64,
     /// Wall time in seconds.
     pub elapsed_secs: f64,
 }
@@ -171,15 +175,8 @@ pub fn fold(
         Target::NewRoot { src, dst } => (src.as_path(), dst.as_path()),
         Target::InPlace { dir } => (dir.as_path(), dir.as_path()),
     };
-    // Every refusal comes before the first write (check_new_root creates a missing DST).
-    let src_store = root_store(src)?;
-    let src_is_local = src_store.local_root().is_some();
-    if src_is_local && !src.is_dir() {
-        return Err(Error::Refused {
-            path: src.to_path_buf(),
-            reason: "the source is not a directory".into(),
-        });
-    }
+    // Every refusal comes before the first write.
+    let (src_store, src_dir) = open_source(src)?;
     let in_place = matches!(target, Target::InPlace { .. });
     if options.remove_originals && !in_place {
         return Err(Error::InvalidSetting {
@@ -189,27 +186,21 @@ pub fn fold(
     }
     let store = root_store(root)?;
     publish::refuse_published(store.as_ref())?;
-    if let Target::NewRoot { src, dst } = target {
-        if src_is_local {
-            refuse_reserved_name(src)?;
+    if !in_place {
+        if let Some(dir) = &src_dir {
+            refuse_reserved_name(dir)?;
         }
-        match store.local_root() {
-            Some(_) => publish::check_new_root(src_is_local.then_some(src.as_path()), dst)?,
-            None => publish::check_remote_root(store.as_ref())?,
-        }
+        publish::check_new_root(src_store.as_ref(), store.as_ref())?;
     }
-    let _lock = match store.local_root() {
-        Some(local) => Some(publish::lock_root(&Layout::new(local))?),
-        None => None,
-    };
+    let _lock = publish::lock_root(store.as_ref())?;
     publish::prepare_staging(store.as_ref(), options)?;
     // Entries stream from the walk straight into containers: the fold holds the container
     // being filled, never the whole tree (see `plan`).
     progress.phase("fold", 0, 0);
     let sources = write::Sources {
-        src: match src_is_local {
-            true => write::SourceTree::Local(src),
-            false => write::SourceTree::Store(src_store.as_ref()),
+        src: match &src_dir {
+            Some(dir) => write::SourceTree::Local(dir),
+            None => write::SourceTree::Store(src_store.as_ref()),
         },
         copy_externals_to: (!in_place).then_some(store.as_ref()),
     };
@@ -218,12 +209,13 @@ pub fn fold(
         sources: &sources,
         options,
         progress,
+        txn: None,
         rows: Vec::new(),
         reused: 0,
         summary: FoldSummary::default(),
     };
-    if src_is_local {
-        let walk = walk::SortedWalk::new(src, options.threshold, in_place)?;
+    if let Some(dir) = &src_dir {
+        let walk = walk::SortedWalk::new(dir, options.threshold, in_place)?;
         folding.consume_in_background(walk)?;
     } else {
         let walk = walk::StoreWalk::new(src_store.as_ref(), options.threshold, in_place)?;
@@ -236,17 +228,15 @@ pub fn fold(
         ..
     } = folding;
     publish::remove_unlisted_containers(store.as_ref(), &rows)?;
-    let catalog = publish::publish_catalog(store.as_ref(), rows, options)?;
+    let entries = summary.files_folded + summary.symlinks + summary.dirs + summary.files_kept;
+    let catalog = publish::publish_catalog(store.as_ref(), rows, options, entries)?;
     summary.containers = catalog.len() as u64;
     summary.bytes_stored = catalog.iter().map(|r| r.file_len).sum();
     summary.objects_before = summary.files_folded + summary.symlinks + summary.files_kept;
     summary.containers_reused = reused;
     summary.dataset = root.to_path_buf();
     if options.remove_originals {
-        let (removed, changed) = match store.local_root() {
-            Some(local) => publish::remove_originals(&Layout::new(local), progress)?,
-            None => publish::remove_original_objects(&store, progress)?,
-        };
+        let (removed, changed) = publish::remove_originals(&store, progress)?;
         summary.originals_removed = removed;
         summary.originals_changed = changed;
     }
@@ -262,6 +252,22 @@ fn path_for_display<S: serde::Serializer>(
     to: S,
 ) -> std::result::Result<S::Ok, S::Error> {
     to.serialize_str(&path.to_string_lossy())
+}
+
+/// The tree a fold reads: its store, and its directory when it is local (walked with the
+/// filesystem's own calls). A local source must be a directory.
+fn open_source(src: &Path) -> Result<(Arc<dyn Store>, Option<PathBuf>)> {
+    let dir = match crate::store::locate(src)? {
+        Location::Local(dir) => Some(dir),
+        Location::Uri(_) => None,
+    };
+    if dir.as_ref().is_some_and(|dir| !dir.is_dir()) {
+        return Err(Error::Refused {
+            path: src.to_path_buf(),
+            reason: "the source is not a directory".into(),
+        });
+    }
+    Ok((root_store(src)?, dir))
 }
 
 /// The store a dataset root lives in: a URI (`scheme://...`) or a local directory.
@@ -313,6 +319,9 @@ struct Folding<'a> {
     sources: &'a write::Sources<'a>,
     options: &'a FoldOptions,
     progress: &'a dyn Progress,
+    /// The transaction whose containers these are, when they join a published dataset (an
+    /// append): their names carry it. `None` for a dataset's first fold.
+    txn: Option<&'a str>,
     rows: Vec<CatalogRow>,
     reused: u64,
     summary: FoldSummary,
@@ -400,7 +409,11 @@ impl<'a> Folding<'a> {
 
     /// The next container's name.
     fn next_name(&self) -> String {
-        container_name(0, self.rows.len() as u32)
+        let seq = self.rows.len() as u32;
+        match self.txn {
+            Some(txn) => txn_container_name(txn, seq),
+            None => container_name(0, seq),
+        }
     }
 
     /// Starts the next container: written as its entries arrive, unless an interrupted run of
@@ -453,7 +466,9 @@ impl<'a> Folding<'a> {
                 )?
             }
         };
-        self.rows.push(written.catalog_row(&name));
+        // An append's containers form a generation above others: they keep their path filter.
+        let level = u32::from(self.txn.is_some());
+        self.rows.push(written.catalog_row(&name, level));
         Ok(())
     }
 }
@@ -493,6 +508,7 @@ fn tally(s: &mut FoldSummary, e: &SourceEntry) {
             s.files_kept += 1;
             s.bytes_kept += e.len;
         }
+        EntryKind::Tombstone => {}
     }
 }
 

@@ -60,6 +60,7 @@ mod tests {
             len,
             mode: 0o100644,
             mtime_ns: 0,
+            prefix_len: 0,
         }
     }
 

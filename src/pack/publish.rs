@@ -8,173 +8,68 @@ use super::walk::SourceEntry;
 use super::write::{external_copy_is_current, Sources};
 use super::FoldOptions;
 use crate::error::{Error, IoContext, Result};
-use crate::index::catalog::META_THRESHOLD;
 use crate::index::container::WrittenContainer;
-use crate::index::{Catalog, CatalogRow, Codec, Container, EntryKind};
-use crate::layout::{container_key, Layout, CATALOG_KEY, CONTAINERS_PREFIX, STAGING_KEY};
+use crate::index::generation::{self, Commit};
+use crate::index::{CatalogRow, Codec, Container, EntryKind};
+use crate::layout::{container_key, CONTAINERS_PREFIX, FOLD_LOCK_KEY, STAGING_KEY};
 use crate::progress::Progress;
 use crate::read::Dataset;
-use crate::store::{LocalStore, ReadPolicy, Store};
-use crate::time::mtime_ns;
-use std::collections::{HashMap, HashSet};
-use std::fs::{self, File};
+use crate::store::{FileKind, ReadPolicy, Store, StoreLock};
+use std::collections::HashSet;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 /// The key recording an unfinished fold's settings.
 const PARAMS_KEY: &str = crate::layout::FOLD_PARAMS_KEY;
 
-/// Refuses a destination that overlaps the source or already holds something else.
-/// `src` is `None` when the source is not a local directory (nothing to overlap).
-pub fn check_new_root(src: Option<&Path>, dst: &Path) -> Result<()> {
-    if let Some(src) = src {
-        let (src_abs, dst_abs) = (absolute(src)?, absolute(dst)?);
-        if src_abs.starts_with(&dst_abs) || dst_abs.starts_with(&src_abs) {
-            return Err(Error::Refused {
-                path: dst.to_path_buf(),
-                reason: format!("the destination and the source {} overlap", src.display()),
-            });
-        }
+/// Refuses a new root that overlaps the source or already holds something other than an
+/// unfinished fold. Only a fold's own files mark an unfinished fold (its settings, or
+/// containers whose catalog is missing): an empty `.sheaf/` beside user files must not let a
+/// fold overwrite them.
+pub fn check_new_root(src: &dyn Store, dst: &dyn Store) -> Result<()> {
+    if crate::store::overlaps(src, dst)? {
+        return Err(Error::Refused {
+            path: PathBuf::from(dst.uri("")),
+            reason: format!("the destination and the source {} overlap", src.uri("")),
+        });
     }
-    // Only a fold's own files mark an unfinished fold (its settings, or containers whose
-    // catalog is missing): an empty `.sheaf/` beside user files must not let a fold overwrite
-    // them.
-    let unfinished_fold =
-        dst.join(PARAMS_KEY).is_file() || holds_containers(&dst.join(CONTAINERS_PREFIX));
-    match fs::read_dir(dst).map(|mut children| children.next().is_some()) {
-        Ok(true) if !unfinished_fold => Err(Error::Refused {
-            path: dst.to_path_buf(),
-            reason: "the destination is not empty and holds no unfinished fold: choose an empty or new directory".into(),
-        }),
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => fs::create_dir_all(dst).ctx("create directory", dst),
-        Err(e) => Err(Error::io("read directory", dst, e)),
+    let unfinished_fold = dst.len(PARAMS_KEY)?.is_some() || holds_containers(dst)?;
+    if !unfinished_fold && !dst.is_empty()? {
+        return Err(Error::Refused {
+            path: PathBuf::from(dst.uri("")),
+            reason: "the destination is not empty and holds no unfinished fold: choose an empty or new directory or prefix".into(),
+        });
     }
+    Ok(())
 }
 
-/// True when a directory holds at least one file named like a container.
-fn holds_containers(dir: &Path) -> bool {
-    fs::read_dir(dir).is_ok_and(|mut children| {
-        children.any(|c| {
-            c.is_ok_and(|c| {
-                let name = c.file_name();
-                let name = name.to_string_lossy();
-                name.starts_with('g') && name.ends_with(".sheaf")
-            })
-        })
-    })
-}
-
-/// An absolute, symlink-resolved form of a path that may not exist yet: the longest existing
-/// ancestor is canonicalized and the rest appended.
-fn absolute(path: &Path) -> Result<PathBuf> {
-    let mut existing = path.to_path_buf();
-    let mut rest = Vec::new();
-    loop {
-        match existing.canonicalize() {
-            Ok(base) => {
-                return Ok(rest
-                    .iter()
-                    .rev()
-                    .fold(base, |acc: PathBuf, c: &std::ffi::OsString| acc.join(c)))
-            }
-            Err(_) => {
-                let name = existing.file_name().map(|n| n.to_os_string());
-                match (name, existing.parent()) {
-                    (Some(name), Some(parent)) => {
-                        rest.push(name);
-                        existing = if parent.as_os_str().is_empty() {
-                            PathBuf::from(".")
-                        } else {
-                            parent.to_path_buf()
-                        };
-                    }
-                    _ => {
-                        return Err(Error::Refused {
-                            path: path.to_path_buf(),
-                            reason: "cannot resolve this path".into(),
-                        })
-                    }
-                }
-            }
-        }
-    }
+/// True when the containers' directory holds at least one file named like a container.
+fn holds_containers(store: &dyn Store) -> Result<bool> {
+    let level = store.list_dir(CONTAINERS_PREFIX.trim_end_matches('/'))?;
+    Ok(level.objects.iter().any(|o| {
+        let name = o.key.rsplit('/').next().unwrap_or_default();
+        name.starts_with('g') && name.ends_with(".sheaf")
+    }))
 }
 
 /// Refuses to fold over a published dataset.
 pub fn refuse_published(store: &dyn Store) -> Result<()> {
-    if store.len(CATALOG_KEY)?.is_some() {
+    if generation::newest(store)?.is_some() {
         return Err(Error::Refused {
             path: PathBuf::from(store.uri("")),
-            reason: "already holds a published sheaf dataset: fold into a new directory, or remove it first".into(),
+            reason: "already holds a published sheaf dataset: add to it with `--append`, fold into a new directory, or remove it first".into(),
         });
     }
     Ok(())
 }
 
-/// Refuses a remote destination that holds objects but no unfinished fold.
-pub fn check_remote_root(store: &dyn Store) -> Result<()> {
-    let objects = store.list("")?;
-    let unfinished_fold = objects
-        .iter()
-        .any(|o| o.key == PARAMS_KEY || o.key.starts_with(CONTAINERS_PREFIX));
-    if !objects.is_empty() && !unfinished_fold {
-        return Err(Error::Refused {
-            path: PathBuf::from(store.uri("")),
-            reason: "the destination is not empty and holds no unfinished fold: choose an empty or new prefix".into(),
-        });
-    }
-    Ok(())
-}
-
-/// Holds the exclusive fold lock of a dataset root for as long as it lives.
-pub struct FoldLock {
-    /// Held open: closing it releases the lock.
-    _file: File,
-    path: PathBuf,
-}
-
-impl Drop for FoldLock {
-    fn drop(&mut self) {
-        // Removed while still held, so a later fold never locks a stale inode we unlinked.
-        let _ = fs::remove_file(&self.path);
-    }
-}
-
-/// Takes the fold lock of a dataset root, so two folds never write the same root at once.
-pub fn lock_root(layout: &Layout) -> Result<FoldLock> {
-    use std::os::fd::AsRawFd;
-    let dir = layout.sheaf_dir();
-    if fs::symlink_metadata(&dir).is_ok_and(|meta| !meta.is_dir()) {
-        return Err(Error::Refused {
-            path: dir,
-            reason: "is not a directory (a symlink?): sheaf writes its containers only into a real .sheaf directory".into(),
-        });
-    }
-    fs::create_dir_all(&dir).ctx("create directory", &dir)?;
-    let path = dir.join("fold.lock");
-    let file = File::create(&path).ctx("create", &path)?;
-    // SAFETY: flock on a descriptor we own; the lock is released when the file is closed.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        return Err(Error::Refused {
-            path: layout.root().to_path_buf(),
-            reason: "another fold is writing this dataset right now".into(),
-        });
-    }
-    let same_inode = |a: &fs::Metadata, b: &fs::Metadata| {
-        use std::os::unix::fs::MetadataExt;
-        a.dev() == b.dev() && a.ino() == b.ino()
-    };
-    let held = file.metadata().ctx("stat", &path)?;
-    if !fs::metadata(&path).is_ok_and(|now| same_inode(&held, &now)) {
-        return Err(Error::Refused {
-            path: layout.root().to_path_buf(),
-            reason: "another fold finished while this one started: run it again".into(),
-        });
-    }
-    refuse_published(&LocalStore::new(layout.root()))?;
-    Ok(FoldLock { _file: file, path })
+/// Takes the dataset's writer lock where the store has locks, so two folds never write the
+/// same root at once, then checks again that no fold published while this one started.
+pub fn lock_root(store: &dyn Store) -> Result<Option<StoreLock>> {
+    let lock = store.lock(FOLD_LOCK_KEY)?;
+    refuse_published(store)?;
+    Ok(lock)
 }
 
 /// Records this fold's settings in the staging area. Containers left by an unfinished fold
@@ -246,8 +141,9 @@ pub fn reusable_container(
         content_id: container.content_id().ok()?,
         first_path: index.path(0).to_vec(),
         last_path: index.path(index.len() - 1).to_vec(),
+        filter: Vec::new(),
     };
-    Some(written.catalog_row(name))
+    Some(written.catalog_row(name, 0))
 }
 
 /// Removes containers that an earlier, interrupted run of the same fold left but this run's
@@ -263,73 +159,101 @@ pub fn remove_unlisted_containers(store: &dyn Store, rows: &[CatalogRow]) -> Res
     Ok(())
 }
 
-/// Writes the catalog, the moment the dataset becomes visible (an atomic rename or a single
-/// object PUT), then removes the staging area.
+/// Commits generation 0, the moment the dataset becomes visible (a put-if-absent of its
+/// generation file: of two folds racing into one root, one publishes and the other is refused),
+/// then removes the staging area.
 pub fn publish_catalog(
     store: &dyn Store,
     rows: Vec<CatalogRow>,
     options: &FoldOptions,
+    entries: u64,
 ) -> Result<Vec<CatalogRow>> {
-    let metadata = HashMap::from([(META_THRESHOLD.to_owned(), options.threshold.to_string())]);
-    let catalog = Catalog::new(rows, metadata);
-    let bytes = catalog.to_bytes()?;
-    let mut out = store.create(CATALOG_KEY)?;
-    out.write_all(&bytes).ctx("write", store.uri(CATALOG_KEY))?;
-    out.finish()?;
+    let commit = Commit {
+        operation: "fold",
+        txn: generation::new_txn(),
+        added: entries,
+        removed: 0,
+        threshold: Some(options.threshold),
+    };
+    let bytes = commit.encode(0, rows.clone())?;
+    if !generation::commit(store, 0, &bytes, &commit.txn)? {
+        return Err(Error::Refused {
+            path: PathBuf::from(store.uri("")),
+            reason: "another fold published a dataset here first; this fold's containers were not published".into(),
+        });
+    }
     store.delete(PARAMS_KEY)?;
     store.remove_dir(STAGING_KEY)?;
-    Ok(catalog.rows().to_vec())
+    Ok(rows)
 }
 
-/// After an in-place fold: re-reads every container and checks every folded entry (large files
-/// stay where they are, so they are not re-read), then
-/// deletes each folded original that is unchanged since it was folded. Returns (removed,
-/// changed-and-kept).
-pub fn remove_originals(layout: &Layout, progress: &dyn Progress) -> Result<(u64, u64)> {
-    let dataset = Dataset::open(layout.root())?;
-    refuse_unverified(&dataset, progress)?;
-    remove_unchanged(&dataset, progress, |entry| {
-        let original = layout.external(&entry.path);
-        let Ok(meta) = fs::symlink_metadata(&original) else {
-            return Ok(Original::Gone);
-        };
-        let same_kind = match entry.kind {
-            EntryKind::Symlink => meta.file_type().is_symlink(),
-            _ => meta.file_type().is_file(),
-        };
-        if same_kind && meta.len() == entry.len && mtime_ns(&meta) == entry.mtime_ns {
-            fs::remove_file(&original).ctx("remove original", &original)?;
-            return Ok(Original::Removed);
+/// How many times a writer re-reads the newest generation and tries again after losing the
+/// race for the next number, before it gives up.
+const COMMIT_ATTEMPTS: u32 = 64;
+
+/// Commits a new generation on top of the newest: its containers are `new_rows` (one level,
+/// disjoint and in path order) over every container of the newest generation. A writer that
+/// loses the race for the number re-reads the newest and tries again on top of it (its
+/// containers do not depend on the number). Returns the number committed.
+pub fn commit_on_top(
+    store: &dyn Store,
+    mut base: generation::Snapshot,
+    new_rows: Vec<CatalogRow>,
+    commit: &Commit,
+) -> Result<u64> {
+    for attempt in 0..COMMIT_ATTEMPTS {
+        let number = base.number + 1;
+        let level = u32::try_from(number).map_err(|_| Error::Refused {
+            path: PathBuf::from(store.uri("")),
+            reason: "the dataset has run out of generation numbers (2^32): compact it".into(),
+        })?;
+        let mut rows = base.catalog.rows().to_vec();
+        rows.extend(new_rows.iter().cloned().map(|row| CatalogRow {
+            generation: level,
+            ..row
+        }));
+        let bytes = commit.encode(number, rows)?;
+        if generation::commit(store, number, &bytes, &commit.txn)? {
+            return Ok(number);
         }
-        Ok(Original::Changed(original.display().to_string()))
+        // Lost the race: back off a little (more each time), then rebase on the newest.
+        std::thread::sleep(std::time::Duration::from_millis(
+            u64::from(attempt.min(10)) * 5,
+        ));
+        base = generation::read(store, generation::Which::Newest)?;
+    }
+    Err(Error::Contended {
+        root: PathBuf::from(store.uri("")),
+        reason: format!(
+            "other writers committed first {COMMIT_ATTEMPTS} times in a row; nothing of this {} was committed",
+            commit.operation
+        ),
     })
 }
 
-/// After an in-place fold of a store: re-reads every container and checks every folded entry,
-/// then deletes each folded object whose length and modification time are unchanged since the
-/// fold listed it. Returns (removed, changed-and-kept).
-pub fn remove_original_objects(
-    store: &Arc<dyn Store>,
-    progress: &dyn Progress,
-) -> Result<(u64, u64)> {
+/// After an in-place fold: re-reads every container and checks every folded entry (large files
+/// stay where they are, so they are not re-read), then deletes each folded original (a file or
+/// a symlink) whose kind, length and modification time are unchanged since the fold listed it.
+/// Returns (removed, changed-and-kept).
+pub fn remove_originals(store: &Arc<dyn Store>, progress: &dyn Progress) -> Result<(u64, u64)> {
     let dataset = Dataset::open_in(Arc::clone(store))?;
     refuse_unverified(&dataset, progress)?;
-    let now: HashMap<String, (u64, i64)> = store
-        .list("")?
-        .into_iter()
-        .map(|o| (o.key, (o.len, o.mtime_ns)))
-        .collect();
+    let now = store.file_stats()?;
     remove_unchanged(&dataset, progress, |entry| {
-        // Object stores hold UTF-8 keys only, so every folded path is one.
-        let key = String::from_utf8_lossy(&entry.path).into_owned();
-        match now.get(&key) {
-            None => Ok(Original::Gone),
-            Some(&(len, mtime_ns)) if len == entry.len && mtime_ns == entry.mtime_ns => {
-                store.delete(&key)?;
-                Ok(Original::Removed)
-            }
-            Some(_) => Ok(Original::Changed(store.uri(&key))),
+        let Some(found) = now.stat(&entry.path)? else {
+            return Ok(Original::Gone);
+        };
+        let kind = match entry.kind {
+            EntryKind::Symlink => FileKind::Symlink,
+            _ => FileKind::File,
+        };
+        if found.kind == kind && found.len == entry.len && found.mtime_ns == entry.mtime_ns {
+            store.delete_file(&entry.path)?;
+            return Ok(Original::Removed);
         }
+        Ok(Original::Changed(
+            store.uri(&String::from_utf8_lossy(&entry.path)),
+        ))
     })
 }
 

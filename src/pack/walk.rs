@@ -27,6 +27,16 @@ pub struct SourceEntry {
     pub mode: u32,
     /// Modification time in nanoseconds since the epoch.
     pub mtime_ns: i64,
+    /// How many leading bytes of `path` are a prefix the dataset adds (an append's `--prefix
+    /// P` as `P/`): the entry's path in the source is what follows them.
+    pub prefix_len: usize,
+}
+
+impl SourceEntry {
+    /// The entry's path relative to the source root.
+    pub fn source_path(&self) -> &[u8] {
+        &self.path[self.prefix_len..]
+    }
 }
 
 /// What the walk yields, in path order.
@@ -96,6 +106,7 @@ impl SortedWalk {
             },
             mode: meta.mode(),
             mtime_ns: mtime_ns(&meta),
+            prefix_len: 0,
         })))
     }
 }
@@ -228,6 +239,7 @@ impl<'a> StoreWalk<'a> {
                 len: object.len,
                 mode: 0o100644,
                 mtime_ns: object.mtime_ns,
+                prefix_len: 0,
             },
             StoreChild::Dir(key) => {
                 self.levels.push(read_store_level(self.store, &key)?);
@@ -237,6 +249,7 @@ impl<'a> StoreWalk<'a> {
                     len: 0,
                     mode: 0o040755,
                     mtime_ns: 0,
+                    prefix_len: 0,
                 }
             }
         })

@@ -53,12 +53,12 @@ impl SourceTree<'_> {
     fn read(&self, source: &SourceEntry, dir: &mut OpenDir, threshold: u64) -> Result<Vec<u8>> {
         match self {
             SourceTree::Local(root) => {
-                let abs = || root.join(OsStr::from_bytes(&source.path));
-                let mut file = dir.open(root, &source.path).ctx("open", abs())?;
+                let abs = || root.join(OsStr::from_bytes(source.source_path()));
+                let mut file = dir.open(root, source.source_path()).ctx("open", abs())?;
                 let limit = threshold.saturating_sub(1);
                 crate::store::read_expected(&mut file, source.len, limit).ctx("read", abs())
             }
-            SourceTree::Store(store) => store.read(&remote_key(*store, &source.path)?),
+            SourceTree::Store(store) => store.read(&remote_key(*store, source.source_path())?),
         }
     }
 
@@ -70,11 +70,14 @@ impl SourceTree<'_> {
     ) -> Result<()> {
         match self {
             SourceTree::Local(root) => {
-                crate::store::stream_file(&root.join(OsStr::from_bytes(&source.path)), sink)?;
+                crate::store::stream_file(
+                    &root.join(OsStr::from_bytes(source.source_path())),
+                    sink,
+                )?;
                 Ok(())
             }
             SourceTree::Store(store) => {
-                let key = remote_key(*store, &source.path)?;
+                let key = remote_key(*store, source.source_path())?;
                 let len = store.len(&key)?.ok_or_else(|| Error::NotFound {
                     path: store.uri(&key),
                 })?;
@@ -331,12 +334,13 @@ fn prepare(
     };
     let mut stored = Vec::new();
     match source.kind {
-        EntryKind::Dir => {}
+        // A walk yields no tombstones; they are written by `sheaf rm` alone.
+        EntryKind::Dir | EntryKind::Tombstone => {}
         EntryKind::Symlink => {
             let SourceTree::Local(root) = sources.src else {
                 unreachable!("stores hold no symlinks")
             };
-            let abs = root.join(OsStr::from_bytes(&source.path));
+            let abs = root.join(OsStr::from_bytes(source.source_path()));
             stored = fs::read_link(&abs)
                 .ctx("read symlink", &abs)?
                 .into_os_string()
@@ -454,6 +458,7 @@ mod tests {
             len,
             mode: 0o100644,
             mtime_ns: 0,
+            prefix_len: 0,
         }
     }
 

@@ -21,8 +21,8 @@ use crate::cache::{Cache, Counter, Latency, MappedContainer, Snapshot};
 use crate::checksum::Xxh3;
 use crate::error::{Error, KindProblem, Result};
 use crate::index::path::{self, cmp_paths, display, is_inside, normalize, SEPARATOR};
-use crate::index::{Catalog, Container, Entry, EntryKind, PathKey};
-use crate::layout::{container_key, CATALOG_KEY, FOLD_PARAMS_KEY};
+use crate::index::{generation, Catalog, Container, Entry, EntryKind, PathKey};
+use crate::layout::container_key;
 use crate::store::{self, LocalStore, OpenAs, ReadPolicy, Store};
 #[cfg(doc)]
 use crate::store::{Access, Pages};
@@ -58,6 +58,8 @@ pub struct ReadOptions {
     /// [`Access::Auto`], reads a dataset that fits in memory with the kernel's read-around and
     /// a larger one exactly ([`ReadPolicy::for_data`]).
     pub policy: ReadPolicy,
+    /// Read this generation instead of the newest (see [`Dataset::generation`]).
+    pub generation: Option<u64>,
 }
 
 /// A published dataset opened for reading.
@@ -65,6 +67,11 @@ pub struct ReadOptions {
 pub struct Dataset {
     store: Arc<dyn Store>,
     catalog: Catalog,
+    /// The generation read.
+    generation: u64,
+    /// The catalog's rows by the generation that wrote them, newest first: within one level
+    /// containers cover disjoint ranges; a newer level's entries shadow older ones.
+    levels: Vec<std::ops::Range<usize>>,
     /// Containers opened from the origin, on first use.
     containers: Vec<OnceLock<Arc<Container>>>,
     tier: Option<cached::Tier>,
@@ -97,28 +104,8 @@ impl Dataset {
 
     /// Opens the dataset whose root is the root of `store`, reading as `options` say.
     pub fn open_in_with(store: Arc<dyn Store>, options: ReadOptions) -> Result<Self> {
-        let kept = match &options.cache {
-            Some(cache) => cache.cached_catalog(&crate::cache::dataset_key(store.as_ref()))?,
-            None => None,
-        };
-        let read = match kept {
-            Some(bytes) => Ok((
-                bytes,
-                "the cache's copy of ".to_owned() + &store.uri(CATALOG_KEY),
-            )),
-            None => store.read(CATALOG_KEY).map(|b| (b, store.uri(CATALOG_KEY))),
-        };
-        let catalog = match read {
-            Ok((bytes, from)) => Catalog::from_buffer(Buffer::from_vec(bytes), Path::new(&from))?,
-            Err(Error::NotFound { .. }) => {
-                let root = PathBuf::from(store.uri(""));
-                return Err(match store.len(FOLD_PARAMS_KEY) {
-                    Ok(Some(_)) => Error::UnfinishedFold { root },
-                    _ => Error::NotADataset { root },
-                });
-            }
-            Err(e) => return Err(e),
-        };
+        let snapshot = open_snapshot(store.as_ref(), &options)?;
+        let catalog = snapshot.catalog;
         let count = catalog.rows().len();
         let containers = (0..count).map(|_| OnceLock::new()).collect();
         let data_bytes = catalog
@@ -132,12 +119,19 @@ impl Dataset {
             .map(|cache| cached::Tier::new(cache, count, options.fill, policy));
         Ok(Dataset {
             store,
+            levels: crate::index::catalog::levels(catalog.rows()),
+            generation: snapshot.number,
             catalog,
             containers,
             tier,
             stats: cached::Stats::new(options.cache),
             policy,
         })
+    }
+
+    /// The generation this reader sees (0 for a dataset written before generations).
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// This reader's counters and latency histograms (a cache's shared ones, summed over
@@ -185,6 +179,25 @@ impl Dataset {
             .iter()
             .fold(0u64, |sum, r| sum.saturating_add(r.entry_count))
     }
+}
+
+/// The generation `options` ask for: the one a cache recorded when a preload copied it (so a
+/// preloaded dataset opens without a request to its origin), else the origin's newest or the
+/// numbered one.
+fn open_snapshot(store: &dyn Store, options: &ReadOptions) -> Result<generation::Snapshot> {
+    if let Some(cache) = &options.cache {
+        if let Some(bytes) = cache.cached_catalog(&crate::cache::dataset_key(store))? {
+            let file = format!("the cache's copy of {}", store.uri(""));
+            let kept = generation::parse_recorded(bytes, Path::new(&file))?;
+            if options.generation.is_none_or(|n| n == kept.number) {
+                return Ok(kept);
+            }
+        }
+    }
+    let which = options
+        .generation
+        .map_or(generation::Which::Newest, generation::Which::Number);
+    generation::read(store, which)
 }
 
 fn not_found(path: &[u8]) -> Error {

@@ -1,29 +1,37 @@
 //! The dataset's tree: path lookup, stat, reads by path, symlink resolution, listings, walks.
 
 use super::*;
+use crate::index::filter::PathFilter;
+use std::collections::BTreeMap;
+use std::ops::Range;
 
 impl Dataset {
-    /// The first location at which `before(path)` is false, where `before` holds for a prefix of
-    /// the dataset's entries in path order.
-    pub(super) fn seek(&self, before: impl Fn(&[u8]) -> bool) -> Result<Option<Location>> {
-        let rows = self.catalog.rows();
-        let container = rows.partition_point(|r| before(&r.last_path));
-        if container == rows.len() {
+    /// The first location of `level` (a range of catalog rows) at which `before(path)` is
+    /// false, where `before` holds for a prefix of the level's entries in path order.
+    pub(super) fn seek_in(
+        &self,
+        level: &Range<usize>,
+        before: impl Fn(&[u8]) -> bool,
+    ) -> Result<Option<Location>> {
+        let rows = &self.catalog.rows()[level.clone()];
+        let container = level.start + rows.partition_point(|r| before(&r.last_path));
+        if container == level.end {
             return Ok(None);
         }
         let row = self.container(container)?.index().partition_point(&before);
         Ok(Some(Location { container, row }))
     }
 
-    /// The location after `at`, crossing into the next container when needed.
-    pub(super) fn next(&self, at: Location) -> Option<Location> {
+    /// The location after `at` in `level`, crossing into the level's next container when
+    /// needed.
+    pub(super) fn next_in(&self, level: &Range<usize>, at: Location) -> Option<Location> {
         let count = self.catalog.rows()[at.container].entry_count as usize;
         if at.row + 1 < count {
             Some(Location {
                 row: at.row + 1,
                 ..at
             })
-        } else if at.container + 1 < self.catalog.rows().len() {
+        } else if at.container + 1 < level.end {
             Some(Location {
                 container: at.container + 1,
                 row: 0,
@@ -38,25 +46,36 @@ impl Dataset {
         Ok(self.container(at.container)?.index().entry(at.row))
     }
 
-    /// Finds the entry with exactly this (index-form) path.
+    /// Finds the entry with exactly this (index-form) path in the newest generation that has
+    /// one; a tombstone there means the path was deleted (`None`).
     pub fn lookup(&self, path: &[u8]) -> Result<Option<(Location, Entry)>> {
-        // Not through `seek`, so the container is fetched once: every fetch of a cached one
+        // Not through `seek_in`, so the container is fetched once: every fetch of a cached one
         // checks that its file was not cut short under the mapping (a system call).
-        let Some(i) = self.container_for(path) else {
-            return Ok(None);
-        };
-        let container = self.container(i)?;
-        let index = container.index();
-        Ok(index
-            .find(path)
-            .map(|row| (Location { container: i, row }, index.entry(row))))
+        for level in &self.levels {
+            let Some(i) = self.container_in(level, path) else {
+                continue;
+            };
+            let container = self.container(i)?;
+            let index = container.index();
+            if let Some(row) = index.find(path) {
+                let entry = index.entry(row);
+                return Ok((entry.kind != EntryKind::Tombstone)
+                    .then_some((Location { container: i, row }, entry)));
+            }
+        }
+        Ok(None)
     }
 
-    /// The one container whose path range may hold `path` (index form), if any.
-    pub(super) fn container_for(&self, path: &[u8]) -> Option<usize> {
-        let rows = self.catalog.rows();
+    /// The one container of `level` whose path range holds `path` (index form) and whose path
+    /// filter does not rule it out, if any.
+    pub(super) fn container_in(&self, level: &Range<usize>, path: &[u8]) -> Option<usize> {
+        let rows = &self.catalog.rows()[level.clone()];
         let i = rows.partition_point(|r| cmp_paths(&r.last_path, path) == Ordering::Less);
-        (i < rows.len()).then_some(i)
+        let row = rows.get(i)?;
+        let inside = cmp_paths(&row.first_path, path) != Ordering::Greater;
+        // Filters were checked when the catalog was read.
+        let may_hold = PathFilter::new(&row.filter).is_none_or(|f| f.may_hold(path));
+        (inside && may_hold).then_some(level.start + i)
     }
 
     /// Metadata of a user-supplied path, without following a final symlink. The root (`""`,
@@ -108,6 +127,7 @@ impl Dataset {
                 problem: KindProblem::IsADirectory,
             }),
             EntryKind::Symlink => unreachable!("resolve follows symlinks"),
+            EntryKind::Tombstone => unreachable!("lookups hide tombstones"),
         }
     }
 
@@ -129,17 +149,24 @@ impl Dataset {
         // The path is looked up as given, unchecked: a cached container's paths were all checked
         // when it was accepted, so a path equal to one of them is in index form, and one that is
         // not (`/a`, `a//b`, `..`) matches none and is normalized and checked the general way.
-        let i = self.container_for(user_path)?;
-        // The path's hash bucket starts loading before the mapping's length check, so the
-        // check's system call hides that memory access; the path is hashed once for both.
+        // The path is hashed once for every level it is looked for in.
         let key = PathKey::new(user_path);
-        let warm = |mapped: &MappedContainer| mapped.container.index().prefetch_find(&key);
-        let mapped = self.cached_warming(i, warm)?;
-        let index = mapped.container.index();
-        let row = index
-            .find_key(&key)
-            .filter(|&row| index.kind(row) == EntryKind::File)?;
-        Some((Location { container: i, row }, mapped))
+        for level in &self.levels {
+            let Some(i) = self.container_in(level, user_path) else {
+                continue;
+            };
+            // The path's hash bucket starts loading before the mapping's length check, so the
+            // check's system call hides that memory access.
+            let warm = |mapped: &MappedContainer| mapped.container.index().prefetch_find(&key);
+            let mapped = self.cached_warming(i, warm)?;
+            let index = mapped.container.index();
+            if let Some(row) = index.find_key(&key) {
+                // Anything but a file (a tombstone, a symlink, ...) goes the general way.
+                return (index.kind(row) == EntryKind::File)
+                    .then_some((Location { container: i, row }, mapped));
+            }
+        }
+        None
     }
 
     /// [`Dataset::read`] into memory the caller provides: `place` is called once, with the
@@ -270,8 +297,10 @@ impl Dataset {
             .collect())
     }
 
-    /// The direct children of a directory with their locations, in path order. A directory the
-    /// index implies but does not hold (a foreign index may omit them) has no location.
+    /// The direct children of a directory with their locations, in path order, merged over
+    /// every generation: the newest generation's entry of a name wins, a tombstone hides the
+    /// name. A directory the index implies but does not hold (a foreign index may omit them)
+    /// has no location, and never hides an entry an older generation holds.
     pub fn list_located(&self, user_dir: &[u8]) -> Result<Vec<(Option<Location>, Entry)>> {
         let mut dir = normalize(user_dir)?;
         if !dir.is_empty() {
@@ -285,43 +314,79 @@ impl Dataset {
             }
             dir = target.path;
         }
+        if let [level] = self.levels.as_slice() {
+            return self.list_level(level, &dir);
+        }
+        let mut chosen: BTreeMap<Vec<u8>, (Option<Location>, Entry)> = BTreeMap::new();
+        for level in &self.levels {
+            for (at, child) in self.list_level(level, &dir)? {
+                match chosen.get(&child.path) {
+                    None => {}
+                    // An implied directory yields to an entry of an older generation.
+                    Some((None, implied)) if implied.kind == EntryKind::Dir && at.is_some() => {}
+                    Some(_) => continue,
+                }
+                chosen.insert(child.path.clone(), (at, child));
+            }
+        }
+        let mut children: Vec<_> = chosen
+            .into_values()
+            .filter(|(_, e)| e.kind != EntryKind::Tombstone)
+            .collect();
+        children.sort_by(|a, b| cmp_paths(&a.1.path, &b.1.path));
+        Ok(children)
+    }
+
+    /// The direct children of `dir` (index form, resolved) in one level, tombstones included,
+    /// in path order.
+    fn list_level(
+        &self,
+        level: &Range<usize>,
+        dir: &[u8],
+    ) -> Result<Vec<(Option<Location>, Entry)>> {
         let mut children = Vec::new();
-        let mut at = self.seek(|p| cmp_paths(p, &dir) != Ordering::Greater)?;
+        let mut at = self.seek_in(level, |p| cmp_paths(p, dir) != Ordering::Greater)?;
         while let Some(here) = at {
             let entry = self.entry_at(here)?;
-            if !is_inside(&entry.path, &dir) {
+            if !is_inside(&entry.path, dir) {
                 break;
             }
-            let is_entry_itself = path::parent(&entry.path) == dir.as_slice();
-            let child = direct_child(&dir, entry);
-            at = if child.kind == EntryKind::Dir {
-                let end = child.path.clone();
-                self.seek(|p| cmp_paths(p, &end) != Ordering::Greater || is_inside(p, &end))?
-            } else {
-                self.next(here)
+            let is_entry_itself = path::parent(&entry.path) == dir;
+            let child = direct_child(dir, entry);
+            // Nothing under a child is listed: skip its subtree (a directory's entries, or
+            // the tombstones under a deleted one).
+            at = match child.kind {
+                EntryKind::Dir | EntryKind::Tombstone => {
+                    let end = child.path.clone();
+                    self.seek_in(level, |p| {
+                        cmp_paths(p, &end) != Ordering::Greater || is_inside(p, &end)
+                    })?
+                }
+                _ => self.next_in(level, here),
             };
+            if self.levels.len() == 1 && child.kind == EntryKind::Tombstone {
+                continue;
+            }
             children.push((is_entry_itself.then_some(here), child));
         }
         Ok(children)
     }
 
-    /// Every entry of the dataset in path order. A container that cannot be opened yields one
-    /// error and the walk goes on with the next container.
+    /// Every entry of the dataset in path order, merged over every generation (the newest
+    /// entry of a path; tombstones hide the path). A container that cannot be opened yields
+    /// one error and the walk goes on with the next container.
     pub fn walk(&self) -> Walk<'_> {
-        self.walk_from(Location {
-            container: 0,
-            row: 0,
-        })
-    }
-
-    /// Every entry from `start` on, in path order.
-    pub fn walk_from(&self, start: Location) -> Walk<'_> {
-        Walk {
-            dataset: self,
-            container: start.container,
-            row: start.row,
-            current: None,
-        }
+        let starts = self
+            .levels
+            .iter()
+            .map(|level| {
+                Ok(Some(Location {
+                    container: level.start,
+                    row: 0,
+                }))
+            })
+            .collect();
+        Walk::new(self, starts)
     }
 
     /// Every entry below a directory (the whole dataset for the root), in path order.
@@ -330,15 +395,12 @@ impl Dataset {
         user_dir: &[u8],
     ) -> Result<impl Iterator<Item = Result<(Location, Entry)>> + '_> {
         let dir = normalize(user_dir)?;
-        let start = self.seek(|p| cmp_paths(p, &dir) != Ordering::Greater)?;
-        let walk = match start {
-            Some(at) => self.walk_from(at),
-            None => self.walk_from(Location {
-                container: self.containers.len(),
-                row: 0,
-            }),
-        };
-        Ok(walk.take_while(move |item| {
+        let starts = self
+            .levels
+            .iter()
+            .map(|level| self.seek_in(level, |p| cmp_paths(p, &dir) != Ordering::Greater))
+            .collect();
+        Ok(Walk::new(self, starts).take_while(move |item| {
             item.as_ref()
                 .map_or(true, |(_, e)| is_inside(&e.path, &dir))
         }))
@@ -347,18 +409,135 @@ impl Dataset {
 
 /// Iterator over every entry of a dataset; see [`Dataset::walk`].
 pub struct Walk<'a> {
-    dataset: &'a Dataset,
-    container: usize,
-    row: usize,
-    current: Option<Arc<Container>>,
+    /// One walk per level, newest first, each with its next entry.
+    levels: Vec<LevelWalk<'a>>,
+    /// A start that could not be found (its container would not open), yielded first.
+    failed: Vec<Error>,
+}
+
+impl<'a> Walk<'a> {
+    fn new(dataset: &'a Dataset, starts: Vec<Result<Option<Location>>>) -> Self {
+        let mut failed = Vec::new();
+        let levels = dataset
+            .levels
+            .iter()
+            .zip(starts)
+            .filter_map(|(level, start)| match start {
+                Ok(Some(at)) => Some(LevelWalk::new(dataset, at, level.end)),
+                Ok(None) => None,
+                Err(e) => {
+                    failed.push(e);
+                    None
+                }
+            })
+            .collect();
+        Walk { levels, failed }
+    }
 }
 
 impl Iterator for Walk<'_> {
     type Item = Result<(Location, Entry)>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        if let Some(e) = self.failed.pop() {
+            return Some(Err(e));
+        }
         loop {
-            if self.container >= self.dataset.containers.len() {
+            if let [only] = self.levels.as_mut_slice() {
+                match only.next_entry()? {
+                    Ok((_, entry)) if entry.kind == EntryKind::Tombstone => continue,
+                    found => return Some(found),
+                }
+            }
+            for level in &mut self.levels {
+                level.peek();
+            }
+            let failed = self
+                .levels
+                .iter()
+                .position(|l| matches!(l.peeked, Some(Some(Err(_)))));
+            if let Some(i) = failed {
+                return self.levels[i].next_entry();
+            }
+            // The smallest path any level holds next; of equal paths the newest level's.
+            let best = (0..self.levels.len())
+                .filter(|&i| matches!(self.levels[i].peeked, Some(Some(Ok(_)))))
+                .min_by(|&a, &b| {
+                    let (a_path, b_path) = (
+                        &self.levels[a].peek_entry().path,
+                        &self.levels[b].peek_entry().path,
+                    );
+                    cmp_paths(a_path, b_path).then(a.cmp(&b))
+                });
+            let chosen = self.levels[best?].next_entry()?;
+            let path = match &chosen {
+                Ok((_, entry)) => entry.path.clone(),
+                Err(_) => return Some(chosen),
+            };
+            // Older levels' entries of the same path are shadowed.
+            for level in &mut self.levels {
+                while level
+                    .peek()
+                    .is_some_and(|next| matches!(next, Ok((_, e)) if e.path == path))
+                {
+                    level.next_entry();
+                }
+            }
+            match chosen {
+                Ok((_, entry)) if entry.kind == EntryKind::Tombstone => continue,
+                found => return Some(found),
+            }
+        }
+    }
+}
+
+/// The entries of one level in path order, with the next one held to compare levels.
+struct LevelWalk<'a> {
+    dataset: &'a Dataset,
+    container: usize,
+    row: usize,
+    end: usize,
+    current: Option<Arc<Container>>,
+    peeked: Option<Option<Result<(Location, Entry)>>>,
+}
+
+impl<'a> LevelWalk<'a> {
+    fn new(dataset: &'a Dataset, start: Location, end: usize) -> Self {
+        LevelWalk {
+            dataset,
+            container: start.container,
+            row: start.row,
+            end,
+            current: None,
+            peeked: None,
+        }
+    }
+
+    fn peek(&mut self) -> Option<&Result<(Location, Entry)>> {
+        if self.peeked.is_none() {
+            self.peeked = Some(self.advance());
+        }
+        self.peeked.as_ref().and_then(Option::as_ref)
+    }
+
+    /// The peeked entry (there must be one, and not an error).
+    fn peek_entry(&self) -> &Entry {
+        match &self.peeked {
+            Some(Some(Ok((_, entry)))) => entry,
+            _ => unreachable!("peeked an entry first"),
+        }
+    }
+
+    fn next_entry(&mut self) -> Option<Result<(Location, Entry)>> {
+        match self.peeked.take() {
+            Some(peeked) => peeked,
+            None => self.advance(),
+        }
+    }
+
+    fn advance(&mut self) -> Option<Result<(Location, Entry)>> {
+        loop {
+            if self.container >= self.end {
                 return None;
             }
             let current = match &self.current {
@@ -367,6 +546,7 @@ impl Iterator for Walk<'_> {
                     Ok(open) => self.current.insert(open),
                     Err(e) => {
                         self.container += 1;
+                        self.row = 0;
                         return Some(Err(e));
                     }
                 },

@@ -38,7 +38,7 @@ impl VerifyReport {
     pub fn unreadable_catalog(root: &std::path::Path, error: &Error) -> Self {
         VerifyReport {
             faults: vec![Fault {
-                file: root.join(crate::layout::CATALOG_KEY).display().to_string(),
+                file: root.join(crate::layout::SHEAF_DIR).display().to_string(),
                 path: None,
                 problem: error.to_string(),
             }],
@@ -200,7 +200,7 @@ fn verify_entries(
                 EntryKind::External if externals => {
                     dataset.verify_external(&entry).map(|_| entry.len)
                 }
-                EntryKind::External | EntryKind::Dir => Ok(0),
+                EntryKind::External | EntryKind::Dir | EntryKind::Tombstone => Ok(0),
             };
             progress.advance(1, *checked.as_ref().unwrap_or(&0));
             let outcome = checked.map_err(|e: Error| Fault {

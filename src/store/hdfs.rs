@@ -26,6 +26,28 @@ pub struct HdfsBackend {
 }
 
 impl HdfsBackend {
+    /// A write of `key` to a temporary name beside it.
+    fn writer(&self, key: &str) -> Result<HdfsWriter> {
+        let target = self.path(key);
+        let (dir, name) = target.rsplit_once('/').unwrap_or(("", target.as_str()));
+        let partial = format!("{dir}/.{name}.partial-{}", super::unique_suffix());
+        let options = WriteOptions {
+            overwrite: true,
+            create_parent: true,
+            ..WriteOptions::default()
+        };
+        let writer =
+            block_on(self.client.create(&partial, options)).map_err(|e| self.error(key, e))?;
+        Ok(HdfsWriter {
+            client: self.client.clone(),
+            writer: Some(writer),
+            buffer: Vec::with_capacity(WRITE_CHUNK),
+            partial,
+            target,
+            uri: self.uri(key),
+        })
+    }
+
     /// Connects to the name service a `hdfs://` or `viewfs://` URI names.
     pub fn open(uri: &str) -> Result<Self> {
         let refuse = |reason: String| Error::Refused {
@@ -271,24 +293,14 @@ impl Store for HdfsBackend {
     }
 
     fn create(&self, key: &str) -> Result<Box<dyn ObjectWriter>> {
-        let target = self.path(key);
-        let (dir, name) = target.rsplit_once('/').unwrap_or(("", target.as_str()));
-        let partial = format!("{dir}/.{name}.partial-{}", std::process::id());
-        let options = WriteOptions {
-            overwrite: true,
-            create_parent: true,
-            ..WriteOptions::default()
-        };
-        let writer =
-            block_on(self.client.create(&partial, options)).map_err(|e| self.error(key, e))?;
-        Ok(Box::new(HdfsWriter {
-            client: self.client.clone(),
-            writer: Some(writer),
-            buffer: Vec::with_capacity(WRITE_CHUNK),
-            partial,
-            target,
-            uri: self.uri(key),
-        }))
+        Ok(Box::new(self.writer(key)?))
+    }
+
+    fn create_new(&self, key: &str, bytes: &[u8]) -> Result<bool> {
+        let mut out = self.writer(key)?;
+        out.write_all(bytes)
+            .map_err(|e| Error::io("write", self.uri(key), e))?;
+        out.close_and_rename(false)
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
@@ -374,8 +386,11 @@ impl Write for HdfsWriter {
     }
 }
 
-impl ObjectWriter for HdfsWriter {
-    fn finish(mut self: Box<Self>) -> Result<()> {
+impl HdfsWriter {
+    /// Sends what is left, closes the temporary file and renames it to the key, replacing
+    /// what is there when `overwrite`; otherwise returns false (and removes the temporary
+    /// file) when the key already exists.
+    fn close_and_rename(mut self, overwrite: bool) -> Result<bool> {
         let remote = |uri: &str, e: Box<dyn std::error::Error + Send + Sync>| Error::Remote {
             uri: uri.to_owned(),
             cause: e,
@@ -385,8 +400,20 @@ impl ObjectWriter for HdfsWriter {
         }
         let mut writer = self.writer.take().expect("writer open until finish");
         block_on(writer.close()).map_err(|e| remote(&self.uri, Box::new(e)))?;
-        block_on(self.client.rename(&self.partial, &self.target, true))
-            .map_err(|e| remote(&self.uri, Box::new(e)))
+        match block_on(self.client.rename(&self.partial, &self.target, overwrite)) {
+            Ok(()) => Ok(true),
+            Err(HdfsError::AlreadyExists(_)) if !overwrite => {
+                let _ = block_on(self.client.delete(&self.partial, false));
+                Ok(false)
+            }
+            Err(e) => Err(remote(&self.uri, Box::new(e))),
+        }
+    }
+}
+
+impl ObjectWriter for HdfsWriter {
+    fn finish(self: Box<Self>) -> Result<()> {
+        self.close_and_rename(true).map(|_| ())
     }
 }
 

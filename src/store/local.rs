@@ -1,7 +1,9 @@
 //! The local filesystem as a store: keys are paths under a root directory; writes go to a
 //! temporary sibling, are synced, and are renamed into place.
 
-use super::{DirListing, FileMeta, ObjectInfo, ObjectWriter, Store};
+use super::{
+    DirListing, FileKind, FileMeta, FileStat, FileStats, ObjectInfo, ObjectWriter, Store, StoreLock,
+};
 use crate::error::{Error, IoContext, Result};
 use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
@@ -253,6 +255,12 @@ impl Store for LocalStore {
         let path = self.path(key);
         match fs::symlink_metadata(&path) {
             Ok(meta) if meta.is_file() => Ok(Some(meta.len())),
+            // A FIFO, socket or device where a file belongs is a fault, not an absence.
+            Ok(meta) if !meta.is_dir() && !meta.file_type().is_symlink() => Err(Error::Refused {
+                path,
+                reason: "is not a regular file (a FIFO, device or socket where a file belongs)"
+                    .into(),
+            }),
             Ok(_) => Ok(None),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(Error::io("stat", &path, e)),
@@ -272,6 +280,25 @@ impl Store for LocalStore {
             target,
             writeback: Writeback::default(),
         }))
+    }
+
+    fn create_new(&self, key: &str, bytes: &[u8]) -> Result<bool> {
+        let target = self.path(key);
+        let parent = target.parent().unwrap_or(Path::new("."));
+        fs::create_dir_all(parent).ctx("create directory", parent)?;
+        let name = target.file_name().unwrap_or_default().to_string_lossy();
+        let partial = parent.join(format!(".{name}.new-{}", super::unique_suffix()));
+        let written = write_synced(&partial, bytes);
+        let placed = written.and_then(|()| move_without_replacing(&partial, &target));
+        let _ = fs::remove_file(&partial);
+        match placed {
+            Ok(()) => {
+                sync_dir(parent)?;
+                Ok(true)
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(Error::io("create", &target, e)),
+        }
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
@@ -356,6 +383,178 @@ impl Store for LocalStore {
 
     fn local_root(&self) -> Option<&Path> {
         Some(&self.root)
+    }
+
+    fn is_empty(&self) -> Result<bool> {
+        // Every child counts, symlinks and FIFOs too, not only what `list_dir` reports.
+        match fs::read_dir(&self.root) {
+            Ok(mut children) => Ok(children.next().is_none()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(true),
+            Err(e) => Err(Error::io("read directory", &self.root, e)),
+        }
+    }
+
+    fn lock(&self, key: &str) -> Result<Option<StoreLock>> {
+        LocalLock::take(self, key).map(|lock| Some(StoreLock::new(lock)))
+    }
+
+    fn file_stats(&self) -> Result<Box<dyn FileStats + '_>> {
+        Ok(Box::new(self))
+    }
+
+    fn delete_file(&self, key: &[u8]) -> Result<()> {
+        let path = self.root.join(OsStr::from_bytes(key));
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::io("delete", &path, e)),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl FileStats for &LocalStore {
+    fn stat(&self, key: &[u8]) -> Result<Option<FileStat>> {
+        let path = self.root.join(OsStr::from_bytes(key));
+        let meta = match fs::symlink_metadata(&path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io("stat", &path, e)),
+        };
+        let kind = match meta.file_type() {
+            t if t.is_file() => FileKind::File,
+            t if t.is_symlink() => FileKind::Symlink,
+            _ => FileKind::Other,
+        };
+        Ok(Some(FileStat {
+            kind,
+            len: meta.len(),
+            mtime_ns: crate::time::mtime_ns(&meta),
+        }))
+    }
+}
+
+/// Writes a new file and makes its bytes durable.
+fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut file = OpenOptions::new().write(true).create_new(true).open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+/// Gives `from` the name `to` unless `to` exists (then `AlreadyExists`): `renameat2` with
+/// `RENAME_NOREPLACE`, or, where the file system lacks it, a hard link (`from` is left for the
+/// caller to remove either way).
+fn move_without_replacing(from: &Path, to: &Path) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(io::Error::other);
+    let (from_c, to_c) = (c(from)?, c(to)?);
+    // SAFETY: two NUL-terminated paths we own, relative to the working directory.
+    let moved = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            from_c.as_ptr(),
+            libc::AT_FDCWD,
+            to_c.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if moved == 0 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP) => fs::hard_link(from, to),
+        _ => Err(e),
+    }
+}
+
+/// Makes a directory's entries durable (a new name in it survives a crash).
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .ctx("sync directory", dir)
+}
+
+/// An exclusive `flock` on a lock file of a local root, which is removed when released.
+#[derive(Debug)]
+pub struct LocalLock {
+    /// Held open: closing it releases the lock.
+    _file: File,
+    path: PathBuf,
+}
+
+impl LocalLock {
+    /// Locks the file `key` under `store`'s root, creating it and its directory (which must be
+    /// a real directory, not a symlink). Refused when another process holds it.
+    fn take(store: &LocalStore, key: &str) -> Result<Self> {
+        use std::os::fd::AsRawFd;
+        let path = store.path(key);
+        let dir = path.parent().unwrap_or(Path::new("."));
+        if fs::symlink_metadata(dir).is_ok_and(|meta| !meta.is_dir()) {
+            return Err(Error::Refused {
+                path: dir.to_path_buf(),
+                reason: "is not a directory (a symlink?): sheaf writes its own files only into a real directory".into(),
+            });
+        }
+        fs::create_dir_all(dir).ctx("create directory", dir)?;
+        let file = File::create(&path).ctx("create", &path)?;
+        // SAFETY: flock on a descriptor we own; the lock is released when the file is closed.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            return Err(Error::Refused {
+                path: store.root.clone(),
+                reason: "another writer holds this dataset's lock right now".into(),
+            });
+        }
+        let same_inode = |a: &fs::Metadata, b: &fs::Metadata| {
+            use std::os::unix::fs::MetadataExt;
+            a.dev() == b.dev() && a.ino() == b.ino()
+        };
+        let held = file.metadata().ctx("stat", &path)?;
+        if !fs::metadata(&path).is_ok_and(|now| same_inode(&held, &now)) {
+            return Err(Error::Refused {
+                path: store.root.clone(),
+                reason: "another writer finished while this one started: run it again".into(),
+            });
+        }
+        Ok(Self { _file: file, path })
+    }
+}
+
+impl Drop for LocalLock {
+    fn drop(&mut self) {
+        // Removed while still held, so a later writer never locks a stale inode we unlinked.
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+/// An absolute, symlink-resolved form of a path that may not exist yet: the longest existing
+/// ancestor is canonicalized and the rest appended.
+pub(crate) fn absolute(path: &Path) -> Result<PathBuf> {
+    let mut existing = path.to_path_buf();
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(base) = existing.canonicalize() {
+            return Ok(rest
+                .iter()
+                .rev()
+                .fold(base, |acc, c: &std::ffi::OsString| acc.join(c)));
+        }
+        match (
+            existing.file_name().map(|n| n.to_os_string()),
+            existing.parent(),
+        ) {
+            (Some(name), Some(parent)) => {
+                rest.push(name);
+                existing = match parent.as_os_str().is_empty() {
+                    true => PathBuf::from("."),
+                    false => parent.to_path_buf(),
+                };
+            }
+            _ => {
+                return Err(Error::Refused {
+                    path: path.to_path_buf(),
+                    reason: "cannot resolve this path".into(),
+                })
+            }
+        }
     }
 }
 

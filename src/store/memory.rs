@@ -19,6 +19,7 @@ pub enum Op {
     Read,
     Len,
     Create,
+    CreateNew,
     List,
     Delete,
 }
@@ -176,6 +177,21 @@ impl Store for MemoryStore {
         })
     }
 
+    fn create_new(&self, key: &str, bytes: &[u8]) -> Result<bool> {
+        self.request(Op::CreateNew, key, 0..0, || {
+            let mut objects = self.objects.lock().unwrap();
+            if objects.contains_key(key) {
+                return Ok(false);
+            }
+            let object = Object {
+                bytes: Arc::new(bytes.to_vec()),
+                mtime_ns: 0,
+            };
+            objects.insert(key.to_owned(), object);
+            Ok(true)
+        })
+    }
+
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
         self.request(Op::List, prefix, 0..0, || {
             let objects = self.objects.lock().unwrap();
@@ -275,6 +291,9 @@ impl Store for Counting {
     }
     fn create(&self, key: &str) -> Result<Box<dyn ObjectWriter>> {
         self.inner.create(key)
+    }
+    fn create_new(&self, key: &str, bytes: &[u8]) -> Result<bool> {
+        self.inner.create_new(key, bytes)
     }
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
         self.tick();

@@ -20,8 +20,8 @@ mod runtime;
 pub use file::{open_file, uri_of, OpenAs, StoredFile};
 #[cfg(feature = "hdfs")]
 pub use hdfs::HdfsBackend;
-pub use local::LocalStore;
 pub(crate) use local::{open_nofollow, read_expected, stream_file, Writeback};
+pub use local::{LocalLock, LocalStore};
 pub use mapped::{Access, MappedFile, Pages, ReadPolicy, PAGE};
 #[cfg(any(feature = "s3", feature = "gcs", feature = "azure"))]
 pub use object::ObjectBackend;
@@ -38,6 +38,66 @@ use std::sync::Arc;
 
 /// Size of one read when an object is streamed.
 pub const CHUNK: u64 = 8 << 20;
+
+/// What a file of a store is now: enough to tell whether it changed since it was folded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileStat {
+    /// A regular file, a symlink, or something else.
+    pub kind: FileKind,
+    /// Length in bytes (a symlink's: its target's length).
+    pub len: u64,
+    /// Last modification, nanoseconds since the epoch.
+    pub mtime_ns: i64,
+}
+
+/// The kinds of file [`FileStat`] tells apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileKind {
+    /// A regular file (every object of an object store).
+    File,
+    /// A symbolic link.
+    Symlink,
+    /// A directory, device, FIFO or socket.
+    Other,
+}
+
+/// Answers [`FileStat`]s for keys: what [`Store::file_stats`] returns.
+pub trait FileStats {
+    /// What `key` is now, or `None` when nothing is there.
+    fn stat(&self, key: &[u8]) -> Result<Option<FileStat>>;
+}
+
+/// The default [`FileStats`]: one listing of the store, by key.
+struct ListedStats(std::collections::HashMap<String, (u64, i64)>);
+
+impl FileStats for ListedStats {
+    fn stat(&self, key: &[u8]) -> Result<Option<FileStat>> {
+        let Ok(key) = std::str::from_utf8(key) else {
+            return Ok(None);
+        };
+        Ok(self.0.get(key).map(|&(len, mtime_ns)| FileStat {
+            kind: FileKind::File,
+            len,
+            mtime_ns,
+        }))
+    }
+}
+
+/// An exclusive lock taken by [`Store::lock`]; dropping it releases the lock.
+pub struct StoreLock(#[allow(dead_code)] Box<dyn Send + Sync>);
+
+impl StoreLock {
+    /// Wraps whatever holds a back-end's lock for as long as it lives.
+    pub(crate) fn new(held: impl Send + Sync + 'static) -> Self {
+        Self(Box::new(held))
+    }
+}
+
+impl Debug for StoreLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StoreLock")
+    }
+}
 
 /// Metadata of one stored object.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -77,6 +137,13 @@ pub trait Store: Send + Sync + Debug {
     /// Starts a streamed write of `key`. Nothing is visible at `key` until
     /// [`ObjectWriter::finish`] returns; finishing replaces any object already there.
     fn create(&self, key: &str) -> Result<Box<dyn ObjectWriter>>;
+
+    /// Creates `key` holding `bytes` only if nothing is there yet, atomically: of two writers
+    /// racing for one key exactly one gets `true`; the other gets `false` and the key keeps
+    /// the winner's bytes. The commit of a generation (local: `renameat2` without replacing,
+    /// or a hard link; HDFS: create, then rename without overwriting; object stores: a
+    /// conditional PUT, `If-None-Match: *`). Durable when it returns `true`.
+    fn create_new(&self, key: &str, bytes: &[u8]) -> Result<bool>;
 
     /// Every object under `prefix` (a key prefix ending in `/`, or empty for all), recursively.
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>>;
@@ -153,6 +220,39 @@ pub trait Store: Send + Sync + Debug {
     /// instead of issuing reads, and names need not be UTF-8.
     fn local_root(&self) -> Option<&Path> {
         None
+    }
+
+    /// True when the root holds nothing at all (or does not exist yet): a fold may write a new
+    /// dataset there without mixing with anyone's files.
+    fn is_empty(&self) -> Result<bool> {
+        let level = self.list_dir("")?;
+        Ok(level.objects.is_empty() && level.dirs.is_empty())
+    }
+
+    /// Takes an exclusive lock named by `key`, held until the returned guard is dropped, where
+    /// the store has locks (the local filesystem); `None` where it has none, so writers there
+    /// rely on their commit alone.
+    fn lock(&self, key: &str) -> Result<Option<StoreLock>> {
+        let _ = key;
+        Ok(None)
+    }
+
+    /// A view of what the store's files are now, to tell whether each changed since it was
+    /// folded. This default lists the store once, so asking about a million keys costs one
+    /// listing rather than a million requests; the local filesystem asks per key instead.
+    fn file_stats(&self) -> Result<Box<dyn FileStats + '_>> {
+        let listed = self
+            .list("")?
+            .into_iter()
+            .map(|o| (o.key, (o.len, o.mtime_ns)))
+            .collect();
+        Ok(Box::new(ListedStats(listed)))
+    }
+
+    /// Deletes the dataset file at `key` (a symlink itself, not what it names); deleting a
+    /// missing file is not an error. This default deletes a UTF-8 key with [`Store::delete`].
+    fn delete_file(&self, key: &[u8]) -> Result<()> {
+        self.delete(utf8_file_key(self.uri(""), key)?)
     }
 
     /// Streams `len` bytes of `key` from the start through `sink` in bounded chunks.
@@ -234,37 +334,82 @@ pub trait ObjectWriter: Write + Send {
 /// OS gave them), or a URI: `hdfs://` or `viewfs://`, `s3://bucket/prefix`, `gs://bucket/prefix`,
 /// `az://container/prefix`. The one parser of locations: every front end opens through it.
 pub fn open(location: impl AsRef<OsStr>) -> Result<Arc<dyn Store>> {
-    let location = location.as_ref();
-    let bytes = location.as_bytes();
-    if let Some(path) = bytes.strip_prefix(b"file://") {
-        return Ok(Arc::new(LocalStore::new(OsStr::from_bytes(path))));
-    }
-    if !bytes.windows(3).any(|w| w == b"://") {
-        return Ok(Arc::new(LocalStore::new(location)));
-    }
-    let Some(uri) = location.to_str() else {
-        return Err(Error::Refused {
-            path: PathBuf::from(location),
-            reason: "a URI must be valid UTF-8 (only local paths may hold other bytes)".into(),
-        });
+    let uri = match locate(location)? {
+        Location::Local(path) => return Ok(Arc::new(LocalStore::new(path))),
+        Location::Uri(uri) => uri,
     };
     match uri.split_once("://") {
         None => Ok(Arc::new(LocalStore::new(uri))),
         #[cfg(feature = "hdfs")]
-        Some(("hdfs" | "viewfs", _)) => Ok(Arc::new(HdfsBackend::open(uri)?)),
+        Some(("hdfs" | "viewfs", _)) => Ok(Arc::new(HdfsBackend::open(&uri)?)),
         #[cfg(feature = "s3")]
-        Some(("s3", _)) => Ok(Arc::new(ObjectBackend::s3(uri)?)),
+        Some(("s3", _)) => Ok(Arc::new(ObjectBackend::s3(&uri)?)),
         #[cfg(feature = "gcs")]
-        Some(("gs", _)) => Ok(Arc::new(ObjectBackend::gcs(uri)?)),
+        Some(("gs", _)) => Ok(Arc::new(ObjectBackend::gcs(&uri)?)),
         #[cfg(feature = "azure")]
-        Some(("az", _)) => Ok(Arc::new(ObjectBackend::azure(uri)?)),
+        Some(("az", _)) => Ok(Arc::new(ObjectBackend::azure(&uri)?)),
         Some((scheme, _)) => Err(Error::Refused {
-            path: PathBuf::from(uri),
+            path: PathBuf::from(&uri),
             reason: format!(
                 "unsupported storage scheme `{scheme}://` (this build reads {})",
                 supported_schemes()
             ),
         }),
+    }
+}
+
+/// A suffix no other temporary file of this process (any thread) has used: its id and a
+/// counter, so writers racing in one process never share a temporary name.
+pub(crate) fn unique_suffix() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{}-{n}", std::process::id())
+}
+
+/// Where a location is, as [`open`] reads it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Location {
+    /// A local path (`file://` removed): any bytes, as the OS gave them.
+    Local(PathBuf),
+    /// A URI of another store (`scheme://...`).
+    Uri(String),
+}
+
+/// Tells a local path from a URI without opening anything: a fold walks a local source tree
+/// with the filesystem's own calls, and any other through its store.
+pub fn locate(location: impl AsRef<OsStr>) -> Result<Location> {
+    let location = location.as_ref();
+    let bytes = location.as_bytes();
+    if let Some(path) = bytes.strip_prefix(b"file://") {
+        return Ok(Location::Local(PathBuf::from(OsStr::from_bytes(path))));
+    }
+    if !bytes.windows(3).any(|w| w == b"://") {
+        return Ok(Location::Local(PathBuf::from(location)));
+    }
+    match location.to_str() {
+        Some(uri) => Ok(Location::Uri(uri.to_owned())),
+        None => Err(Error::Refused {
+            path: PathBuf::from(location),
+            reason: "a URI must be valid UTF-8 (only local paths may hold other bytes)".into(),
+        }),
+    }
+}
+
+/// True when one store's root lies inside the other's (or they are the same): a fold or an
+/// unfold between them would read what it writes. Local roots are compared resolved
+/// (symlinks followed, missing parts appended); URIs by whole path segments.
+pub fn overlaps(a: &dyn Store, b: &dyn Store) -> Result<bool> {
+    match (a.local_root(), b.local_root()) {
+        (Some(a), Some(b)) => {
+            let (a, b) = (local::absolute(a)?, local::absolute(b)?);
+            Ok(a.starts_with(&b) || b.starts_with(&a))
+        }
+        (None, None) => {
+            let segments = |s: &dyn Store| format!("{}/", s.uri("").trim_end_matches('/'));
+            let (a, b) = (segments(a), segments(b));
+            Ok(a.starts_with(&b) || b.starts_with(&a))
+        }
+        _ => Ok(false),
     }
 }
 

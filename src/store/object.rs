@@ -11,7 +11,7 @@ use super::{DirListing, ObjectInfo, ObjectWriter, Store};
 use crate::error::{Error, Result};
 use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
-use object_store::{ClientConfigKey, ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ClientConfigKey, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use std::io::{self, Write};
 use std::ops::Range;
 use std::sync::Arc;
@@ -249,6 +249,22 @@ impl Store for ObjectBackend {
             buffer: Vec::with_capacity(PART_SIZE),
             upload: None,
         }))
+    }
+
+    fn create_new(&self, key: &str, bytes: &[u8]) -> Result<bool> {
+        let options = PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        };
+        let payload = PutPayload::from(bytes.to_vec());
+        match block_on(self.inner.put_opts(&self.path(key), payload, options)) {
+            Ok(_) => Ok(true),
+            Err(
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. },
+            ) => Ok(false),
+            Err(e) => Err(self.error(key, e)),
+        }
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {

@@ -377,14 +377,14 @@ fn a_damaged_or_missing_catalog_stops_every_command_with_a_clear_message() {
             .unwrap();
         let run = run!("ls", ds).fails_with(1).no_stdout();
         assert!(
-            run.stderr.contains("corrupt") && run.stderr.contains("catalog.sheaf"),
+            run.stderr.contains("corrupt") && run.stderr.contains(".sheaf/generations/"),
             "cut at {cut}: {}",
             run.stderr
         );
         run!("verify", ds)
             .fails_with(3)
             .stdout_has("FAULT")
-            .stdout_has("catalog.sheaf");
+            .stdout_has(".sheaf/generations/");
     }
     fs::remove_file(catalog(&ds)).unwrap();
     run!("cat", ds, EXTERNAL)
@@ -528,7 +528,7 @@ fn write_dataset(root: &Path, mut entries: Vec<(Entry, Vec<u8>)>) {
     for (e, stored) in entries {
         writer.add(e, &stored).unwrap();
     }
-    let row = writer.finish().unwrap().catalog_row(&name);
+    let row = writer.finish().unwrap().catalog_row(&name, 0);
     let bytes = Catalog::new(vec![row], HashMap::new()).to_bytes().unwrap();
     fs::write(layout.catalog(), bytes).unwrap();
 }
@@ -638,7 +638,7 @@ fn a_catalog_naming_a_container_outside_its_directory_is_refused() {
     let tmp = tempdir();
     let ds = tmp.path().join("ds");
     write_dataset(&ds, vec![entry(b"x", EntryKind::File, b"x")]);
-    let catalog_file = catalog(&ds);
+    let catalog_file = Layout::new(&ds).catalog();
     let good = Catalog::open(&catalog_file).unwrap();
     let mut row = good.rows()[0].clone();
     // The real container, reached by climbing out and back in.
@@ -686,6 +686,7 @@ fn handmade_dataset(root: &Path, body: &[u8], entries: &[Entry]) {
         index_xxh3: footer.index_xxh3,
         content_id: xxhash_rust::xxh3::xxh3_128(&file),
         generation: 0,
+        filter: Vec::new(),
     };
     let catalog = Catalog::new(vec![row], HashMap::new()).to_bytes().unwrap();
     fs::write(layout.catalog(), catalog).unwrap();

@@ -27,6 +27,7 @@ mod cache;
 mod conformance;
 mod fold_behaviour;
 mod full_disk;
+mod generations;
 mod layers;
 mod mount;
 mod page_cache;

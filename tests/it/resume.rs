@@ -62,11 +62,20 @@ fn interrupted_fold(src: &Path, dst: &Path, extra: &[&str]) -> usize {
     finished
 }
 
-/// Every file under `.sheaf` of a dataset, by relative path.
+/// Every file under `.sheaf` of a dataset, by relative path; a generation file by its rows
+/// (it also records when, and by which transaction, it was committed).
 fn sheaf_files(root: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
     snapshot(&root.join(".sheaf"), false)
         .into_iter()
         .filter_map(|(p, n)| match n.content {
+            Content::File(bytes) if p.starts_with(b"generations/") => {
+                let catalog = sheaf::index::Catalog::from_buffer(
+                    arrow_buffer::Buffer::from_vec(bytes),
+                    Path::new("generation"),
+                )
+                .unwrap();
+                Some((p, format!("{:?}", catalog.rows()).into_bytes()))
+            }
             Content::File(bytes) => Some((p, bytes)),
             _ => None,
         })

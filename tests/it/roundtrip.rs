@@ -197,6 +197,7 @@ fn the_library_reads_lists_and_walks_what_the_cli_folded() {
             EntryKind::Symlink => meta.file_type().is_symlink(),
             EntryKind::File => meta.is_file() && meta.len() < THRESHOLD_BYTES as u64,
             EntryKind::External => meta.is_file() && meta.len() >= THRESHOLD_BYTES as u64,
+            EntryKind::Tombstone => false,
         };
         assert!(kind_ok, "{:?} is {:?}", entry.path, entry.kind);
         walked.push(entry.path);

@@ -563,8 +563,9 @@ pub fn containers(root: &Path) -> Vec<PathBuf> {
     files
 }
 
+/// The file of a dataset's first generation (its catalog when nothing was added since).
 pub fn catalog(root: &Path) -> PathBuf {
-    root.join(".sheaf/catalog.sheaf")
+    root.join(sheaf::layout::generation_key(0))
 }
 
 /// Fields of a 64-byte footer at the end of `bytes`.

@@ -1,0 +1,322 @@
+//! Generations end to end, through the CLI on every back-end and through the library:
+//! append (with a prefix, and replacing paths), rm, time travel with `--generation`, `log`,
+//! listings merged over generations, and writers racing for one generation number.
+
+use crate::conformance::{backends, fresh_location};
+use crate::util::*;
+use sheaf::pack::{self, FoldOptions};
+use sheaf::progress::Silent;
+use sheaf::store;
+use sheaf::Dataset;
+use std::path::Path;
+
+/// The bytes `cat` prints for `path` of `dataset`, at the newest generation or at `generation`.
+fn cat(dataset: &str, path: &str, generation: Option<u64>) -> Run {
+    let mut args = vec!["cat".to_owned(), dataset.to_owned(), path.to_owned()];
+    if let Some(n) = generation {
+        args.extend(["--generation".to_owned(), n.to_string()]);
+    }
+    sheaf(args)
+}
+
+fn ls_names(dataset: &str, dir: &str, generation: Option<u64>) -> Vec<String> {
+    let mut args = vec!["ls".to_owned(), dataset.to_owned(), dir.to_owned()];
+    if let Some(n) = generation {
+        args.extend(["--generation".to_owned(), n.to_string()]);
+    }
+    let out = sheaf(args).success().stdout;
+    String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn append(src: &Path, dataset: &str, prefix: Option<&str>) -> Run {
+    let mut extra = vec!["--append"];
+    if let Some(p) = prefix {
+        extra.extend(["--prefix", p]);
+    }
+    sheaf(fold_args(src, Path::new(dataset), &extra))
+}
+
+#[test]
+fn every_backend_appends_replaces_removes_and_reads_old_generations() {
+    let tmp = tempdir();
+    let first = Tree::new(tmp.path().join("first"));
+    first.file("a.txt", b"a, first");
+    first.file("d/b.txt", b"b, first");
+    first.file("d/e/c.txt", b"c, first");
+    first.file("big.bin", &vec![7u8; 5000]);
+    let second = Tree::new(tmp.path().join("second"));
+    second.file("a.txt", b"a, second");
+    second.file("x/new.txt", b"new file");
+    let third = Tree::new(tmp.path().join("third"));
+    third.file("n.txt", b"under a prefix");
+    for backend in backends() {
+        let uri = fresh_location(&backend, tmp.path(), "generations");
+        let name = backend.name;
+        fold(&first.root, Path::new(&uri), &[]).success();
+        let summary = append(&second.root, &uri, None).success().json();
+        assert_eq!(num(&summary, "generation"), 1, "{name}");
+        append(&third.root, &uri, Some("p/q")).success();
+        assert_eq!(
+            cat(&uri, "a.txt", None).success().stdout,
+            b"a, second",
+            "{name}"
+        );
+        assert_eq!(
+            cat(&uri, "a.txt", Some(0)).success().stdout,
+            b"a, first",
+            "{name}"
+        );
+        assert_eq!(cat(&uri, "x/new.txt", None).success().stdout, b"new file");
+        assert_eq!(
+            cat(&uri, "p/q/n.txt", None).success().stdout,
+            b"under a prefix"
+        );
+        cat(&uri, "x/new.txt", Some(0))
+            .fails_with(1)
+            .stderr_has("no such path");
+        assert_eq!(
+            ls_names(&uri, "", None),
+            ["a.txt", "big.bin", "d", "p", "x"],
+            "{name}"
+        );
+        let removed = run!("rm", uri, "d", "-r", "--json").success().json();
+        assert_eq!(
+            num(&removed, "removed"),
+            4,
+            "{name}: d, d/b.txt, d/e, d/e/c.txt"
+        );
+        assert_eq!(num(&removed, "generation"), 3, "{name}");
+        assert_eq!(
+            ls_names(&uri, "", None),
+            ["a.txt", "big.bin", "p", "x"],
+            "{name}"
+        );
+        cat(&uri, "d/e/c.txt", None)
+            .fails_with(1)
+            .stderr_has("no such path");
+        assert_eq!(
+            cat(&uri, "d/e/c.txt", Some(2)).success().stdout,
+            b"c, first"
+        );
+        assert_eq!(ls_names(&uri, "d", Some(0)), ["b.txt", "e"], "{name}");
+        let log = run!("log", uri, "--json").success().stdout;
+        let operations: Vec<String> = String::from_utf8(log)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["operation"].to_string())
+            .collect();
+        assert_eq!(
+            operations,
+            ["\"rm\"", "\"append\"", "\"append\"", "\"fold\""],
+            "{name}: newest first"
+        );
+        run!("verify", uri).success().stdout_has("all good");
+        let out = tmp.path().join(format!("unfolded-{name}"));
+        run!("unfold", uri, out).success();
+        let restored = snapshot(&out, false);
+        let paths: Vec<String> = restored
+            .keys()
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                "a.txt",
+                "big.bin",
+                "p",
+                "p/q",
+                "p/q/n.txt",
+                "x",
+                "x/new.txt"
+            ],
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn rm_refuses_a_directory_without_r_a_missing_path_and_the_root_and_changes_nothing() {
+    let tmp = tempdir();
+    let src = Tree::new(tmp.path().join("src"));
+    src.file("d/f", b"f");
+    let ds = tmp.path().join("ds");
+    fold(&src.root, &ds, &[]).success();
+    run!("rm", ds, "d")
+        .fails_with(1)
+        .stderr_has("is a directory");
+    run!("rm", ds, "d/f", "missing")
+        .fails_with(1)
+        .stderr_has("no such path");
+    run!("rm", ds, "/", "-r").fails_with(1).stderr_has("root");
+    let log = run!("log", ds, "--json").success().stdout;
+    assert_eq!(
+        log.iter().filter(|&&b| b == b'\n').count(),
+        1,
+        "still one generation"
+    );
+    run!("cat", ds, "d/f").success();
+}
+
+#[test]
+fn an_append_may_not_put_a_file_where_the_dataset_has_a_directory() {
+    let tmp = tempdir();
+    let src = Tree::new(tmp.path().join("src"));
+    src.file("d/f", b"f");
+    let over = Tree::new(tmp.path().join("over"));
+    over.file("d", b"now a file");
+    let ds = tmp.path().join("ds");
+    fold(&src.root, &ds, &[]).success();
+    let ds_uri = ds.display().to_string();
+    append(&over.root, &ds_uri, None)
+        .fails_with(1)
+        .stderr_has("is a directory in the dataset");
+    assert_eq!(Dataset::open(&ds).unwrap().generation(), 0);
+    let containers = std::fs::read_dir(ds.join(".sheaf/containers"))
+        .unwrap()
+        .count();
+    assert_eq!(containers, 1, "the refused append's containers are gone");
+}
+
+#[test]
+fn a_directory_merges_its_entries_from_every_generation() {
+    let tmp = tempdir();
+    let ds = tmp.path().join("ds");
+    let mut expected = Vec::new();
+    for generation in 0..5 {
+        let src = Tree::new(tmp.path().join(format!("src{generation}")));
+        for i in 0..40 {
+            // Interleaved names, so every generation's paths overlap the others' ranges.
+            let name = format!("shared/f{:03}", i * 5 + generation);
+            src.file(&name, name.as_bytes());
+            expected.push(name);
+        }
+        match generation {
+            0 => fold(&src.root, &ds, &["--max-entries", "16"]).success(),
+            _ => sheaf(fold_args(
+                &src.root,
+                &ds,
+                &["--append", "--max-entries", "16"],
+            ))
+            .success(),
+        };
+    }
+    expected.sort();
+    let dataset = Dataset::open(&ds).unwrap();
+    assert_eq!(dataset.generation(), 4);
+    let listed: Vec<String> = dataset
+        .list(b"shared")
+        .unwrap()
+        .into_iter()
+        .map(|e| String::from_utf8(e.path).unwrap())
+        .collect();
+    assert_eq!(listed, expected);
+    let walked: Vec<String> = dataset
+        .walk()
+        .map(|item| String::from_utf8(item.unwrap().1.path).unwrap())
+        .filter(|p| p != "shared")
+        .collect();
+    assert_eq!(walked, expected);
+    for name in &expected {
+        assert_eq!(
+            dataset.read(name.as_bytes()).unwrap().as_slice(),
+            name.as_bytes()
+        );
+    }
+    // Filters keep lookups from opening every generation's containers: a path of the oldest
+    // generation is found after probing the newer ones through their filters.
+    let rows = dataset.catalog().rows();
+    assert!(rows
+        .iter()
+        .filter(|r| r.generation > 0)
+        .all(|r| !r.filter.is_empty()));
+    assert!(rows
+        .iter()
+        .filter(|r| r.generation == 0)
+        .all(|r| r.filter.is_empty()));
+}
+
+#[test]
+fn concurrent_appenders_each_commit_a_generation_and_lose_nothing() {
+    let tmp = tempdir();
+    let base = Tree::new(tmp.path().join("base"));
+    base.file("base.txt", b"base");
+    let ds = tmp.path().join("ds");
+    fold(&base.root, &ds, &[]).success();
+    let writers = 6;
+    let sources: Vec<_> = (0..writers)
+        .map(|w| {
+            let src = Tree::new(tmp.path().join(format!("w{w}")));
+            for i in 0..20 {
+                src.file(format!("w{w}/f{i}"), format!("{w}-{i}").as_bytes());
+            }
+            src.root
+        })
+        .collect();
+    // Half the writers are threads of this process, half are processes.
+    std::thread::scope(|scope| {
+        for (w, src) in sources.iter().enumerate() {
+            let ds = &ds;
+            scope.spawn(move || match w % 2 {
+                0 => {
+                    pack::append(src, ds, b"", &FoldOptions::default(), &Silent).unwrap();
+                }
+                _ => {
+                    sheaf(fold_args(src, ds, &["--append"])).success();
+                }
+            });
+        }
+    });
+    let dataset = Dataset::open(&ds).unwrap();
+    assert_eq!(dataset.generation(), writers as u64);
+    for w in 0..writers {
+        for i in 0..20 {
+            let path = format!("w{w}/f{i}");
+            assert_eq!(
+                dataset.read(path.as_bytes()).unwrap().as_slice(),
+                format!("{w}-{i}").as_bytes()
+            );
+        }
+    }
+}
+
+#[test]
+fn every_backend_creates_a_key_once_however_many_writers_race_for_it() {
+    let tmp = tempdir();
+    for backend in backends() {
+        let uri = fresh_location(&backend, tmp.path(), "create-new");
+        let store = store::open(&uri).unwrap();
+        let winners: Vec<bool> = std::thread::scope(|scope| {
+            let racers: Vec<_> = (0..4u8)
+                .map(|w| {
+                    let store = &store;
+                    scope.spawn(move || store.create_new("race/key", &[w; 100]).unwrap())
+                })
+                .collect();
+            racers.into_iter().map(|r| r.join().unwrap()).collect()
+        });
+        assert_eq!(
+            winners.iter().filter(|&&won| won).count(),
+            1,
+            "{}: {winners:?}",
+            backend.name
+        );
+        let winner = winners.iter().position(|&won| won).unwrap() as u8;
+        assert_eq!(
+            store.read("race/key").unwrap(),
+            vec![winner; 100],
+            "{}",
+            backend.name
+        );
+        let keys: Vec<String> = store.list("").unwrap().into_iter().map(|o| o.key).collect();
+        assert_eq!(
+            keys,
+            ["race/key"],
+            "{}: no temporary file left",
+            backend.name
+        );
+    }
+}
