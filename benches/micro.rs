@@ -1,7 +1,8 @@
 //! Criterion micro-benchmarks of the hot paths: opening a dataset (its catalog), opening a
 //! container's index, looking a path up (through the dataset, and in one index by hash and by
 //! binary search), reading an entry from a mapped container, the entry
-//! checksum, and writing a container.
+//! checksum, writing a container, and lookups and listings through 1, 4 and 16 overlapping
+//! generations.
 //!
 //! ```text
 //! cargo bench --bench micro                 # all of them
@@ -88,6 +89,90 @@ fn make_dataset(root: &Path, n: usize) {
     std::fs::write(root.join(CATALOG_KEY), catalog.to_bytes().unwrap()).unwrap();
 }
 
+/// A published dataset of the `n` files `path_of(0..n)` (or `paths`) committed as
+/// `generations` generations, file `i` written by generation `i % generations`: every
+/// generation's containers overlap every other's in path range (the worst case for a lookup,
+/// which must then rely on the path filters), and the newest generation file lists them all.
+fn make_generations(root: &Path, paths: &[Vec<u8>], generations: usize) {
+    use sheaf::index::generation::Commit;
+    std::fs::create_dir_all(root.join(container_key(""))).unwrap();
+    let mut rows = Vec::new();
+    for g in 0..generations {
+        let mine: Vec<usize> = (g..paths.len()).step_by(generations).collect();
+        for (seq, chunk) in mine.chunks(PER_CONTAINER).enumerate() {
+            let name = format!("g{g:06}-c{seq:08}.sheaf");
+            let mut writer = ContainerWriter::create(&root.join(container_key(&name))).unwrap();
+            for &i in chunk {
+                let content = content_of(i);
+                writer
+                    .add(file_entry(paths[i].clone(), &content), &content)
+                    .unwrap();
+            }
+            rows.push(writer.finish().unwrap().catalog_row(&name, g as u32));
+        }
+    }
+    let newest = generations as u64 - 1;
+    let commit = Commit {
+        operation: "append",
+        txn: "bench".into(),
+        added: 0,
+        removed: 0,
+        threshold: None,
+    };
+    let key = sheaf::layout::generation_key(newest);
+    std::fs::create_dir_all(root.join(key.rsplit_once('/').unwrap().0)).unwrap();
+    std::fs::write(root.join(key), commit.encode(newest, rows).unwrap()).unwrap();
+}
+
+/// Lookups and a large directory's listing through 1, 4 and 16 overlapping generations.
+fn generation_benches(c: &mut Criterion) {
+    let n = entry_count();
+    let dir = tempfile::tempdir().unwrap();
+    let all: Vec<Vec<u8>> = (0..n).map(path_of).collect();
+    let wide: Vec<Vec<u8>> = (0..10_000)
+        .map(|i| format!("big/f{i:05}").into_bytes())
+        .collect();
+    let mut lookups = c.benchmark_group("lookup_generations");
+    for generations in [1usize, 4, 16] {
+        let root = dir.path().join(format!("g{generations}"));
+        make_generations(&root, &all, generations);
+        let dataset = Dataset::open(&root).unwrap();
+        let paths = warmed_paths(&dataset, n);
+        let mut next = 0;
+        lookups.bench_function(format!("{generations}/{n}"), |b| {
+            b.iter(|| {
+                next = (next + 1) % paths.len();
+                black_box(dataset.lookup(&paths[next]).unwrap())
+            })
+        });
+    }
+    lookups.finish();
+    let mut listings = c.benchmark_group("list_10000_entry_dir");
+    for generations in [1usize, 16] {
+        let root = dir.path().join(format!("wide{generations}"));
+        make_generations(&root, &wide, generations);
+        let dataset = Dataset::open(&root).unwrap();
+        assert_eq!(dataset.list(b"big").unwrap().len(), wide.len());
+        listings.bench_function(format!("{generations}_generations"), |b| {
+            b.iter(|| black_box(dataset.list(b"big").unwrap()))
+        });
+    }
+    listings.finish();
+}
+
+/// 100,000 random paths of the `n` files, each looked up once so every container is mapped
+/// before timing: the steady state.
+fn warmed_paths(dataset: &Dataset, n: usize) -> Vec<Vec<u8>> {
+    let paths: Vec<Vec<u8>> = random_indexes(n, 100_000)
+        .into_iter()
+        .map(path_of)
+        .collect();
+    for path in &paths {
+        dataset.lookup(path).unwrap();
+    }
+    paths
+}
+
 /// A fixed pseudo-random sequence of file numbers below `n`.
 fn random_indexes(n: usize, count: usize) -> Vec<usize> {
     let mut state = 0x9E37_79B9_7F4A_7C15u64;
@@ -129,13 +214,7 @@ fn reader_benches(c: &mut Criterion) {
     });
 
     let dataset = Dataset::open(&root).unwrap();
-    let paths: Vec<Vec<u8>> = random_indexes(n, 100_000)
-        .into_iter()
-        .map(path_of)
-        .collect();
-    for path in &paths {
-        dataset.lookup(path).unwrap(); // map every container first: steady state
-    }
+    let paths = warmed_paths(&dataset, n);
     let mut next = 0;
     c.bench_function(&format!("lookup/{n}"), |b| {
         b.iter(|| {
@@ -230,6 +309,7 @@ criterion_group!(
     reader_benches,
     index_find_benches,
     checksum_benches,
-    writer_benches
+    writer_benches,
+    generation_benches
 );
 criterion_main!(benches);

@@ -15,6 +15,9 @@
 // `sheaf_open` flag: fetch containers that keep missing into the cache in the background.
 #define SHEAF_OPEN_FILL 1
 
+// `sheaf_open_generation`'s `generation` for the newest one.
+#define SHEAF_NEWEST UINT64_MAX
+
 // What a call did. Every function that can fail returns one; on anything but `SHEAF_OK` and
 // `SHEAF_END`, `sheaf_last_error` says why.
 typedef enum {
@@ -114,6 +117,23 @@ sheaf_status sheaf_open(const char *uri,
                         const char *cache_dir,
                         uint32_t flags,
                         sheaf_dataset **out);
+
+// `sheaf_open` at a given generation (`SHEAF_NEWEST` for the newest): that snapshot is read
+// until `sheaf_refresh`. `SHEAF_NOT_FOUND` when the dataset has no such generation.
+sheaf_status sheaf_open_generation(const char *uri,
+                                   const char *cache_dir,
+                                   uint32_t flags,
+                                   uint64_t generation,
+                                   sheaf_dataset **out);
+
+// The generation the dataset handle reads (0 for a dataset written before generations).
+sheaf_status sheaf_generation(const sheaf_dataset *dataset, uint64_t *out);
+
+// Moves the handle to the dataset's newest generation, if it is newer than the one read:
+// `*moved` is then 1, else 0. Calls already running on other threads finish on the
+// generation they started with; listings and walks keep theirs. A handle opened at a given
+// generation (`sheaf_open_generation`) moves too.
+sheaf_status sheaf_refresh(const sheaf_dataset *dataset, int32_t *moved);
 
 // Closes a dataset opened by `sheaf_open`. Null is ignored.
 void sheaf_close(sheaf_dataset *dataset);

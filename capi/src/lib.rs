@@ -25,11 +25,17 @@ use sheaf::{Dataset, Entry, EntryKind, ReadOptions};
 use status::sheaf_status::*;
 use std::ffi::{c_char, c_void, CStr, CString, OsStr};
 use std::os::unix::ffi::OsStrExt;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 /// An open dataset. Opaque: obtained from `sheaf_open`, released by `sheaf_close`.
 pub struct sheaf_dataset {
-    inner: Dataset,
+    /// The generation being read. Each call takes its own reference, so `sheaf_refresh` can
+    /// move the handle to a newer generation while other threads finish their calls on the
+    /// one they started with.
+    inner: RwLock<Arc<Dataset>>,
+    /// How it was opened, to open the newest generation the same way.
+    uri: std::ffi::OsString,
+    options: ReadOptions,
 }
 
 /// What kind of entry a path names.
@@ -109,6 +115,22 @@ pub unsafe extern "C" fn sheaf_open(
     flags: u32,
     out: *mut *mut sheaf_dataset,
 ) -> sheaf_status {
+    unsafe { sheaf_open_generation(uri, cache_dir, flags, SHEAF_NEWEST, out) }
+}
+
+/// `sheaf_open_generation`'s `generation` for the newest one.
+pub const SHEAF_NEWEST: u64 = u64::MAX;
+
+/// `sheaf_open` at a given generation (`SHEAF_NEWEST` for the newest): that snapshot is read
+/// until `sheaf_refresh`. `SHEAF_NOT_FOUND` when the dataset has no such generation.
+#[no_mangle]
+pub unsafe extern "C" fn sheaf_open_generation(
+    uri: *const c_char,
+    cache_dir: *const c_char,
+    flags: u32,
+    generation: u64,
+    out: *mut *mut sheaf_dataset,
+) -> sheaf_status {
     guard(|| {
         let out = unsafe { required(out, "out") }?;
         *out = std::ptr::null_mut();
@@ -128,10 +150,57 @@ pub unsafe extern "C" fn sheaf_open(
         let options = ReadOptions {
             cache,
             fill: flags & SHEAF_OPEN_FILL != 0,
+            generation: (generation != SHEAF_NEWEST).then_some(generation),
             ..Default::default()
         };
-        let inner = Dataset::open_uri_with(uri, options)?;
-        *out = Box::into_raw(Box::new(sheaf_dataset { inner }));
+        let inner = Dataset::open_uri_with(uri, options.clone())?;
+        *out = Box::into_raw(Box::new(sheaf_dataset {
+            inner: RwLock::new(Arc::new(inner)),
+            uri: uri.to_owned(),
+            options,
+        }));
+        Ok(SHEAF_OK)
+    })
+}
+
+/// The generation the dataset handle reads (0 for a dataset written before generations).
+#[no_mangle]
+pub unsafe extern "C" fn sheaf_generation(
+    dataset: *const sheaf_dataset,
+    out: *mut u64,
+) -> sheaf_status {
+    guard(|| {
+        let dataset = unsafe { handle(dataset) }?;
+        let out = unsafe { required(out, "out") }?;
+        *out = dataset.generation();
+        Ok(SHEAF_OK)
+    })
+}
+
+/// Moves the handle to the dataset's newest generation, if it is newer than the one read:
+/// `*moved` is then 1, else 0. Calls already running on other threads finish on the
+/// generation they started with; listings and walks keep theirs. A handle opened at a given
+/// generation (`sheaf_open_generation`) moves too.
+#[no_mangle]
+pub unsafe extern "C" fn sheaf_refresh(
+    dataset: *const sheaf_dataset,
+    moved: *mut i32,
+) -> sheaf_status {
+    guard(|| {
+        let dataset = unsafe { required_ref(dataset, "dataset") }?;
+        let moved = unsafe { required(moved, "moved") }?;
+        *moved = 0;
+        let options = ReadOptions {
+            generation: None,
+            ..dataset.options.clone()
+        };
+        let current = read_lock(&dataset.inner).generation();
+        let newest = sheaf::index::generation::newest(sheaf::store::open(&dataset.uri)?.as_ref())?;
+        if newest.is_some_and(|n| n > current) {
+            let opened = Dataset::open_uri_with(&dataset.uri, options)?;
+            *dataset.inner.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(opened);
+            *moved = 1;
+        }
         Ok(SHEAF_OK)
     })
 }
@@ -366,8 +435,14 @@ unsafe fn required_ref<'a, T>(ptr: *const T, what: &str) -> Result<&'a T, Failur
 }
 
 /// The dataset behind a handle.
-unsafe fn handle<'a>(dataset: *const sheaf_dataset) -> Result<&'a Dataset, Failure> {
-    unsafe { required_ref(dataset, "dataset") }.map(|d| &d.inner)
+/// The generation a handle reads now, held for the length of one call.
+unsafe fn handle(dataset: *const sheaf_dataset) -> Result<Arc<Dataset>, Failure> {
+    unsafe { required_ref(dataset, "dataset") }.map(|d| Arc::clone(&read_lock(&d.inner)))
+}
+
+/// A read lock that a panic elsewhere does not poison (the value is a whole `Arc`).
+fn read_lock<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|p| p.into_inner())
 }
 
 /// A byte-string argument; a null pointer is allowed only with length 0.

@@ -5,6 +5,7 @@ use crate::status::{guard, sheaf_status, Failure};
 use crate::{bytes_arg, free_boxed, handle, required, required_ref, sheaf_dataset, sheaf_stat};
 use sheaf::index::path::file_name;
 use sheaf::{Dataset, Entry, EntryKind, Location, Result};
+use std::sync::Arc;
 
 /// The children of one directory, in path order. Opaque: from `sheaf_list`, released by
 /// `sheaf_listing_free`; independent of the dataset once made.
@@ -17,6 +18,8 @@ pub struct sheaf_listing {
 pub struct sheaf_walk {
     entries: Box<dyn Iterator<Item = Result<(Location, Entry)>>>,
     current: Option<Entry>,
+    /// The generation walked, kept alive for `entries`, which borrow it (dropped after them).
+    _dataset: Arc<Dataset>,
 }
 
 /// Lists the directory `path` (following symlinks; the root is `""`).
@@ -99,13 +102,14 @@ pub unsafe extern "C" fn sheaf_walk_open(
                 format!("{}: is not a directory", String::from_utf8_lossy(path)),
             ));
         }
-        // SAFETY: the caller keeps the dataset open until the walk is freed (the contract
-        // above), so the borrow outlives every use of the iterator.
-        let dataset: &'static Dataset = unsafe { &*(dataset as *const Dataset) };
-        let entries = Box::new(dataset.walk_under(&dir.path)?);
+        // SAFETY: the walk holds `dataset` (an Arc: its target never moves) and drops it
+        // after `entries`, so the borrow outlives every use of the iterator.
+        let borrowed: &'static Dataset = unsafe { &*Arc::as_ptr(&dataset) };
+        let entries = Box::new(borrowed.walk_under(&dir.path)?);
         *out = Box::into_raw(Box::new(sheaf_walk {
             entries,
             current: None,
+            _dataset: dataset,
         }));
         Ok(SHEAF_OK)
     })

@@ -7,7 +7,7 @@ import io
 import os
 import threading
 import weakref
-from ctypes import byref, c_size_t, c_uint64, c_uint8, c_void_p
+from ctypes import byref, c_int32, c_size_t, c_uint64, c_uint8, c_void_p
 from typing import Iterator, NamedTuple, Optional, Union
 
 from . import _native
@@ -103,10 +103,22 @@ def _stat_result(stat: Stat) -> StatResult:
 class Dataset:
     """A folded dataset opened for reading. Use `sheaf.open` to make one."""
 
-    def __init__(self, uri: PathArg, *, cache: Optional[PathArg] = None, fill: bool = False):
+    def __init__(
+        self,
+        uri: PathArg,
+        *,
+        cache: Optional[PathArg] = None,
+        fill: bool = False,
+        generation: Optional[int] = None,
+    ):
         self._uri = os.fsdecode(uri)
         self._cache = os.fsdecode(cache) if cache is not None else None
         self._fill = bool(fill)
+        if generation is not None and (not isinstance(generation, int) or generation < 0):
+            raise ValueError(f"generation must be a number of 0 or more, not {generation!r}")
+        # The generation to open: the one asked for, then the one read (a forked or unpickled
+        # copy reads the same snapshot as its parent).
+        self._generation = generation
         self._lock = threading.Lock()
         self._handle: Optional[int] = None
         self._stale = False
@@ -119,10 +131,37 @@ class Dataset:
         out = c_void_p()
         cache = _encode(self._cache) if self._cache is not None else None
         flags = _native.OPEN_FILL if self._fill else 0
-        status = lib.sheaf_open(_encode(self._uri), cache, flags, byref(out))
+        generation = _native.NEWEST if self._generation is None else self._generation
+        status = lib.sheaf_open_generation(_encode(self._uri), cache, flags, generation, byref(out))
         if status:
             _raise(status)
+        self._generation = self._generation_of(out.value)
         return out.value
+
+    @staticmethod
+    def _generation_of(handle: int) -> int:
+        number = c_uint64()
+        status = lib.sheaf_generation(handle, byref(number))
+        if status:
+            _raise(status)
+        return number.value
+
+    @property
+    def generation(self) -> int:
+        """The generation (snapshot) this reader sees: 0 for a dataset's first fold, one more
+        for every change since. It stays the same until `refresh()`."""
+        return self._generation_of(self._h())
+
+    def refresh(self) -> bool:
+        """Moves to the dataset's newest generation; True when that is a newer one. Reads
+        already running finish on the generation they started with."""
+        moved = c_int32()
+        status = lib.sheaf_refresh(self._h(), byref(moved))
+        if status:
+            _raise(status)
+        if moved.value:
+            self._generation = self._generation_of(self._h())
+        return bool(moved.value)
 
     def _forked(self) -> None:
         # The parent's handle is not ours to use or free here: its I/O threads did not come
@@ -393,7 +432,7 @@ class Dataset:
 
     def __reduce__(self):
         # Pickling (spawned DataLoader workers) sends how to open the dataset, not the handle.
-        return (_reopen, (self._uri, self._cache, self._fill))
+        return (_reopen, (self._uri, self._cache, self._fill, self._generation))
 
     def __repr__(self) -> str:
         cache = f", cache={self._cache!r}" if self._cache else ""
@@ -426,8 +465,8 @@ class _NativeBytes:
         lib.sheaf_bytes_free(byref(self.native))
 
 
-def _reopen(uri: str, cache: Optional[str], fill: bool) -> Dataset:
-    return Dataset(uri, cache=cache, fill=fill)
+def _reopen(uri: str, cache: Optional[str], fill: bool, generation: Optional[int] = None) -> Dataset:
+    return Dataset(uri, cache=cache, fill=fill, generation=generation)
 
 
 class File(io.RawIOBase):
@@ -496,9 +535,17 @@ class File(io.RawIOBase):
         return f"<sheaf.File name={self.name!r} size={len(self) if not self.closed else '?'}>"
 
 
-def open(uri: PathArg, *, cache: Optional[PathArg] = None, fill: bool = False) -> Dataset:
+def open(
+    uri: PathArg,
+    *,
+    cache: Optional[PathArg] = None,
+    fill: bool = False,
+    generation: Optional[int] = None,
+) -> Dataset:
     """Opens the folded dataset `uri` names: a local path, `file://`, `s3://`, `hdfs://`,
     `az://` or `gs://`. With `cache`, containers are read from that sheaf cache directory
     when it holds them (see `sheaf preload`), and `fill=True` copies the ones that keep
-    missing into it in the background. Raises `NotADataset` when nothing is published there."""
-    return Dataset(uri, cache=cache, fill=fill)
+    missing into it in the background. `generation=N` reads that snapshot instead of the
+    newest (`sheaf log` lists them). Raises `NotADataset` when nothing is published there,
+    `NotFound` when it has no generation N."""
+    return Dataset(uri, cache=cache, fill=fill, generation=generation)

@@ -23,6 +23,8 @@ BUFFER_TOO_SMALL = 14
 KIND_FILE, KIND_DIR, KIND_SYMLINK = 0, 1, 2
 STAT_EXTERNAL = 1
 OPEN_FILL = 1
+# `sheaf_open_generation` generation meaning the newest one.
+NEWEST = 2**64 - 1
 
 
 class Stat(Structure):
@@ -60,6 +62,10 @@ SIGNATURES = {
     "sheaf_version": (c_char_p, []),
     "sheaf_last_error": (c_char_p, []),
     "sheaf_open": (_STATUS, [c_char_p, c_char_p, c_uint32, POINTER(c_void_p)]),
+    "sheaf_open_generation": (_STATUS, [c_char_p, c_char_p, c_uint32, c_uint64,
+                                        POINTER(c_void_p)]),
+    "sheaf_generation": (_STATUS, [c_void_p, POINTER(c_uint64)]),
+    "sheaf_refresh": (_STATUS, [c_void_p, POINTER(c_int32)]),
     "sheaf_close": (None, [c_void_p]),
     "sheaf_stat_path": (_STATUS, [c_void_p, c_char_p, c_size_t, c_int32, POINTER(Stat)]),
     "sheaf_read_into": (_STATUS, [c_void_p, c_char_p, c_size_t, c_void_p, c_size_t,

@@ -50,6 +50,8 @@ C_TO_CTYPES = {
     "sheaf_alloc_fn": {c_void_p},
     "uint32_t": {c_uint32},
     "int32_t": {c_int32},
+    "int32_t *": {POINTER(c_int32)},
+    "uint64_t": {c_uint64},
     "size_t": {c_size_t},
     "size_t *": {POINTER(c_size_t)},
     "uint64_t *": {POINTER(c_uint64)},
@@ -125,6 +127,8 @@ def test_kinds_and_flags_match():
     defines = dict(re.findall(r"#define (SHEAF_\w+) (\d+)", header_code()))
     assert int(defines["SHEAF_STAT_EXTERNAL"]) == _native.STAT_EXTERNAL
     assert int(defines["SHEAF_OPEN_FILL"]) == _native.OPEN_FILL
+    assert re.search(r"#define SHEAF_NEWEST UINT64_MAX\b", header_code())
+    assert _native.NEWEST == 2**64 - 1
 
 
 @pytest.mark.parametrize("c_name, structure", [("sheaf_stat", _native.Stat),

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-#[derive(Args)]
+#[derive(Args, Clone)]
 pub struct MountArgs {
     /// The dataset (a path or a store URI).
     dataset: PathBuf,
@@ -26,9 +26,15 @@ pub struct MountArgs {
     /// With --cache: fetch containers that keep missing into the cache in the background.
     #[arg(long, requires = "cache")]
     fill: bool,
-    /// Serve this generation instead of the newest (`sheaf log` lists them).
-    #[arg(long, value_name = "N")]
+    /// Serve this generation instead of the newest (`sheaf log` lists them); such a mount
+    /// does not follow newer ones.
+    #[arg(long, value_name = "N", conflicts_with = "refresh")]
     generation: Option<u64>,
+    /// Follow the dataset: look for a newer generation this often (s, m, h, d) and serve it
+    /// without a remount (files already open keep reading what they read). SIGHUP looks now,
+    /// with or without this.
+    #[arg(long, value_name = "INTERVAL", value_parser = crate::output::parse_duration)]
+    refresh: Option<std::time::Duration>,
     /// Stay in the foreground (stop with Ctrl-C or SIGTERM) instead of detaching once mounted.
     #[arg(short, long)]
     foreground: bool,
@@ -179,13 +185,36 @@ fn serve(args: &MountArgs, ready: Option<OwnedFd>) -> Result<ExitCode> {
     };
     config.n_threads = Some(args.threads);
     config.clone_fd = true;
-    let mut session = fuser::Session::new(SheafFs::new(dataset), &args.mountpoint, &config)
+    let fs = match args.refresh {
+        // Entries are re-checked at least as often as the mount looks for a new generation,
+        // so a name whose change a notification missed (its generation already collected)
+        // is not served stale for long.
+        Some(every) => SheafFs::following(dataset, every),
+        None => SheafFs::new(dataset),
+    };
+    let refresher = fs.refresher();
+    let mut session = fuser::Session::new(fs, &args.mountpoint, &config)
         .with_context(|| format!("mounting on {}", args.mountpoint.display()))?;
     let mut unmounter = session.unmount_callable();
-    std::thread::spawn(move || {
-        wait_for_stop_signal();
-        let _ = unmounter.unmount();
+    let (wake, woken) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || loop {
+        match wait_for_signal() {
+            libc::SIGHUP => {
+                let _ = wake.send(());
+            }
+            // Unmounting fails while a file is open on the mount: keep serving, and keep
+            // listening, so a later signal can try again.
+            _ => match unmounter.unmount() {
+                Ok(()) => return,
+                Err(e) => eprintln!("sheaf mount: cannot unmount yet: {e}"),
+            },
+        }
     });
+    if args.generation.is_none() {
+        let notifier = session.notifier();
+        let reopen = args.clone();
+        std::thread::spawn(move || follow(&reopen, &refresher, &notifier, &woken));
+    }
     if let Some(ready) = ready {
         let mut pipe = std::fs::File::from(ready);
         pipe.write_all(b"ready\n")
@@ -243,30 +272,80 @@ fn serve_metrics(addr: SocketAddr, dataset: Arc<Dataset>) -> Result<()> {
     Ok(())
 }
 
-fn stop_signals() -> libc::sigset_t {
+/// Looks for a newer generation every `--refresh` interval and whenever `woken` says so
+/// (SIGHUP), and serves it. A failure (the origin unreachable) is reported and the mount keeps
+/// serving the generation it has.
+fn follow(
+    args: &MountArgs,
+    refresher: &sheaf::fs::Refresher,
+    notifier: &fuser::Notifier,
+    woken: &std::sync::mpsc::Receiver<()>,
+) {
+    use std::sync::mpsc::RecvTimeoutError;
+    loop {
+        let waited = match args.refresh {
+            Some(every) => woken.recv_timeout(every),
+            None => woken.recv().map_err(|_| RecvTimeoutError::Disconnected),
+        };
+        if waited == Err(RecvTimeoutError::Disconnected) {
+            return;
+        }
+        match newer_generation(args, refresher.generation()) {
+            Ok(None) => {}
+            Ok(Some(newer)) => {
+                let number = newer.generation();
+                match refresher.serve(newer, Some(notifier)) {
+                    Ok(changed) => eprintln!(
+                        "sheaf mount: now serving generation {number} ({changed} paths changed)"
+                    ),
+                    Err(e) => eprintln!("sheaf mount: refresh to generation {number} failed: {e}"),
+                }
+            }
+            Err(e) => {
+                eprintln!("sheaf mount: refresh failed, still serving the last generation: {e:#}")
+            }
+        }
+    }
+}
+
+/// The dataset's newest generation, opened as the mount opens it, when it is newer than
+/// `served`.
+fn newer_generation(args: &MountArgs, served: u64) -> Result<Option<Dataset>> {
+    let store = sheaf::store::open(&args.dataset)?;
+    match sheaf::index::generation::newest(store.as_ref())? {
+        Some(newest) if newest > served => open(args).map(Some),
+        _ => Ok(None),
+    }
+}
+
+/// The signals one thread waits for: SIGINT and SIGTERM unmount, SIGHUP refreshes.
+fn waited_signals() -> libc::sigset_t {
     // SAFETY: sigemptyset/sigaddset initialise a set we own.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGINT);
         libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGHUP);
         set
     }
 }
 
-/// Blocks SIGINT and SIGTERM in this thread and every thread it starts later, so one thread
-/// can wait for them and unmount cleanly.
+/// Blocks SIGINT, SIGTERM and SIGHUP in this thread and every thread it starts later, so one
+/// thread can wait for them (and unmount cleanly, or refresh).
 fn block_stop_signals() {
-    let set = stop_signals();
+    let set = waited_signals();
     // SAFETY: changes this thread's signal mask only.
     unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
 }
 
-fn wait_for_stop_signal() {
-    let set = stop_signals();
+/// The next of the waited signals.
+fn wait_for_signal() -> i32 {
+    let set = waited_signals();
     let mut signal = 0;
     // SAFETY: the signals are blocked in every thread, so sigwait receives them here.
     unsafe { libc::sigwait(&set, &mut signal) };
+    signal
 }
 
 /// A detached mount has no terminal to write to: stdio goes to /dev/null.

@@ -223,6 +223,30 @@ pub fn write_json_line(out: &mut impl Write, entry: &Entry, link: Option<&[u8]>)
     out.write_all(b"\n")
 }
 
+/// A duration such as `7d`, `12h`, `30m`, `45s` or `0`, for `gc --keep`.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration such as 7d, 12h, 30m or 45s"))?;
+    let seconds = match unit {
+        "" if number == 0 => 0,
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{text:?}: give a unit, s, m, h or d (as in 7d)")),
+    };
+    number
+        .checked_mul(seconds)
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(|| format!("{text:?} is too long"))
+}
+
 /// One line of `sheaf log`: number, time, operation, entries added and removed, containers.
 pub fn write_log_line(
     out: &mut impl Write,

@@ -53,6 +53,11 @@ enum Command {
     Rm(RmArgs),
     /// List a dataset's generations: number, time, operation, what it added and removed.
     Log(LogArgs),
+    /// Rewrite the newest generation as one level: shadowed entries and tombstones dropped,
+    /// every lookup answered by one container.
+    Compact(CompactArgs),
+    /// Delete generations and containers no reader inside the retention window needs.
+    Gc(GcArgs),
     /// Copy a dataset's containers (or those holding some prefixes) into a local cache.
     Preload(cache_cmd::PreloadArgs),
     /// Inspect and manage a cache directory: stats, ls, evict, pin, unpin, verify.
@@ -94,6 +99,40 @@ struct RmArgs {
     /// Delete directories and everything under them.
     #[arg(short, long)]
     recursive: bool,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
+    /// No progress bars.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+struct CompactArgs {
+    /// The dataset root.
+    dataset: PathBuf,
+    /// Target size of one container.
+    #[arg(long, default_value = "1GiB", value_parser = output::parse_positive_size)]
+    container_size: u64,
+    /// Most entries in one container.
+    #[arg(long, default_value_t = pack::DEFAULT_MAX_ENTRIES, value_parser = output::parse_positive_count)]
+    max_entries: usize,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
+    /// No progress bars.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+struct GcArgs {
+    /// The dataset root.
+    dataset: PathBuf,
+    /// Keep every generation a reader may have opened within this long (s, m, h, d; 0 keeps
+    /// only the newest).
+    #[arg(long, default_value = "7d", value_parser = output::parse_duration)]
+    keep: std::time::Duration,
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
@@ -309,6 +348,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Unfold(args) => unfold(args),
         Command::Rm(args) => rm(args),
         Command::Log(args) => log(args),
+        Command::Compact(args) => compact(args),
+        Command::Gc(args) => gc(args),
         Command::Preload(args) => cache_cmd::preload(args),
         Command::Cache(args) => cache_cmd::cache_command(args),
         #[cfg(feature = "fuse")]
@@ -586,5 +627,50 @@ fn log(args: LogArgs) -> Result<ExitCode> {
         }
     }
     out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn compact(args: CompactArgs) -> Result<ExitCode> {
+    let limits = ContainerLimits {
+        bytes: args.container_size,
+        entries: args.max_entries,
+    };
+    let bars = progress::Bars::new(args.quiet);
+    let summary = pack::compact(&args.dataset, limits, &bars)
+        .with_context(|| format!("compacting {} failed", args.dataset.display()))?;
+    bars.finish();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        println!(
+            "generation {} compacted into generation {}: {} entries, {} containers ({}) now {} ({})",
+            summary.from_generation,
+            summary.generation,
+            summary.entries,
+            summary.containers_before,
+            output::human_bytes(summary.bytes_before),
+            summary.containers_after,
+            output::human_bytes(summary.bytes_after)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn gc(args: GcArgs) -> Result<ExitCode> {
+    let bars = progress::Bars::new(args.quiet);
+    let summary = pack::gc(&args.dataset, args.keep, &bars)
+        .with_context(|| format!("gc of {} failed", args.dataset.display()))?;
+    bars.finish();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        println!(
+            "deleted {} generations and {} containers ({}); kept generations {:?}",
+            summary.generations_deleted,
+            summary.containers_deleted,
+            output::human_bytes(summary.bytes_deleted),
+            summary.kept
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

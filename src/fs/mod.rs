@@ -2,9 +2,16 @@
 //! folded from, every lookup answered from the catalog and container indexes.
 //!
 //! Inode numbers come from where an entry sits, not from a table: the root is 1 and the entry
-//! at row `r` of container `c` is `2 + (entries before c) + r`, so the namespace is never
-//! loaded into memory and numbers stay stable for the life of the mount. A published dataset
-//! never changes, so the kernel may keep entries, attributes and pages for as long as it likes.
+//! at row `r` of container `c` is `2 + base + (entries before c) + r`, so the namespace is never
+//! loaded into memory and numbers stay stable for the life of the mount. A generation never
+//! changes, so the kernel may keep entries, attributes and pages for as long as it likes.
+//!
+//! A mount that follows new generations (`refresh`) keeps every inode it handed out meaning
+//! what it meant: a new generation that only adds containers (an append, an rm) keeps the old
+//! rows where they were, so old numbers stay and new entries get new ones; one that rewrote
+//! them (a compaction) is served under a new `base`, while the generation it replaced keeps
+//! answering for its own numbers, so a file already open keeps reading its old bytes. The
+//! kernel is told to forget the names the new generations changed (FUSE notifications).
 //!
 //! Files are never opened in the daemon: the first `open` is answered ENOSYS, which tells the
 //! kernel to open files itself from then on (keeping their page cache), so a warm read costs no
@@ -51,11 +58,78 @@ struct SequentialCheck {
     hasher: Xxh3,
 }
 
-/// The filesystem.
-pub struct SheafFs {
+/// One generation as the mount serves it.
+struct Served {
     dataset: Arc<Dataset>,
     /// Entries in the containers before each one.
     starts: Vec<u64>,
+    /// Added to every inode number of this generation (see the module comment).
+    base: u64,
+    /// Entries in every container.
+    total: u64,
+}
+
+impl Served {
+    fn new(dataset: Arc<Dataset>, base: u64) -> Served {
+        let mut starts = Vec::with_capacity(dataset.catalog().rows().len());
+        let mut total = 0u64;
+        for row in dataset.catalog().rows() {
+            starts.push(total);
+            total = total.saturating_add(row.entry_count);
+        }
+        Served {
+            dataset,
+            starts,
+            base,
+            total,
+        }
+    }
+
+    fn ino(&self, at: Location) -> u64 {
+        2 + self.base + self.starts[at.container] + at.row as u64
+    }
+
+    /// Where inode `ino` sits, when it is one of this generation's.
+    fn location(&self, ino: u64) -> Option<Location> {
+        let global = ino.checked_sub(2 + self.base)?;
+        let container = self
+            .starts
+            .partition_point(|&s| s <= global)
+            .checked_sub(1)?;
+        let row = global - self.starts[container];
+        let count = self.dataset.catalog().rows()[container].entry_count;
+        (row < count).then_some(Location {
+            container,
+            row: row as usize,
+        })
+    }
+
+    /// True when `newer` lists this generation's containers first, in the same places: every
+    /// inode of this one means the same entry there.
+    fn extended_by(&self, newer: &Dataset) -> bool {
+        let (old, new) = (self.dataset.catalog().rows(), newer.catalog().rows());
+        new.len() >= old.len()
+            && old
+                .iter()
+                .zip(new)
+                .all(|(a, b)| a.name == b.name && a.index_xxh3 == b.index_xxh3)
+    }
+}
+
+/// The filesystem.
+pub struct SheafFs {
+    shared: Arc<Shared>,
+}
+
+/// What the filesystem and its refresher share (opaque: reached through [`SheafFs`]).
+pub struct Shared {
+    /// The generation served.
+    served: RwLock<Arc<Served>>,
+    /// Generations replaced by one that rewrote their containers, still answering for the
+    /// inodes they handed out.
+    retired: RwLock<Vec<Arc<Served>>>,
+    /// How long the kernel may keep entries and attributes.
+    ttl: Duration,
     synthetic: Mutex<HashMap<u64, Vec<u8>>>,
     /// Open directories.
     handles: RwLock<HashMap<u64, Arc<Listing>>>,
@@ -71,17 +145,18 @@ pub struct SheafFs {
 impl SheafFs {
     /// A filesystem serving `dataset`, owned by the user who mounts it.
     pub fn new(dataset: Arc<Dataset>) -> SheafFs {
-        let mut starts = Vec::with_capacity(dataset.catalog().rows().len());
-        let mut total = 0u64;
-        for row in dataset.catalog().rows() {
-            starts.push(total);
-            total = total.saturating_add(row.entry_count);
-        }
+        Self::following(dataset, TTL)
+    }
+
+    /// A filesystem serving `dataset` that may move to newer generations (see
+    /// [`SheafFs::refresher`]); the kernel keeps entries and attributes for `ttl` at most.
+    pub fn following(dataset: Arc<Dataset>, ttl: Duration) -> SheafFs {
         // SAFETY: getuid and getgid cannot fail.
         let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-        SheafFs {
-            dataset,
-            starts,
+        let shared = Shared {
+            served: RwLock::new(Arc::new(Served::new(dataset, 0))),
+            retired: RwLock::default(),
+            ttl: ttl.min(TTL),
             synthetic: Mutex::default(),
             handles: RwLock::default(),
             recent: Mutex::default(),
@@ -89,17 +164,56 @@ impl SheafFs {
             next_handle: AtomicU64::new(1),
             uid,
             gid,
+        };
+        SheafFs {
+            shared: Arc::new(shared),
         }
     }
 
-    /// The dataset served.
-    pub fn dataset(&self) -> &Arc<Dataset> {
-        &self.dataset
+    /// The generation served now.
+    pub fn dataset(&self) -> Arc<Dataset> {
+        self.shared.current().dataset.clone()
     }
 
-    fn ino_of(&self, at: Option<Location>, entry: &Entry) -> u64 {
+    /// What moves this filesystem to a newer generation, from another thread.
+    pub fn refresher(&self) -> Refresher {
+        Refresher {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl std::ops::Deref for SheafFs {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.shared
+    }
+}
+
+impl Shared {
+    fn current(&self) -> Arc<Served> {
+        self.served
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The generation that handed out inode `ino` and where the inode sits in it.
+    fn locate(&self, ino: u64) -> Option<(Arc<Served>, Location)> {
+        let current = self.current();
+        if let Some(at) = current.location(ino) {
+            return Some((current, at));
+        }
+        let retired = self.retired.read().unwrap_or_else(|p| p.into_inner());
+        retired
+            .iter()
+            .find_map(|served| served.location(ino).map(|at| (Arc::clone(served), at)))
+    }
+
+    fn ino_of(&self, served: &Served, at: Option<Location>, entry: &Entry) -> u64 {
         match at {
-            Some(at) => 2 + self.starts[at.container] + at.row as u64,
+            Some(at) => served.ino(at),
             None => {
                 let mut synthetic = self.synthetic.lock().unwrap_or_else(|p| p.into_inner());
                 if let Some((&ino, _)) = synthetic.iter().find(|(_, p)| **p == entry.path) {
@@ -125,22 +239,8 @@ impl SheafFs {
                 ..root_entry()
             });
         }
-        let at = self.location(ino).ok_or(Errno::ENOENT)?;
-        self.dataset.entry_at(at).map_err(errno)
-    }
-
-    fn location(&self, ino: u64) -> Option<Location> {
-        let global = ino.checked_sub(2)?;
-        let container = self
-            .starts
-            .partition_point(|&s| s <= global)
-            .checked_sub(1)?;
-        let row = global - self.starts[container];
-        let count = self.dataset.catalog().rows()[container].entry_count;
-        (row < count).then_some(Location {
-            container,
-            row: row as usize,
-        })
+        let (served, at) = self.locate(ino).ok_or(Errno::ENOENT)?;
+        served.dataset.entry_at(at).map_err(errno)
     }
 
     fn attr(&self, ino: u64, entry: &Entry) -> FileAttr {
@@ -194,28 +294,33 @@ impl SheafFs {
     }
 
     fn listing(&self, ino: u64, dir: &Entry) -> Result<Listing, Errno> {
-        let children = self.dataset.list_located(&dir.path).map_err(errno)?;
+        let served = self.current();
+        let children = served.dataset.list_located(&dir.path).map_err(errno)?;
         let parent = match dir.path.is_empty() {
             true => ROOT,
-            false => self.parent_ino(&dir.path),
+            false => self.parent_ino(&served, &dir.path),
         };
         let mut out = Vec::with_capacity(children.len() + 2);
         out.push((ino, FileType::Directory, OsString::from(".")));
         out.push((parent, FileType::Directory, OsString::from("..")));
         for (at, child) in children {
             let name = OsString::from_vec(path::file_name(&child.path).to_vec());
-            out.push((self.ino_of(at, &child), file_type(child.kind), name));
+            out.push((
+                self.ino_of(&served, at, &child),
+                file_type(child.kind),
+                name,
+            ));
         }
         Ok(out)
     }
 
-    fn parent_ino(&self, path: &[u8]) -> u64 {
+    fn parent_ino(&self, served: &Served, path: &[u8]) -> u64 {
         let parent = path::parent(path);
         if parent.is_empty() {
             return ROOT;
         }
-        match self.dataset.lookup(parent) {
-            Ok(Some((at, entry))) => self.ino_of(Some(at), &entry),
+        match served.dataset.lookup(parent) {
+            Ok(Some((at, entry))) => self.ino_of(served, Some(at), &entry),
             _ => ROOT,
         }
     }
@@ -233,8 +338,8 @@ impl SheafFs {
         let bytes = match cached {
             Some(bytes) => bytes,
             None => {
-                let at = self.location(ino).ok_or(Errno::ENOENT)?;
-                self.dataset.read_at(at).map_err(errno)?
+                let (served, at) = self.locate(ino).ok_or(Errno::ENOENT)?;
+                served.dataset.read_at(at).map_err(errno)?
             }
         };
         let len = bytes.len() as u64;
@@ -264,8 +369,8 @@ impl SheafFs {
         if offset >= end {
             return Ok(Vec::new());
         }
-        let bytes = self
-            .dataset
+        let dataset = self.current().dataset.clone();
+        let bytes = dataset
             .read_external_range(entry, offset..end)
             .map_err(errno)?;
         let mut checks = self
@@ -294,7 +399,7 @@ impl SheafFs {
             if digest != entry.xxh3 {
                 eprintln!(
                     "sheaf mount: {}: checksum mismatch (changed since the fold?)",
-                    self.dataset.external_uri(entry)
+                    dataset.external_uri(entry)
                 );
                 return Err(Errno::EIO);
             }
@@ -334,12 +439,13 @@ fn child_path(parent: &Entry, name: &OsStr) -> Vec<u8> {
 
 impl Filesystem for SheafFs {
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let served = self.current();
         let found = self.node(parent.into()).and_then(|dir| {
             if dir.kind != EntryKind::Dir {
                 return Err(Errno::ENOTDIR);
             }
             let path = child_path(&dir, name);
-            match self.dataset.lookup(&path) {
+            match served.dataset.lookup(&path) {
                 Ok(Some((at, entry))) => Ok((at, entry)),
                 Ok(None) => Err(Errno::ENOENT),
                 Err(e) => Err(errno(e)),
@@ -352,10 +458,10 @@ impl Filesystem for SheafFs {
                 // (measured: asked before this reply, not after, where the request would still
                 // be in the making when the read arrives).
                 if entry.kind == EntryKind::File {
-                    self.dataset.prefetch(at);
+                    served.dataset.prefetch(at);
                 }
-                let ino = self.ino_of(Some(at), &entry);
-                reply.entry(&TTL, &self.attr(ino, &entry), Generation(0));
+                let ino = self.ino_of(&served, Some(at), &entry);
+                reply.entry(&self.ttl, &self.attr(ino, &entry), Generation(0));
             }
             Err(e) => reply.error(e),
         }
@@ -363,16 +469,16 @@ impl Filesystem for SheafFs {
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         match self.node(ino.into()) {
-            Ok(entry) => reply.attr(&TTL, &self.attr(ino.into(), &entry)),
+            Ok(entry) => reply.attr(&self.ttl, &self.attr(ino.into(), &entry)),
             Err(e) => reply.error(e),
         }
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        let Some(at) = self.location(ino.into()) else {
+        let Some((served, at)) = self.locate(ino.into()) else {
             return reply.error(Errno::EINVAL);
         };
-        match self.dataset.read_link(at) {
+        match served.dataset.read_link(at) {
             Ok(target) => reply.data(&target),
             Err(e) => reply.error(errno(e)),
         }
@@ -464,14 +570,125 @@ impl Filesystem for SheafFs {
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        let bytes: u64 = self
+        let served = self.current();
+        let bytes: u64 = served
             .dataset
             .catalog()
             .rows()
             .iter()
             .map(|r| r.file_len)
             .sum();
-        let files = self.dataset.entry_count();
+        let files = served.dataset.entry_count();
         reply.statfs(bytes.div_ceil(4096), 0, 0, files, 0, 4096, 255, 4096);
     }
+}
+
+/// Moves a mounted filesystem to a newer generation, from any thread: see
+/// [`SheafFs::refresher`].
+#[derive(Clone)]
+pub struct Refresher {
+    shared: Arc<Shared>,
+}
+
+impl Refresher {
+    /// The generation served now.
+    pub fn generation(&self) -> u64 {
+        self.shared.current().dataset.generation()
+    }
+
+    /// Serves `newer`, a newer generation of the dataset, from now on, and tells the kernel
+    /// (through `notifier`, when there is one) to forget every name the generations in
+    /// between changed and the listings of their directories. Returns how many names changed.
+    /// A generation no newer than the one served is ignored.
+    pub fn serve(
+        &self,
+        newer: Dataset,
+        notifier: Option<&fuser::Notifier>,
+    ) -> crate::error::Result<usize> {
+        let shared = &self.shared;
+        let old = shared.current();
+        if newer.generation() <= old.dataset.generation() {
+            return Ok(0);
+        }
+        let changed = changed_paths(&old.dataset, &newer)?;
+        let extension = old.extended_by(&newer);
+        let base = match extension {
+            true => old.base,
+            false => old.base + old.total + 2,
+        };
+        let new = Arc::new(Served::new(Arc::new(newer), base));
+        let previous = std::mem::replace(
+            &mut *shared.served.write().unwrap_or_else(|p| p.into_inner()),
+            Arc::clone(&new),
+        );
+        if !extension {
+            shared
+                .retired
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(previous);
+        }
+        if let Some(notifier) = notifier {
+            let mut parents = std::collections::HashSet::new();
+            // A deleted path's directory may be gone too: its number is the old generation's.
+            let parent_of = |path: &[u8]| {
+                let parent = path::parent(path);
+                let in_served = |served: &Served| match served.dataset.lookup(parent) {
+                    Ok(Some((at, _))) => Some(served.ino(at)),
+                    _ => None,
+                };
+                match parent.is_empty() {
+                    true => ROOT,
+                    false => in_served(&new).or_else(|| in_served(&old)).unwrap_or(ROOT),
+                }
+            };
+            for path in &changed {
+                let parent = parent_of(path);
+                // The kernel may not hold the name: nothing to forget is not an error.
+                let _ =
+                    notifier.inval_entry(INodeNo(parent), OsStr::from_bytes(path::file_name(path)));
+                parents.insert(parent);
+            }
+            for parent in parents {
+                let _ = notifier.inval_inode(INodeNo(parent), 0, 0);
+            }
+        }
+        Ok(changed.len())
+    }
+}
+
+/// Every path the generations after `old`'s, up to `new`'s, wrote an entry or a tombstone for:
+/// the entries of the containers each of them added (a compaction rewrites without changing
+/// the tree, so its containers are not read). A generation `gc` has already deleted is
+/// skipped: its names are left to expire from the kernel's cache.
+fn changed_paths(old: &Dataset, new: &Dataset) -> crate::error::Result<Vec<Vec<u8>>> {
+    use crate::index::generation;
+    let store = new.store();
+    let mut paths = Vec::new();
+    for number in old.generation() + 1..=new.generation() {
+        let catalog = match number == new.generation() {
+            true => new.catalog().clone(),
+            false => match generation::read(store.as_ref(), generation::Which::Number(number)) {
+                Ok(snapshot) => snapshot.catalog,
+                Err(Error::NoSuchGeneration { .. }) => continue,
+                Err(e) => return Err(e),
+            },
+        };
+        if generation::info(number, &catalog).operation == "compact" {
+            continue;
+        }
+        for row in catalog
+            .rows()
+            .iter()
+            .filter(|r| u64::from(r.generation) == number)
+        {
+            let key = crate::layout::container_key(&row.name);
+            let policy = crate::store::ReadPolicy::SEQUENTIAL;
+            let container =
+                crate::index::Container::open_in(store, &key, Some(row.file_len), policy)?;
+            let index = container.index();
+            paths.extend((0..index.len()).map(|i| index.path(i).to_vec()));
+        }
+    }
+    Ok(paths)
 }

@@ -209,6 +209,23 @@ impl Container {
         Ok(bytes)
     }
 
+    /// Row `row`'s bytes as the container stores them (compressed when its codec says so),
+    /// once checked to decode to the bytes its checksum names: what a compaction copies into
+    /// a new container without compressing again.
+    pub fn read_row_stored(&self, row: usize) -> Result<Buffer> {
+        let entry = self.index.entry_ref(row);
+        let stored = self.stored_bytes(&entry)?;
+        let found = match entry.codec {
+            Codec::None => (stored.len(), xxh3_64(&stored)),
+            Codec::Zstd => {
+                let bytes = self.decompress(&entry, &stored)?;
+                (bytes.len(), xxh3_64(&bytes))
+            }
+        };
+        self.check(&entry, found.0, found.1)?;
+        Ok(stored)
+    }
+
     /// The length of row `row`'s original bytes, as its index gives it (what
     /// [`Container::read_row_to`] needs room for).
     pub fn row_len(&self, row: usize) -> u64 {

@@ -2,6 +2,7 @@
 //! `append` (a tree's files added under a prefix, replacing paths already there) and `remove`
 //! (tombstones).
 
+use super::compact::remove_containers;
 use super::publish::commit_on_top;
 use super::walk::{self, SourceEntry, Walked};
 use super::write::{SourceTree, Sources};
@@ -192,13 +193,6 @@ fn refuse_replaced_dirs(base: &Dataset, store: &Arc<dyn Store>, rows: &[CatalogR
         }
     }
     Ok(())
-}
-
-/// Deletes containers a writer made but will not commit (best effort: `gc` removes leftovers).
-fn remove_containers(store: &dyn Store, rows: &[CatalogRow]) {
-    for row in rows {
-        let _ = store.delete(&container_key(&row.name));
-    }
 }
 
 /// The generation an open dataset read, to commit on top of.

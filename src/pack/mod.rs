@@ -2,12 +2,14 @@
 //! publish the catalog atomically, and (in place, when asked) remove the folded originals.
 
 mod change;
+mod compact;
 mod plan;
 mod publish;
 mod walk;
 mod write;
 
 pub use change::{append, remove, RemoveSummary};
+pub use compact::{compact, gc, CompactSummary, GcSummary};
 pub use plan::ContainerLimits;
 pub use walk::SourceEntry;
 use walk::Walked;

@@ -324,7 +324,12 @@ impl Store for LocalStore {
         for child in children {
             let child = child.ctx("read directory", &path)?;
             let key = child_key(dir, &child.file_name());
-            let meta = child.metadata().ctx("stat", child.path())?;
+            let meta = match child.metadata() {
+                Ok(meta) => meta,
+                // Gone since the directory was read (another writer's temporary file).
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io("stat", child.path(), e)),
+            };
             if meta.is_dir() {
                 level.dirs.push(key);
             } else if meta.is_file() {

@@ -115,6 +115,55 @@ fn every_backend_appends_replaces_removes_and_reads_old_generations() {
             "{name}: newest first"
         );
         run!("verify", uri).success().stdout_has("all good");
+        // A reader pinned at generation 3 keeps reading across a compaction and a gc that
+        // keeps the window.
+        let pinned = Dataset::open_uri_with(
+            &uri,
+            sheaf::ReadOptions {
+                generation: Some(3),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let compacted = run!("compact", uri, "--json").success().json();
+        assert_eq!(num(&compacted, "generation"), 4, "{name}");
+        assert_eq!(
+            num(&compacted, "containers_after"),
+            1,
+            "{name}: {compacted:#}"
+        );
+        let newest = Dataset::open_uri(&uri).unwrap();
+        assert!(newest.catalog().rows().iter().all(|r| r.generation == 4));
+        assert_eq!(
+            ls_names(&uri, "", None),
+            ["a.txt", "big.bin", "p", "x"],
+            "{name}"
+        );
+        run!("gc", uri, "--json").success();
+        assert_eq!(
+            pinned.read(b"a.txt").unwrap().as_slice(),
+            b"a, second",
+            "{name}"
+        );
+        assert_eq!(
+            cat(&uri, "a.txt", Some(0)).success().stdout,
+            b"a, first",
+            "{name}"
+        );
+        let collected = run!("gc", uri, "--keep", "0", "--json").success().json();
+        assert_eq!(
+            num(&collected, "generations_deleted"),
+            4,
+            "{name}: {collected:#}"
+        );
+        assert!(
+            num(&collected, "containers_deleted") >= 4,
+            "{name}: {collected:#}"
+        );
+        cat(&uri, "a.txt", Some(0))
+            .fails_with(1)
+            .stderr_has("has no generation 0");
+        run!("verify", uri).success().stdout_has("all good");
         let out = tmp.path().join(format!("unfolded-{name}"));
         run!("unfold", uri, out).success();
         let restored = snapshot(&out, false);
@@ -319,4 +368,77 @@ fn every_backend_creates_a_key_once_however_many_writers_race_for_it() {
             backend.name
         );
     }
+}
+
+#[test]
+fn gc_removes_a_failed_writer_s_old_leftovers_but_not_a_running_writer_s_new_files() {
+    let tmp = tempdir();
+    let src = Tree::new(tmp.path().join("src"));
+    src.file("f", b"f");
+    let ds = tmp.path().join("ds");
+    fold(&src.root, &ds, &[]).success();
+    let containers = ds.join(".sheaf/containers");
+    let stale = containers.join("tdeadbeef-c00000000.sheaf");
+    let fresh = containers.join("tcafe-c00000000.sheaf");
+    std::fs::write(&stale, b"left by a writer that died").unwrap();
+    std::fs::write(&fresh, b"being written right now").unwrap();
+    let long_ago = filetime::FileTime::from_unix_time(1_600_000_000, 0);
+    filetime::set_file_mtime(&stale, long_ago).unwrap();
+    let summary = run!("gc", ds, "--keep", "1h", "--json").success().json();
+    assert_eq!(num(&summary, "containers_deleted"), 1, "{summary:#}");
+    assert!(!stale.exists());
+    assert!(fresh.exists());
+    run!("cat", ds, "f").success();
+}
+
+/// Progress that, the first time work advances, runs `then` (another writer acting while an
+/// operation is under way).
+struct Meanwhile<F: Fn() + Sync> {
+    then: F,
+    done: std::sync::atomic::AtomicBool,
+}
+
+impl<F: Fn() + Sync> sheaf::progress::Progress for Meanwhile<F> {
+    fn advance(&self, _items: u64, _bytes: u64) {
+        if !self.done.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            (self.then)();
+        }
+    }
+}
+
+#[test]
+fn a_compaction_that_loses_its_race_commits_nothing_and_leaves_nothing_behind() {
+    let tmp = tempdir();
+    let src = Tree::new(tmp.path().join("src"));
+    src.file("f", b"f");
+    let more = Tree::new(tmp.path().join("more"));
+    more.file("g", b"g");
+    let ds = tmp.path().join("ds");
+    fold(&src.root, &ds, &[]).success();
+    let containers = || {
+        std::fs::read_dir(ds.join(".sheaf/containers"))
+            .unwrap()
+            .count()
+    };
+    let racing = Meanwhile {
+        then: || {
+            pack::append(&more.root, &ds, b"", &FoldOptions::default(), &Silent).unwrap();
+        },
+        done: Default::default(),
+    };
+    let limits = pack::ContainerLimits {
+        bytes: 1 << 30,
+        entries: 1 << 20,
+    };
+    let after_append = || containers();
+    let err = pack::compact(&ds, limits, &racing).unwrap_err().to_string();
+    assert!(err.contains("while this compaction ran"), "{err}");
+    let dataset = Dataset::open(&ds).unwrap();
+    assert_eq!(dataset.generation(), 1, "the append's generation stands");
+    assert_eq!(dataset.read(b"g").unwrap().as_slice(), b"g");
+    assert_eq!(
+        after_append(),
+        2,
+        "the first fold's and the append's containers only"
+    );
 }

@@ -403,3 +403,94 @@ fn datasets_on_the_s3_and_hdfs_servers_mount_with_and_without_a_cache() {
         );
     }
 }
+
+#[test]
+fn a_mount_follows_new_generations_on_sighup_and_open_files_keep_their_bytes() {
+    if fuse_skipped() {
+        return;
+    }
+    let tmp = tempdir();
+    let first = Tree::new(tmp.path().join("first"));
+    first.file("keep.txt", b"kept");
+    first.file("gone/old.txt", b"to be removed");
+    first.file("changed.txt", b"version one");
+    let ds = tmp.path().join("ds");
+    fold(&first.root, &ds, &[]).success();
+    let point = tmp.path().join("mnt");
+    let mount = Mount::start(ds.to_str().unwrap(), &point, &[]);
+    // The kernel holds these names, attributes and pages before the dataset changes.
+    assert_eq!(fs::read(point.join("changed.txt")).unwrap(), b"version one");
+    assert!(point.join("gone/old.txt").exists());
+    let mut held = fs::File::open(point.join("changed.txt")).unwrap();
+
+    let second = Tree::new(tmp.path().join("second"));
+    second.file("changed.txt", b"version two, longer");
+    second.file("new/added.txt", b"appended");
+    sheaf(fold_args(&second.root, &ds, &["--append"])).success();
+    run!("rm", ds, "-r", "gone").success();
+    // Not followed until asked: the mount still serves generation 0.
+    assert!(!point.join("new/added.txt").exists());
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(mount.child.as_ref().unwrap().id() as i32, libc::SIGHUP) };
+    wait_until("the appended file appears", || {
+        point.join("new/added.txt").exists()
+    });
+    wait_until("the removed directory disappears", || {
+        !point.join("gone").exists()
+    });
+    assert_eq!(fs::read(point.join("new/added.txt")).unwrap(), b"appended");
+    assert_eq!(
+        fs::read(point.join("changed.txt")).unwrap(),
+        b"version two, longer"
+    );
+    assert_eq!(fs::read(point.join("keep.txt")).unwrap(), b"kept");
+    let names: Vec<String> = fs::read_dir(&point)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(names, ["changed.txt", "keep.txt", "new"]);
+    let mut old = Vec::new();
+    held.read_to_end(&mut old).unwrap();
+    assert_eq!(
+        old, b"version one",
+        "a file open before the refresh keeps its bytes"
+    );
+    drop(held);
+
+    // A compaction rewrites every container; the tree served stays the same.
+    run!("compact", ds).success();
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(mount.child.as_ref().unwrap().id() as i32, libc::SIGHUP) };
+    let compacted = || {
+        sheaf::Dataset::open(&ds).unwrap().generation() == 3
+            && fs::read(point.join("changed.txt")).is_ok_and(|b| b == b"version two, longer")
+    };
+    wait_until("the compacted generation is served", compacted);
+    assert_eq!(fs::read(point.join("keep.txt")).unwrap(), b"kept");
+    mount.stop();
+}
+
+#[test]
+fn a_mount_with_refresh_picks_up_a_new_generation_by_itself() {
+    if fuse_skipped() {
+        return;
+    }
+    let tmp = tempdir();
+    let first = Tree::new(tmp.path().join("first"));
+    first.file("a.txt", b"a");
+    let ds = tmp.path().join("ds");
+    fold(&first.root, &ds, &[]).success();
+    let point = tmp.path().join("mnt");
+    let mount = Mount::start(ds.to_str().unwrap(), &point, &["--refresh", "1s"]);
+    assert!(point.join("a.txt").exists());
+    let second = Tree::new(tmp.path().join("second"));
+    second.file("b.txt", b"b");
+    sheaf(fold_args(&second.root, &ds, &["--append"])).success();
+    wait_until("b.txt appears without a signal", || {
+        point.join("b.txt").exists()
+    });
+    assert_eq!(fs::read(point.join("b.txt")).unwrap(), b"b");
+    mount.stop();
+}

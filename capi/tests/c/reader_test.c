@@ -190,6 +190,24 @@ static void check_counters(const sheaf_dataset *ds) {
   CHECK(found_origin_reads);
 }
 
+static void check_generations(const char *uri, const sheaf_dataset *ds) {
+  uint64_t generation = 99;
+  CHECK(sheaf_generation(ds, &generation) == SHEAF_OK && generation == 0);
+  int32_t moved = -1;
+  CHECK(sheaf_refresh(ds, &moved) == SHEAF_OK && moved == 0);
+  CHECK(sheaf_refresh(ds, NULL) == SHEAF_INVALID_ARGUMENT);
+  sheaf_dataset *pinned = NULL;
+  CHECK(sheaf_open_generation(uri, NULL, 0, 0, &pinned) == SHEAF_OK);
+  CHECK(sheaf_generation(pinned, &generation) == SHEAF_OK && generation == 0);
+  sheaf_close(pinned);
+  sheaf_dataset *missing = (sheaf_dataset *)1;
+  CHECK(sheaf_open_generation(uri, NULL, 0, 7, &missing) == SHEAF_NOT_FOUND);
+  CHECK(missing == NULL);
+  CHECK(strstr(sheaf_last_error(), "no generation 7") != NULL);
+  CHECK(sheaf_open_generation(uri, NULL, 0, SHEAF_NEWEST, &pinned) == SHEAF_OK);
+  sheaf_close(pinned);
+}
+
 int main(int argc, char **argv) {
   if (argc != 2) {
     fprintf(stderr, "usage: %s DATASET\n", argv[0]);
@@ -207,6 +225,7 @@ int main(int argc, char **argv) {
   check_listing(ds);
   check_errors(ds);
   check_counters(ds);
+  check_generations(argv[1], ds);
   sheaf_close(ds);
   if (failures) {
     fprintf(stderr, "%d checks failed\n", failures);
