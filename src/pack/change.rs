@@ -113,6 +113,98 @@ pub fn append(
     Ok(summary)
 }
 
+/// Folds again, in place, a directory whose dataset is published: the small files, symlinks
+/// and directories that are new or changed (kind, length, mode or time) since the dataset's
+/// newest generation go into new containers, committed as the next generation; large files
+/// stay where they are, as in any in-place fold. Files the dataset holds but the directory no
+/// longer does (their originals removed after an earlier fold) stay in the dataset. With
+/// `remove_originals`, every original unchanged since it was folded is then deleted.
+pub(super) fn fold_changes(
+    dir_name: &Path,
+    store: &Arc<dyn Store>,
+    dir: Option<&Path>,
+    options: &FoldOptions,
+    progress: &dyn Progress,
+) -> Result<FoldSummary> {
+    let started = Instant::now();
+    let Some(dir) = dir else {
+        return Err(Error::Refused {
+            path: dir_name.to_path_buf(),
+            reason: "folding a published dataset in place again needs a local directory".into(),
+        });
+    };
+    let _lock = super::publish::lock_writer(store.as_ref())?;
+    let base = Dataset::open_in(Arc::clone(store))?;
+    let txn = generation::new_txn();
+    progress.phase("fold", 0, 0);
+    let sources = Sources {
+        src: SourceTree::Local(dir),
+        copy_externals_to: None,
+    };
+    let mut folding = Folding {
+        store,
+        sources: &sources,
+        options,
+        progress,
+        txn: Some(&txn),
+        rows: Vec::new(),
+        reused: 0,
+        summary: FoldSummary::default(),
+    };
+    let walk = walk::SortedWalk::new(dir, options.threshold, true)?;
+    let changed = walk.filter(|walked| match walked {
+        Ok(Walked::Entry(entry)) => changed_since(&base, entry),
+        _ => true,
+    });
+    folding.consume_in_background(changed)?;
+    let Folding {
+        rows, mut summary, ..
+    } = folding;
+    summary.dataset = dir_name.to_path_buf();
+    summary.generation = base.generation();
+    if !rows.is_empty() {
+        if let Err(e) = refuse_replaced_dirs(&base, store, &rows) {
+            remove_containers(store.as_ref(), &rows);
+            return Err(e);
+        }
+        let commit = Commit {
+            operation: "append",
+            txn,
+            added: summary.files_folded + summary.symlinks + summary.dirs + summary.files_kept,
+            removed: 0,
+            threshold: threshold_of(&base),
+        };
+        summary.containers = rows.len() as u64;
+        summary.bytes_stored = rows.iter().map(|r| r.file_len).sum();
+        summary.generation = commit_on_top(store.as_ref(), snapshot_of(&base), rows, &commit)?;
+    }
+    if options.remove_originals {
+        let (removed, changed) = super::publish::remove_originals(store, progress)?;
+        summary.originals_removed = removed;
+        summary.originals_changed = changed;
+    }
+    summary.objects_before = summary.files_folded + summary.symlinks + summary.files_kept;
+    summary.elapsed_secs = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+/// True when the dataset lacks `entry` as the walk found it: a new path, or one whose kind,
+/// mode, length or modification time changed since it was folded. A directory counts as
+/// changed only when new or of another mode: its time moves whenever a file in it comes or
+/// goes (removed originals included), which changes nothing the dataset serves.
+fn changed_since(base: &Dataset, entry: &SourceEntry) -> bool {
+    match base.lookup(&entry.path) {
+        Ok(Some((_, held))) => {
+            held.kind != entry.kind
+                || held.mode != entry.mode
+                || (entry.kind != EntryKind::Dir
+                    && (held.len != entry.len || held.mtime_ns != entry.mtime_ns))
+        }
+        // Not found, or unreadable: fold it (a damaged container is then shadowed).
+        _ => true,
+    }
+}
+
 /// A walked entry of the source, with its dataset path under `prefix`.
 fn under_prefix(walked: Result<Walked>, prefix: &[u8]) -> Result<Walked> {
     let mut entry = match walked? {

@@ -187,6 +187,10 @@ pub fn fold(
         });
     }
     let store = root_store(root)?;
+    if in_place && crate::index::generation::newest(store.as_ref())?.is_some() {
+        // A published dataset folded in place again: what is new or changed since.
+        return change::fold_changes(src, &store, src_dir.as_deref(), options, progress);
+    }
     publish::refuse_published(store.as_ref())?;
     if !in_place {
         if let Some(dir) = &src_dir {

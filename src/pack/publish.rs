@@ -67,9 +67,14 @@ pub fn refuse_published(store: &dyn Store) -> Result<()> {
 /// Takes the dataset's writer lock where the store has locks, so two folds never write the
 /// same root at once, then checks again that no fold published while this one started.
 pub fn lock_root(store: &dyn Store) -> Result<Option<StoreLock>> {
-    let lock = store.lock(FOLD_LOCK_KEY)?;
+    let lock = lock_writer(store)?;
     refuse_published(store)?;
     Ok(lock)
+}
+
+/// Takes the dataset's writer lock where the store has locks (one fold at a time).
+pub fn lock_writer(store: &dyn Store) -> Result<Option<StoreLock>> {
+    store.lock(FOLD_LOCK_KEY)
 }
 
 /// Records this fold's settings in the staging area. Containers left by an unfinished fold

@@ -442,3 +442,146 @@ fn a_compaction_that_loses_its_race_commits_nothing_and_leaves_nothing_behind() 
         "the first fold's and the append's containers only"
     );
 }
+
+/// Starts `sheaf ARGS`, kills it with SIGKILL after `delay`, and waits for it.
+fn killed_after(args: &[std::ffi::OsString], delay: std::time::Duration) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sheaf"))
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(delay);
+    let _ = child.kill();
+    child.wait().unwrap();
+}
+
+#[test]
+fn an_append_a_compaction_or_a_gc_killed_at_any_moment_leaves_a_readable_dataset() {
+    let tmp = tempdir();
+    let base = tmp.path().join("base");
+    generate(&base, 300, 3);
+    let ds = tmp.path().join("ds");
+    fold(&base, &ds, &[]).success();
+    let extra = tmp.path().join("extra");
+    let expected_extra = generate(&extra, 600, 4);
+    let mut rng = Rng::new(17);
+    for round in 0..8 {
+        let before = Dataset::open(&ds).unwrap().generation();
+        let delay = std::time::Duration::from_millis(rng.below(150));
+        let args: Vec<std::ffi::OsString> = match round % 3 {
+            0 => fold_args(&extra, &ds, &["--append", "--prefix", &format!("r{round}")]),
+            1 => vec!["compact".into(), ds.clone().into()],
+            _ => vec!["gc".into(), ds.clone().into(), "--keep".into(), "0".into()],
+        };
+        killed_after(&args, delay);
+        // Whatever the moment, the dataset reads: at the generation before, or the one the
+        // killed command committed.
+        let after = Dataset::open(&ds).unwrap();
+        assert!(
+            after.generation() == before || after.generation() == before + 1,
+            "round {round}: generation {} after {before}",
+            after.generation()
+        );
+        run!("verify", ds).success().stdout_has("all good");
+    }
+    // Running the append again completes it.
+    sheaf(fold_args(&extra, &ds, &["--append", "--prefix", "again"])).success();
+    let dataset = Dataset::open(&ds).unwrap();
+    for path in &expected_extra {
+        let mut full = b"again/".to_vec();
+        full.extend_from_slice(path);
+        let bytes = dataset.read(&full).unwrap();
+        assert_eq!(
+            bytes.as_slice(),
+            std::fs::read(extra.join(bpath(path))).unwrap()
+        );
+    }
+}
+
+#[test]
+fn every_backend_takes_appenders_racing_for_one_generation_without_losing_any() {
+    let tmp = tempdir();
+    let base = Tree::new(tmp.path().join("base"));
+    base.file("base.txt", b"base");
+    let sources: Vec<_> = (0..3)
+        .map(|w| {
+            let src = Tree::new(tmp.path().join(format!("w{w}")));
+            src.file(format!("w{w}.txt"), format!("writer {w}").as_bytes());
+            src.root
+        })
+        .collect();
+    for backend in backends().into_iter().filter(|b| b.base.is_some()) {
+        let uri = fresh_location(&backend, tmp.path(), "racing");
+        fold(&base.root, Path::new(&uri), &[]).success();
+        std::thread::scope(|scope| {
+            for src in &sources {
+                let uri = &uri;
+                scope.spawn(move || {
+                    pack::append(src, Path::new(uri), b"", &FoldOptions::default(), &Silent)
+                        .unwrap_or_else(|e| panic!("{uri}: {e}"))
+                });
+            }
+        });
+        let dataset = Dataset::open_uri(&uri).unwrap();
+        assert_eq!(dataset.generation(), 3, "{}", backend.name);
+        for w in 0..3 {
+            let path = format!("w{w}.txt");
+            assert_eq!(
+                dataset.read(path.as_bytes()).unwrap().as_slice(),
+                format!("writer {w}").as_bytes(),
+                "{}",
+                backend.name
+            );
+        }
+    }
+}
+
+#[test]
+fn folding_a_published_directory_in_place_again_folds_only_what_changed() {
+    let tmp = tempdir();
+    let dir = tmp.path().join("dir");
+    let t = Tree::new(&dir);
+    t.file("a/one.txt", b"one");
+    t.file("a/two.txt", b"two");
+    t.file("b/three.txt", b"three");
+    run!("fold", "--in-place", dir, "--json").success();
+    // Later: one file changes, one is new; the others stay as they were.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    t.file("a/two.txt", b"two, changed");
+    t.file("b/four.txt", b"four");
+    let again = run!("fold", "--in-place", dir, "--json", "--remove-originals")
+        .success()
+        .json();
+    assert_eq!(num(&again, "generation"), 1, "{again:#}");
+    assert_eq!(
+        num(&again, "files_folded"),
+        2,
+        "only the changed and the new file: {again:#}"
+    );
+    assert_eq!(num(&again, "originals_removed"), 4, "{again:#}");
+    let dataset = Dataset::open(&dir).unwrap();
+    assert_eq!(
+        dataset.read(b"a/two.txt").unwrap().as_slice(),
+        b"two, changed"
+    );
+    assert_eq!(dataset.read(b"b/four.txt").unwrap().as_slice(), b"four");
+    assert_eq!(dataset.read(b"a/one.txt").unwrap().as_slice(), b"one");
+    assert!(
+        !dir.join("a/one.txt").exists(),
+        "folded originals were removed"
+    );
+    // Nothing changed since: a third run commits nothing.
+    let third = run!("fold", "--in-place", dir, "--json").success().json();
+    assert_eq!(num(&third, "generation"), 1, "{third:#}");
+    assert_eq!(num(&third, "files_folded"), 0, "{third:#}");
+    assert_eq!(
+        Dataset::open(&dir)
+            .unwrap()
+            .read(b"a/one.txt")
+            .unwrap()
+            .as_slice(),
+        b"one"
+    );
+}
