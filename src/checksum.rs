@@ -1,5 +1,6 @@
 //! The format's xxh3-64 (entry and index checksums, footers, the path hash table), computed
-//! with the widest SIMD the running CPU has; the one place sheaf computes it.
+//! with the widest SIMD the running CPU has, and containers' content ids (xxh3-128): the one
+//! place sheaf computes either.
 //!
 //! Every byte sheaf returns is checked against its entry's xxh3-64, so on large files the hash
 //! is a pass over every byte read. A build for generic x86-64 can only assume SSE2; this
@@ -33,6 +34,33 @@ impl Xxh3 {
     /// The hash of every piece added so far.
     pub fn digest(&self) -> u64 {
         self.0.finish()
+    }
+}
+
+/// A container's content id: the xxh3-128 (seed 0) of the whole file. Caches name copies by
+/// it and catalogs record it; the one place it is computed.
+pub fn content_id(bytes: &[u8]) -> u128 {
+    xxhash_rust::xxh3::xxh3_128(bytes)
+}
+
+/// [`content_id`] of bytes that arrive in pieces.
+#[derive(Default, Clone)]
+pub struct ContentId(xxhash_rust::xxh3::Xxh3);
+
+impl ContentId {
+    pub fn new() -> ContentId {
+        ContentId::default()
+    }
+
+    /// Adds the next piece.
+    #[inline]
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    /// The content id of every piece added so far.
+    pub fn digest(&self) -> u128 {
+        self.0.digest128()
     }
 }
 

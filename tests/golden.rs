@@ -339,3 +339,83 @@ fn a_version_2_index_without_its_hash_columns_is_refused() {
 fn arrow_buffer_of(bytes: &[u8]) -> arrow_buffer::Buffer {
     arrow_buffer::Buffer::from(bytes.to_vec())
 }
+
+/// The version 3 fixture with generations: the fixture tree folded (generation 0), a tree
+/// appended under `more/` replacing `labels.json` (1), then `val/dog` and `empty-file` removed
+/// (2): overlapping levels, path filters and tombstones on disk, as every later reader must
+/// keep reading them.
+fn generations_fixture() -> PathBuf {
+    static WRITING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_writer = WRITING.lock().unwrap();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v3-generations");
+    if dir.join(sheaf::layout::generation_key(2)).exists() {
+        return dir;
+    }
+    let _ = fs::remove_dir_all(&dir);
+    fold_fixture(&dir);
+    let more = tempfile::tempdir().unwrap();
+    fs::write(
+        more.path().join("labels.json"),
+        b"{\"cat\": 0, \"dog\": 1, \"cow\": 2}",
+    )
+    .unwrap();
+    fs::create_dir_all(more.path().join("cow")).unwrap();
+    fs::write(more.path().join("cow/0000.jpg"), b"moo").unwrap();
+    let options = fixture_options();
+    sheaf::pack::append(more.path(), &dir, b"", &options, &Silent).unwrap();
+    let doomed = [b"val/dog".to_vec(), b"empty-file".to_vec()];
+    sheaf::pack::remove(&dir, &doomed, true, &Silent).unwrap();
+    eprintln!("wrote the golden fixture {}: commit it", dir.display());
+    dir
+}
+
+#[test]
+fn the_generations_fixture_still_reads_at_every_generation() {
+    let dir = generations_fixture();
+    let at = |generation| {
+        let options = sheaf::ReadOptions {
+            generation: Some(generation),
+            ..Default::default()
+        };
+        Dataset::open_in_with(sheaf::store::open(&dir).unwrap(), options).unwrap()
+    };
+    let newest = Dataset::open(&dir).unwrap();
+    assert_eq!(newest.generation(), 2);
+    assert_eq!(
+        newest.read(b"labels.json").unwrap().as_slice(),
+        b"{\"cat\": 0, \"dog\": 1, \"cow\": 2}"
+    );
+    assert_eq!(newest.read(b"cow/0000.jpg").unwrap().as_slice(), b"moo");
+    assert!(newest.stat(b"val/dog/0001.jpg").is_err());
+    assert!(newest.stat(b"empty-file").is_err());
+    let names: Vec<_> = newest
+        .list(b"")
+        .unwrap()
+        .into_iter()
+        .map(|e| e.path)
+        .collect();
+    let expected: Vec<&[u8]> = vec![
+        b"big",
+        b"cow",
+        b"empty-dir",
+        b"first-cat",
+        b"labels.json",
+        b"train",
+        b"val",
+    ];
+    assert_eq!(names, expected);
+    assert_eq!(newest.list(b"val").unwrap().len(), 1, "val/cat only");
+    let rows = newest.catalog().rows();
+    assert!(rows
+        .iter()
+        .any(|r| r.generation == 2 && !r.filter.is_empty()));
+    let report = sheaf::read::verify::verify(&newest, &Silent);
+    assert!(report.is_clean(), "{:?}", report.faults);
+    let first = at(0);
+    assert_eq!(
+        first.read(b"labels.json").unwrap().as_slice(),
+        br#"{"cat": 0, "dog": 1}"#
+    );
+    assert!(first.stat(b"val/dog/0001.jpg").is_ok());
+    assert!(at(1).stat(b"cow/0000.jpg").is_ok() && at(1).stat(b"empty-file").is_ok());
+}

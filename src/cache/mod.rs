@@ -36,7 +36,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-use xxhash_rust::xxh3::Xxh3;
 
 const VERSION_TEXT: &str = "sheaf-cache 1\n";
 
@@ -266,7 +265,7 @@ impl Cache {
             // Full length from the start: quota accounting counts fetches in flight.
             out.set_len(len).ctx("reserve", &partial)?;
             self.make_room(0, protect)?;
-            let mut hasher = Xxh3::new();
+            let mut hasher = crate::checksum::ContentId::new();
             let mut copied = 0u64;
             let mut writeback = crate::store::Writeback::default();
             let place = |at: u64, chunk: &[u8]| out.write_all_at(chunk, at).ctx("write", &partial);
@@ -283,7 +282,7 @@ impl Cache {
                     format!("the origin gave {copied} bytes, the catalog says {len}"),
                 ));
             }
-            if hasher.digest128() != id {
+            if hasher.digest() != id {
                 return Err(Error::corrupt(
                     &partial,
                     "the copied bytes do not hash to the container's content id (changed at the origin?)",
@@ -519,7 +518,7 @@ impl Cache {
         for c in &cached {
             let path = self.container_path(c.id);
             let whole = MappedFile::open(&path, ReadPolicy::SEQUENTIAL)
-                .is_ok_and(|file| xxhash_rust::xxh3::xxh3_128(file.bytes()) == c.id);
+                .is_ok_and(|file| crate::checksum::content_id(file.bytes()) == c.id);
             if !whole {
                 self.quarantine(c.id);
                 bad.push(c.id);

@@ -8,7 +8,7 @@ use super::entry::{encode_index, Codec, Entry, EntryIndex, EntryRef, MAX_ENTRIES
 use super::footer::{FileKind, Footer, FOOTER_LEN, INDEX_ALIGNMENT};
 use super::path::{cmp_paths, display};
 use super::{FORMAT_VERSION, MAX_ENTRY_LEN};
-use crate::checksum::{xxh3_64, Xxh3};
+use crate::checksum::{xxh3_64, ContentId, Xxh3};
 use crate::error::{Error, IoContext, KindProblem, Result};
 use crate::store::{MappedFile, ObjectWriter, OpenAs, ReadPolicy, Store, StoredFile, PAGE};
 use arrow_buffer::Buffer;
@@ -17,7 +17,6 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 // A container's content id is the xxh3-128 of the whole file.
-use xxhash_rust::xxh3::Xxh3 as ContentIdHasher;
 
 /// Where a container's bytes are read from.
 #[derive(Debug)]
@@ -172,9 +171,9 @@ impl Container {
     /// read whole, in chunks.
     pub fn content_id(&self) -> Result<u128> {
         match &self.body {
-            Body::Memory(bytes) => Ok(xxhash_rust::xxh3::xxh3_128(bytes)),
+            Body::Memory(bytes) => Ok(crate::checksum::content_id(bytes)),
             Body::File(StoredFile::Mapped(mapped)) => {
-                let mut hasher = ContentIdHasher::new();
+                let mut hasher = ContentId::new();
                 let len = mapped.len();
                 mapped.will_need(0..HASH_STEP.min(len));
                 for start in (0..len).step_by(HASH_STEP as usize) {
@@ -182,15 +181,15 @@ impl Container {
                     mapped.will_need(end..(end + HASH_STEP).min(len));
                     hasher.update(&mapped.bytes()[start as usize..end as usize]);
                 }
-                Ok(hasher.digest128())
+                Ok(hasher.digest())
             }
             Body::File(stored) => {
-                let mut hasher = ContentIdHasher::new();
+                let mut hasher = ContentId::new();
                 stored.stream(&mut |chunk| {
                     hasher.update(chunk);
                     Ok(())
                 })?;
-                Ok(hasher.digest128())
+                Ok(hasher.digest())
             }
         }
     }
@@ -477,7 +476,7 @@ pub struct ContainerWriter {
     out: BufWriter<Box<dyn ObjectWriter>>,
     offset: u64,
     entries: Vec<Entry>,
-    hasher: ContentIdHasher,
+    hasher: ContentId,
 }
 
 impl ContainerWriter {
@@ -488,7 +487,7 @@ impl ContainerWriter {
             out: BufWriter::with_capacity(WRITE_BUFFER, out),
             offset: 0,
             entries: Vec::new(),
-            hasher: ContentIdHasher::new(),
+            hasher: ContentId::new(),
         }
     }
 
@@ -568,7 +567,7 @@ impl ContainerWriter {
         Ok(WrittenContainer {
             file_len: self.offset,
             footer,
-            content_id: self.hasher.digest128(),
+            content_id: self.hasher.digest(),
             first_path: path_of(self.entries.first()),
             last_path: path_of(self.entries.last()),
             filter: super::filter::build(self.entries.iter().map(|e| e.path.as_slice())),

@@ -69,6 +69,11 @@ pub struct Footer {
 }
 
 impl Footer {
+    /// The length of the whole file this footer ends: body, index and footer.
+    pub fn file_len(&self) -> u64 {
+        self.index_offset + self.index_len + FOOTER_LEN as u64
+    }
+
     /// Encodes the footer with the current format version.
     pub fn encode(&self) -> [u8; FOOTER_LEN] {
         let mut out = [0u8; FOOTER_LEN];

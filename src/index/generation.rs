@@ -349,7 +349,7 @@ pub fn new_txn() -> String {
         crate::store::unique_suffix(),
         std::thread::current().name().unwrap_or("")
     );
-    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(unique.as_bytes()))
+    format!("{:032x}", crate::checksum::content_id(unique.as_bytes()))
 }
 
 #[cfg(test)]

@@ -141,7 +141,7 @@ pub fn reusable_container(
     }
     let footer = *container.footer();
     let written = WrittenContainer {
-        file_len: footer.index_offset + footer.index_len + crate::index::footer::FOOTER_LEN as u64,
+        file_len: footer.file_len(),
         footer,
         content_id: container.content_id().ok()?,
         first_path: index.path(0).to_vec(),

@@ -585,3 +585,37 @@ fn folding_a_published_directory_in_place_again_folds_only_what_changed() {
         b"one"
     );
 }
+
+#[test]
+fn a_preload_of_a_new_generation_copies_only_its_new_containers_and_readers_follow_it() {
+    let tmp = tempdir();
+    let first = tmp.path().join("first");
+    generate(&first, 200, 8);
+    let ds = tmp.path().join("ds");
+    fold(&first, &ds, &["--container-size", "16KiB"]).success();
+    let cache = tmp.path().join("cache");
+    let initial = run!("preload", ds, "--cache", cache, "--json")
+        .success()
+        .json();
+    let containers = num(&initial, "fetched");
+    assert!(containers > 2, "{initial:#}");
+    let more = Tree::new(tmp.path().join("more"));
+    more.file("added.txt", b"added");
+    sheaf(fold_args(&more.root, &ds, &["--append"])).success();
+    // A reader through the cache sees the generation preloaded until the next preload.
+    let through_cache = |path: &str| run!("cat", ds, path, "--cache", cache);
+    through_cache("added.txt")
+        .fails_with(1)
+        .stderr_has("no such path");
+    let again = run!("preload", ds, "--cache", cache, "--json")
+        .success()
+        .json();
+    assert_eq!(num(&again, "generation"), 1, "{again:#}");
+    assert_eq!(
+        num(&again, "fetched"),
+        1,
+        "only the append's container: {again:#}"
+    );
+    assert_eq!(num(&again, "already_cached"), containers, "{again:#}");
+    assert_eq!(through_cache("added.txt").success().stdout, b"added");
+}
