@@ -16,7 +16,7 @@
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use sheaf::checksum::xxh3_64;
-use sheaf::index::{Catalog, CatalogRow, Codec, Container, ContainerWriter, Entry, EntryKind};
+use sheaf::format::{Catalog, CatalogRow, Codec, Container, ContainerWriter, Entry, EntryKind};
 use sheaf::layout::{container_key, container_name, CATALOG_KEY};
 use sheaf::Dataset;
 use std::collections::HashMap;
@@ -94,7 +94,7 @@ fn make_dataset(root: &Path, n: usize) {
 /// generation's containers overlap every other's in path range (the worst case for a lookup,
 /// which must then rely on the path filters), and the newest generation file lists them all.
 fn make_generations(root: &Path, paths: &[Vec<u8>], generations: usize) {
-    use sheaf::index::generation::Commit;
+    use sheaf::format::generation::Commit;
     std::fs::create_dir_all(root.join(container_key(""))).unwrap();
     let mut rows = Vec::new();
     for g in 0..generations {
@@ -233,7 +233,7 @@ fn reader_benches(c: &mut Criterion) {
 /// A path's row in one container index of every entry (as a fold with default limits writes
 /// up to a million files): through the hash table, against the binary search alone.
 fn index_find_benches(c: &mut Criterion) {
-    let n = entry_count().min(sheaf::pack::DEFAULT_MAX_ENTRIES);
+    let n = entry_count().min(sheaf::fold::DEFAULT_MAX_ENTRIES);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("one.sheaf");
     let mut writer = ContainerWriter::create(&file).unwrap();

@@ -16,7 +16,7 @@ mod common;
 
 use common::{list_files, Rng};
 use sheaf::cache::{preload, Cache, PreloadOptions};
-use sheaf::pack::{fold, FoldOptions, Target};
+use sheaf::fold::{fold, FoldOptions, Target};
 use sheaf::progress::Silent;
 use sheaf::{Dataset, ReadOptions};
 use std::collections::HashMap;

@@ -1,7 +1,7 @@
 //! sheaf folds small files into large indexed containers and serves them back under their
 //! original paths.
 //!
-//! - [`pack::fold`] turns a directory tree into a dataset: containers of small files, each
+//! - [`fold::fold`] turns a directory tree into a dataset: containers of small files, each
 //!   ending in an Arrow index, a catalog of containers, and large files kept as they are.
 //! - [`Dataset`] opens a dataset and looks up, reads, stats, lists and walks its entries.
 //! - [`read::verify::verify`] and [`read::unfold::unfold`] check and restore a dataset.
@@ -11,16 +11,16 @@
 pub mod cache;
 pub mod checksum;
 pub mod error;
+pub mod fold;
+pub mod format;
 #[cfg(feature = "fuse")]
 pub mod fs;
-pub mod index;
 pub mod layout;
-pub mod pack;
 pub mod progress;
 pub mod read;
 pub mod store;
 pub mod time;
 
 pub use error::{Error, KindProblem, Result, Setting};
-pub use index::{Codec, Entry, EntryKind};
+pub use format::{Codec, Entry, EntryKind};
 pub use read::{Dataset, Location, ReadOptions};

@@ -3,9 +3,9 @@
 //!
 //! A missing fixture is written by this test (commit it); an existing one is never rewritten.
 
-use sheaf::index::footer::FOOTER_LEN;
-use sheaf::index::{Catalog, Container, FileKind, Footer, FORMAT_VERSION};
-use sheaf::pack::{fold, Compression, ContainerLimits, FoldOptions, Target};
+use sheaf::fold::{fold, Compression, ContainerLimits, FoldOptions, Target};
+use sheaf::format::footer::FOOTER_LEN;
+use sheaf::format::{Catalog, Container, FileKind, Footer, FORMAT_VERSION};
 use sheaf::progress::Silent;
 use sheaf::{Dataset, EntryKind};
 use std::fs;
@@ -122,7 +122,7 @@ fn ensure_current_fixture() -> PathBuf {
 #[test]
 fn every_fixture_version_still_reads() {
     ensure_current_fixture();
-    for version in sheaf::index::OLDEST_SUPPORTED_VERSION..=FORMAT_VERSION {
+    for version in sheaf::format::OLDEST_SUPPORTED_VERSION..=FORMAT_VERSION {
         let dataset = Dataset::open(fixture_dir(version)).unwrap();
         for (path, content) in fixture_files() {
             assert_eq!(
@@ -215,7 +215,7 @@ fn current_writer_reproduces_the_current_fixture_byte_for_byte() {
 /// A generation file records when and by which transaction it was committed, and Arrow
 /// writes schema metadata in no fixed order: two folds of one tree agree on everything else.
 fn assert_same_generation(path: &Path, old: &[u8], new: &[u8]) {
-    use sheaf::index::generation::{META_TIME, META_TXN};
+    use sheaf::format::generation::{META_TIME, META_TXN};
     let decode = |bytes: &[u8]| {
         let catalog = Catalog::from_buffer(arrow_buffer_of(bytes), path).unwrap();
         let mut meta = catalog.metadata().clone();
@@ -278,7 +278,7 @@ fn resealed_index_corruptions_never_panic_or_return_unchecked_bytes() {
             let mut bytes = original.clone();
             bytes[at] ^= flip;
             reseal(&mut bytes);
-            sheaf::index::parse_untrusted(&bytes);
+            sheaf::format::parse_untrusted(&bytes);
             let Ok(container) = Container::from_buffer(arrow_buffer_of(&bytes), "mutated".into())
             else {
                 continue;
@@ -362,9 +362,9 @@ fn generations_fixture() -> PathBuf {
     fs::create_dir_all(more.path().join("cow")).unwrap();
     fs::write(more.path().join("cow/0000.jpg"), b"moo").unwrap();
     let options = fixture_options();
-    sheaf::pack::append(more.path(), &dir, b"", &options, &Silent).unwrap();
+    sheaf::fold::append(more.path(), &dir, b"", &options, &Silent).unwrap();
     let doomed = [b"val/dog".to_vec(), b"empty-file".to_vec()];
-    sheaf::pack::remove(&dir, &doomed, true, &Silent).unwrap();
+    sheaf::fold::remove(&dir, &doomed, true, &Silent).unwrap();
     eprintln!("wrote the golden fixture {}: commit it", dir.display());
     dir
 }

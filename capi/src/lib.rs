@@ -195,7 +195,7 @@ pub unsafe extern "C" fn sheaf_refresh(
             ..dataset.options.clone()
         };
         let current = read_lock(&dataset.inner).generation();
-        let newest = sheaf::index::generation::newest(sheaf::store::open(&dataset.uri)?.as_ref())?;
+        let newest = sheaf::format::generation::newest(sheaf::store::open(&dataset.uri)?.as_ref())?;
         if newest.is_some_and(|n| n > current) {
             let opened = Dataset::open_uri_with(&dataset.uri, options)?;
             *dataset.inner.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(opened);

@@ -3,7 +3,7 @@
 use crate::status::sheaf_status::*;
 use crate::status::{guard, sheaf_status, Failure};
 use crate::{bytes_arg, free_boxed, handle, required, required_ref, sheaf_dataset, sheaf_stat};
-use sheaf::index::path::file_name;
+use sheaf::format::path::file_name;
 use sheaf::{Dataset, Entry, EntryKind, Location, Result};
 use std::sync::Arc;
 

@@ -1,7 +1,7 @@
 //! Compiles the C test program against include/sheaf.h and the built library, and runs it on
 //! a freshly folded tree.
 
-use sheaf::pack::{fold, FoldOptions, Target};
+use sheaf::fold::{fold, FoldOptions, Target};
 use sheaf::progress::Silent;
 use std::fs;
 use std::os::unix::fs::symlink;

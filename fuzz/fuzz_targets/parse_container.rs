@@ -2,5 +2,5 @@
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    sheaf::index::parse_untrusted(data);
+    sheaf::format::parse_untrusted(data);
 });

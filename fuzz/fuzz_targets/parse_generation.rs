@@ -3,5 +3,5 @@
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    sheaf::index::parse_untrusted_generation(data);
+    sheaf::format::parse_untrusted_generation(data);
 });

@@ -312,7 +312,7 @@ fn follow(
 /// `served`.
 fn newer_generation(args: &MountArgs, served: u64) -> Result<Option<Dataset>> {
     let store = sheaf::store::open(&args.dataset)?;
-    match sheaf::index::generation::newest(store.as_ref())? {
+    match sheaf::format::generation::newest(store.as_ref())? {
         Some(newest) if newest > served => open(args).map(Some),
         _ => Ok(None),
     }

@@ -1,8 +1,8 @@
 //! How the command line prints sizes, times, entries and reports.
 
 use serde_json::{json, Value};
-use sheaf::index::path::display;
-use sheaf::pack::FoldSummary;
+use sheaf::fold::FoldSummary;
+use sheaf::format::path::display;
 use sheaf::read::verify::VerifyReport;
 use sheaf::{Dataset, Entry, EntryKind};
 use std::io::{self, Write};
@@ -65,10 +65,10 @@ pub fn count(n: u64, noun: &str) -> String {
 /// A fold threshold: a size from 1 byte to the largest entry a reader accepts.
 pub fn parse_threshold(text: &str) -> Result<u64, String> {
     let size = parse_size(text)?;
-    if size == 0 || size > sheaf::index::MAX_ENTRY_LEN {
+    if size == 0 || size > sheaf::format::MAX_ENTRY_LEN {
         return Err(format!(
             "the threshold must be between 1 byte and {}",
-            human_bytes(sheaf::index::MAX_ENTRY_LEN)
+            human_bytes(sheaf::format::MAX_ENTRY_LEN)
         ));
     }
     Ok(size)
@@ -250,7 +250,7 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
 /// One line of `sheaf log`: number, time, operation, entries added and removed, containers.
 pub fn write_log_line(
     out: &mut impl Write,
-    info: &sheaf::index::generation::GenerationInfo,
+    info: &sheaf::format::generation::GenerationInfo,
 ) -> io::Result<()> {
     let time = match info.time_ns {
         0 => "-".to_owned(),

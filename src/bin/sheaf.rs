@@ -9,7 +9,7 @@ mod progress;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
-use sheaf::pack::{self, Compression, ContainerLimits, FoldOptions, Target};
+use sheaf::fold::{self, Compression, ContainerLimits, FoldOptions, Target};
 use sheaf::read::{unfold, verify};
 use sheaf::{Dataset, EntryKind};
 use std::ffi::OsString;
@@ -115,7 +115,7 @@ struct CompactArgs {
     #[arg(long, default_value = "1GiB", value_parser = output::parse_positive_size)]
     container_size: u64,
     /// Most entries in one container.
-    #[arg(long, default_value_t = pack::DEFAULT_MAX_ENTRIES, value_parser = output::parse_positive_count)]
+    #[arg(long, default_value_t = fold::DEFAULT_MAX_ENTRIES, value_parser = output::parse_positive_count)]
     max_entries: usize,
     /// Print the summary as JSON.
     #[arg(long)]
@@ -179,7 +179,7 @@ struct FoldArgs {
     #[arg(long, default_value = "1GiB", value_parser = output::parse_positive_size)]
     container_size: u64,
     /// Most entries in one container.
-    #[arg(long, default_value_t = pack::DEFAULT_MAX_ENTRIES, value_parser = output::parse_positive_count)]
+    #[arg(long, default_value_t = fold::DEFAULT_MAX_ENTRIES, value_parser = output::parse_positive_count)]
     max_entries: usize,
     /// Per-entry compression: none, zstd[:LEVEL] or auto[:LEVEL] (zstd only where it saves space).
     #[arg(long, default_value = "none")]
@@ -409,10 +409,10 @@ fn fold(args: FoldArgs) -> Result<ExitCode> {
     let bars = progress::Bars::new(args.quiet);
     let summary = match (&target, args.append) {
         (Target::NewRoot { src, dst }, true) => {
-            pack::append(src, dst, args.prefix.as_bytes(), &options, &bars)
+            fold::append(src, dst, args.prefix.as_bytes(), &options, &bars)
                 .context("append failed")?
         }
-        _ => pack::fold(&target, &options, &bars).context("fold failed")?,
+        _ => fold::fold(&target, &options, &bars).context("fold failed")?,
     };
     bars.finish();
     if args.json {
@@ -446,7 +446,7 @@ fn ls(args: LsArgs) -> Result<ExitCode> {
             let name = if args.recursive || entry.kind != EntryKind::Dir && entry.path == path {
                 &entry.path[..]
             } else {
-                sheaf::index::path::file_name(&entry.path)
+                sheaf::format::path::file_name(&entry.path)
             };
             output::write_ls_line(&mut out, entry, name, args.long, link.as_deref())?;
         }
@@ -514,7 +514,7 @@ fn cat_one(dataset: &Dataset, path: &[u8], out: &mut impl Write) -> Result<()> {
                     .map_err(|e| sheaf::Error::io("write", "<stdout>", e))
             })?;
         }
-        EntryKind::Dir => bail!("{}: is a directory", sheaf::index::path::display(path)),
+        EntryKind::Dir => bail!("{}: is a directory", sheaf::format::path::display(path)),
         _ => out.write_all(&dataset.read_at(at)?)?,
     }
     Ok(())
@@ -599,7 +599,7 @@ fn unfold(args: UnfoldArgs) -> Result<ExitCode> {
 fn rm(args: RmArgs) -> Result<ExitCode> {
     let paths: Vec<Vec<u8>> = args.paths.iter().map(|p| p.as_bytes().to_vec()).collect();
     let bars = progress::Bars::new(args.quiet);
-    let summary = pack::remove(&args.dataset, &paths, args.recursive, &bars)
+    let summary = fold::remove(&args.dataset, &paths, args.recursive, &bars)
         .with_context(|| format!("rm in {} failed", args.dataset.display()))?;
     bars.finish();
     if args.json {
@@ -615,7 +615,7 @@ fn rm(args: RmArgs) -> Result<ExitCode> {
 
 fn log(args: LogArgs) -> Result<ExitCode> {
     let store = sheaf::store::open(&args.dataset)?;
-    let generations = sheaf::index::generation::log(store.as_ref())
+    let generations = sheaf::format::generation::log(store.as_ref())
         .with_context(|| format!("reading the generations of {}", args.dataset.display()))?;
     let mut out = io::BufWriter::new(io::stdout().lock());
     for info in generations.iter().rev() {
@@ -636,7 +636,7 @@ fn compact(args: CompactArgs) -> Result<ExitCode> {
         entries: args.max_entries,
     };
     let bars = progress::Bars::new(args.quiet);
-    let summary = pack::compact(&args.dataset, limits, &bars)
+    let summary = fold::compact(&args.dataset, limits, &bars)
         .with_context(|| format!("compacting {} failed", args.dataset.display()))?;
     bars.finish();
     if args.json {
@@ -658,7 +658,7 @@ fn compact(args: CompactArgs) -> Result<ExitCode> {
 
 fn gc(args: GcArgs) -> Result<ExitCode> {
     let bars = progress::Bars::new(args.quiet);
-    let summary = pack::gc(&args.dataset, args.keep, &bars)
+    let summary = fold::gc(&args.dataset, args.keep, &bars)
         .with_context(|| format!("gc of {} failed", args.dataset.display()))?;
     bars.finish();
     if args.json {

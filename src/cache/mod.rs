@@ -24,7 +24,7 @@ pub use counters::{Counter, Counters, Latency, Snapshot};
 pub use preload::{preload, PreloadOptions, PreloadSummary};
 
 use crate::error::{Error, IoContext, Result};
-use crate::index::{Catalog, Container};
+use crate::format::{Catalog, Container};
 use crate::store::{MappedFile, Place, ReadPolicy};
 use arrow_buffer::Buffer;
 use std::collections::HashSet;

@@ -3,8 +3,8 @@
 
 use super::{Cache, Fetched};
 use crate::error::{Error, Result, Setting};
-use crate::index::path::{cmp_paths, is_inside};
-use crate::index::{generation, Catalog, CatalogRow};
+use crate::format::path::{cmp_paths, is_inside};
+use crate::format::{generation, Catalog, CatalogRow};
 use crate::layout::container_key;
 use crate::progress::Progress;
 use crate::store::{self, Store};
@@ -133,7 +133,7 @@ impl Selection<'_> {
 fn select<'a>(catalog: &'a Catalog, prefixes: &[Vec<u8>], cache: &Cache) -> Result<Selection<'a>> {
     let prefixes = prefixes
         .iter()
-        .map(|p| crate::index::path::normalize(p))
+        .map(|p| crate::format::path::normalize(p))
         .collect::<Result<Vec<_>>>()?;
     let selected: Vec<&CatalogRow> = catalog
         .rows()

@@ -21,8 +21,8 @@
 
 use crate::checksum::Xxh3;
 use crate::error::Error;
-use crate::index::path::{self, SEPARATOR};
-use crate::index::{Entry, EntryKind};
+use crate::format::path::{self, SEPARATOR};
+use crate::format::{Entry, EntryKind};
 use crate::read::{root_entry, Dataset, Location};
 use arrow_buffer::Buffer;
 use fuser::{
@@ -662,7 +662,7 @@ impl Refresher {
 /// the tree, so its containers are not read). A generation `gc` has already deleted is
 /// skipped: its names are left to expire from the kernel's cache.
 fn changed_paths(old: &Dataset, new: &Dataset) -> crate::error::Result<Vec<Vec<u8>>> {
-    use crate::index::generation;
+    use crate::format::generation;
     let store = new.store();
     let mut paths = Vec::new();
     for number in old.generation() + 1..=new.generation() {
@@ -685,7 +685,7 @@ fn changed_paths(old: &Dataset, new: &Dataset) -> crate::error::Result<Vec<Vec<u
             let key = crate::layout::container_key(&row.name);
             let policy = crate::store::ReadPolicy::SEQUENTIAL;
             let container =
-                crate::index::Container::open_in(store, &key, Some(row.file_len), policy)?;
+                crate::format::Container::open_in(store, &key, Some(row.file_len), policy)?;
             let index = container.index();
             paths.extend((0..index.len()).map(|i| index.path(i).to_vec()));
         }

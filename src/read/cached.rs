@@ -3,7 +3,7 @@
 //! offset while the faulty file is quarantined and the event counted.
 
 use crate::cache::{Cache, Counter, Counters, Latency, MappedContainer, RECHECK_AFTER};
-use crate::index::CatalogRow;
+use crate::format::CatalogRow;
 use crate::layout::container_key;
 use crate::store::{ReadPolicy, Store, CHUNK};
 use std::collections::HashSet;

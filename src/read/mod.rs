@@ -20,8 +20,8 @@ pub use namespace::Walk;
 use crate::cache::{Cache, Counter, Latency, MappedContainer, Snapshot};
 use crate::checksum::Xxh3;
 use crate::error::{Error, KindProblem, Result};
-use crate::index::path::{self, cmp_paths, display, is_inside, normalize, SEPARATOR};
-use crate::index::{generation, Catalog, Container, Entry, EntryKind, PathKey};
+use crate::format::path::{self, cmp_paths, display, is_inside, normalize, SEPARATOR};
+use crate::format::{generation, Catalog, Container, Entry, EntryKind, PathKey};
 use crate::layout::container_key;
 use crate::store::{self, LocalStore, OpenAs, ReadPolicy, Store};
 #[cfg(doc)]
@@ -119,7 +119,7 @@ impl Dataset {
             .map(|cache| cached::Tier::new(cache, count, options.fill, policy));
         Ok(Dataset {
             store,
-            levels: crate::index::catalog::levels(catalog.rows()),
+            levels: crate::format::catalog::levels(catalog.rows()),
             generation: snapshot.number,
             catalog,
             containers,
@@ -214,7 +214,7 @@ pub fn root_entry() -> Entry {
         offset: 0,
         stored_len: 0,
         len: 0,
-        codec: crate::index::Codec::None,
+        codec: crate::format::Codec::None,
         xxh3: 0,
         mode: 0o040755,
         mtime_ns: 0,

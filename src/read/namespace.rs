@@ -1,7 +1,7 @@
 //! The dataset's tree: path lookup, stat, reads by path, symlink resolution, listings, walks.
 
 use super::*;
-use crate::index::filter::PathFilter;
+use crate::format::filter::PathFilter;
 use std::collections::BTreeMap;
 use std::ops::Range;
 
@@ -188,7 +188,7 @@ impl Dataset {
         let container = &mapped.container;
         let len = usize::try_from(container.row_len(at.row))
             .ok()
-            .filter(|&len| len as u64 <= crate::index::MAX_ENTRY_LEN)
+            .filter(|&len| len as u64 <= crate::format::MAX_ENTRY_LEN)
             .ok_or_else(|| {
                 Error::corrupt(
                     PathBuf::from(self.container_uri(at.container)),

@@ -5,8 +5,8 @@
 
 use super::{Dataset, Location};
 use crate::error::{Error, IoContext, Result};
-use crate::index::path::{check_entry_path, display};
-use crate::index::{Entry, EntryKind};
+use crate::format::path::{check_entry_path, display};
+use crate::format::{Entry, EntryKind};
 use crate::progress::Progress;
 use crate::time::file_time;
 use rayon::prelude::*;

@@ -2,8 +2,8 @@
 
 use super::{Dataset, Location};
 use crate::error::Error;
-use crate::index::path::{display, is_inside};
-use crate::index::{Container, Entry, EntryKind};
+use crate::format::path::{display, is_inside};
+use crate::format::{Container, Entry, EntryKind};
 use crate::progress::Progress;
 use rayon::prelude::*;
 
@@ -155,7 +155,7 @@ pub(crate) fn tree_faults(
         {
             ancestors.pop();
         }
-        let parent = crate::index::path::parent(&entry.path);
+        let parent = crate::format::path::parent(&entry.path);
         if !parent.is_empty() {
             match ancestors.last() {
                 Some((dir, EntryKind::Dir)) if dir.as_slice() == parent => {}

@@ -2,7 +2,7 @@
 //! and `verify` reports all of them.
 
 use crate::util::*;
-use sheaf::index::{Catalog, CatalogRow, ContainerWriter};
+use sheaf::format::{Catalog, CatalogRow, ContainerWriter};
 use sheaf::layout::{container_name, Layout};
 use sheaf::{Codec, Dataset, Entry, EntryKind};
 use std::collections::{BTreeSet, HashMap};
@@ -310,7 +310,7 @@ fn a_file_from_a_future_format_version_asks_for_an_upgrade() {
     let victim = fx.files_in(0)[0].path.clone();
     let ds = fx.copy("future-container");
     let file = containers(&ds)[0].clone();
-    let future = sheaf::index::FORMAT_VERSION + 1;
+    let future = sheaf::format::FORMAT_VERSION + 1;
     rewrite_footer(&file, |f| f[40..42].copy_from_slice(&future.to_le_bytes()));
     assert_eq!(footer_of(&fs::read(&file).unwrap()).version, future);
     let cat = run!("cat", ds, bpath(&victim)).fails_with(1).no_stdout();
@@ -329,7 +329,7 @@ fn a_file_from_a_future_format_version_asks_for_an_upgrade() {
     });
     run!("ls", ds).fails_with(1).stderr_has(&format!(
         "format version 7; this build reads versions 1 to {}",
-        sheaf::index::FORMAT_VERSION
+        sheaf::format::FORMAT_VERSION
     ));
 }
 
@@ -520,7 +520,7 @@ fn entry(path: &[u8], kind: EntryKind, bytes: &[u8]) -> (Entry, Vec<u8>) {
 /// Writes a one-container dataset at `root` from entries in any order, with the library's
 /// own writer: what a hostile or buggy producer could hand a user.
 fn write_dataset(root: &Path, mut entries: Vec<(Entry, Vec<u8>)>) {
-    entries.sort_by(|a, b| sheaf::index::path::cmp_paths(&a.0.path, &b.0.path));
+    entries.sort_by(|a, b| sheaf::format::path::cmp_paths(&a.0.path, &b.0.path));
     let layout = Layout::new(root);
     fs::create_dir_all(layout.containers_dir()).unwrap();
     let name = container_name(0, 0);
@@ -657,8 +657,8 @@ fn a_catalog_naming_a_container_outside_its_directory_is_refused() {
 /// Writes a one-container dataset by hand (body bytes, index rows as given, valid footer,
 /// checksums and catalog), the way a buggy or hostile writer could.
 fn handmade_dataset(root: &Path, body: &[u8], entries: &[Entry]) {
-    use sheaf::index::entry::encode_index;
-    use sheaf::index::footer::{FileKind, Footer};
+    use sheaf::format::entry::encode_index;
+    use sheaf::format::footer::{FileKind, Footer};
     let mut file = body.to_vec();
     file.resize(body.len().div_ceil(64) * 64, 0);
     let index = encode_index(entries).unwrap();
@@ -668,7 +668,7 @@ fn handmade_dataset(root: &Path, body: &[u8], entries: &[Entry]) {
         index_xxh3: xxhash_rust::xxh3::xxh3_64(&index),
         entry_count: entries.len() as u64,
         data_len: body.len() as u64,
-        version: sheaf::index::FORMAT_VERSION,
+        version: sheaf::format::FORMAT_VERSION,
         kind: FileKind::Container,
     };
     file.extend_from_slice(&index);

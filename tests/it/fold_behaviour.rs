@@ -452,15 +452,15 @@ fn bad_flags_are_usage_errors() {
         .stderr_has("--remove-originals: only applies to an in-place fold");
     assert!(!dst.exists());
     // The library names the setting (its message names no flag); the CLI names the flag.
-    let options = sheaf::pack::FoldOptions {
+    let options = sheaf::fold::FoldOptions {
         threshold: 0,
         ..Default::default()
     };
-    let target = sheaf::pack::Target::NewRoot {
+    let target = sheaf::fold::Target::NewRoot {
         src: src.clone(),
         dst: dst.clone(),
     };
-    let refused = sheaf::pack::fold(&target, &options, &sheaf::progress::Silent).unwrap_err();
+    let refused = sheaf::fold::fold(&target, &options, &sheaf::progress::Silent).unwrap_err();
     assert!(
         matches!(
             refused,

@@ -4,7 +4,7 @@
 
 use crate::conformance::{backends, fresh_location};
 use crate::util::*;
-use sheaf::pack::{self, FoldOptions};
+use sheaf::fold::{self, FoldOptions};
 use sheaf::progress::Silent;
 use sheaf::store;
 use sheaf::Dataset;
@@ -311,7 +311,7 @@ fn concurrent_appenders_each_commit_a_generation_and_lose_nothing() {
             let ds = &ds;
             scope.spawn(move || match w % 2 {
                 0 => {
-                    pack::append(src, ds, b"", &FoldOptions::default(), &Silent).unwrap();
+                    fold::append(src, ds, b"", &FoldOptions::default(), &Silent).unwrap();
                 }
                 _ => {
                     sheaf(fold_args(src, ds, &["--append"])).success();
@@ -422,16 +422,16 @@ fn a_compaction_that_loses_its_race_commits_nothing_and_leaves_nothing_behind() 
     };
     let racing = Meanwhile {
         then: || {
-            pack::append(&more.root, &ds, b"", &FoldOptions::default(), &Silent).unwrap();
+            fold::append(&more.root, &ds, b"", &FoldOptions::default(), &Silent).unwrap();
         },
         done: Default::default(),
     };
-    let limits = pack::ContainerLimits {
+    let limits = fold::ContainerLimits {
         bytes: 1 << 30,
         entries: 1 << 20,
     };
     let after_append = || containers();
-    let err = pack::compact(&ds, limits, &racing).unwrap_err().to_string();
+    let err = fold::compact(&ds, limits, &racing).unwrap_err().to_string();
     assert!(err.contains("while this compaction ran"), "{err}");
     let dataset = Dataset::open(&ds).unwrap();
     assert_eq!(dataset.generation(), 1, "the append's generation stands");
@@ -519,7 +519,7 @@ fn every_backend_takes_appenders_racing_for_one_generation_without_losing_any() 
             for src in &sources {
                 let uri = &uri;
                 scope.spawn(move || {
-                    pack::append(src, Path::new(uri), b"", &FoldOptions::default(), &Silent)
+                    fold::append(src, Path::new(uri), b"", &FoldOptions::default(), &Silent)
                         .unwrap_or_else(|e| panic!("{uri}: {e}"))
                 });
             }

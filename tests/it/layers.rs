@@ -105,13 +105,13 @@ fn the_library_needs_none_of_the_cli_s_crates() {
 #[test]
 fn the_scanner_sees_uses_in_code_only() {
     let code = library_code(
-        "use crate::store::Store; // crate::pack in a comment\n\
-         /* crate::fs */ fn f() { let s = \"crate::cache\"; crate::index::x(); let c = '\"'; }\n\
+        "use crate::store::Store; // crate::fold in a comment\n\
+         /* crate::fs */ fn f() { let s = \"crate::cache\"; crate::format::x(); let c = '\"'; }\n\
          #[cfg(test)]\nmod tests { use crate::read::Dataset; fn g() { let _ = '{'; } }\n\
          fn h() -> crate::error::Result<()> { Ok(()) }\n",
     );
     let found: Vec<&str> = used_modules(&code).into_iter().map(|(m, _)| m).collect();
-    assert_eq!(found, ["store", "index", "error"]);
+    assert_eq!(found, ["store", "format", "error"]);
     let table = layer_table("text\n```layers\na b\nc\n```\nmore\n");
     assert_eq!(table.get("a"), Some(&0));
     assert_eq!(table.get("b"), Some(&0));

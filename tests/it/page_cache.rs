@@ -4,7 +4,7 @@
 //! mount's half (no second copy of what it serves) is in `mount`.
 
 use crate::util::*;
-use sheaf::index::Container;
+use sheaf::format::Container;
 use sheaf::store::{Access, LocalStore, Pages, ReadPolicy};
 use sheaf::{Dataset, ReadOptions};
 use std::fs::File;

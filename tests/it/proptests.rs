@@ -4,8 +4,8 @@
 use crate::util::{self, *};
 use arrow_buffer::Buffer;
 use proptest::prelude::*;
-use sheaf::index::{Container, ContainerWriter};
-use sheaf::pack::{Compression, ContainerLimits, FoldOptions, Target};
+use sheaf::fold::{Compression, ContainerLimits, FoldOptions, Target};
+use sheaf::format::{Container, ContainerWriter};
 use sheaf::progress::Silent;
 use sheaf::{Codec, Dataset, Entry, EntryKind};
 use std::collections::{BTreeMap, BTreeSet};
@@ -103,7 +103,7 @@ proptest! {
             remove_originals: false,
         };
         let target = Target::NewRoot { src: t.root.clone(), dst: dst.clone() };
-        let summary = sheaf::pack::fold(&target, &options, &Silent).expect("fold");
+        let summary = sheaf::fold::fold(&target, &options, &Silent).expect("fold");
         let external = tree.files.values().filter(|b| b.len() as u64 >= threshold).count();
         prop_assert_eq!(summary.files_kept as usize, external);
         prop_assert_eq!(summary.files_folded as usize, tree.files.len() - external);
@@ -160,7 +160,7 @@ fn build_sample(codec: Codec) -> Sample {
     paths.push((b"d".to_vec(), EntryKind::Dir));
     paths.push((b"d/link".to_vec(), EntryKind::Symlink));
     paths.push((b"d/zz-large".to_vec(), EntryKind::External));
-    paths.sort_by(|a, b| sheaf::index::path::cmp_paths(&a.0, &b.0));
+    paths.sort_by(|a, b| sheaf::format::path::cmp_paths(&a.0, &b.0));
     for (path, kind) in paths {
         let original = match kind {
             EntryKind::File => {
@@ -295,7 +295,7 @@ proptest! {
             bytes.extend_from_slice(&sample(Codec::None).bytes[sample(Codec::None).bytes.len() - 64..]);
         }
         // Must return (with no rows or some), not panic or read out of bounds.
-        let _ = sheaf::index::parse_untrusted(&bytes);
+        let _ = sheaf::format::parse_untrusted(&bytes);
     }
 }
 

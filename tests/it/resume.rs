@@ -69,7 +69,7 @@ fn sheaf_files(root: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
         .into_iter()
         .filter_map(|(p, n)| match n.content {
             Content::File(bytes) if p.starts_with(b"generations/") => {
-                let catalog = sheaf::index::Catalog::from_buffer(
+                let catalog = sheaf::format::Catalog::from_buffer(
                     arrow_buffer::Buffer::from_vec(bytes),
                     Path::new("generation"),
                 )

@@ -204,7 +204,7 @@ fn the_library_reads_lists_and_walks_what_the_cli_folded() {
     }
     for pair in walked.windows(2) {
         assert!(
-            sheaf::index::path::cmp_paths(&pair[0], &pair[1]).is_lt(),
+            sheaf::format::path::cmp_paths(&pair[0], &pair[1]).is_lt(),
             "walk out of order: {:?} then {:?}",
             String::from_utf8_lossy(&pair[0]),
             String::from_utf8_lossy(&pair[1])
@@ -232,7 +232,7 @@ fn the_library_reads_lists_and_walks_what_the_cli_folded() {
         if node.content == Content::Dir {
             children.entry(path.clone()).or_default();
         }
-        let parent = sheaf::index::path::parent(path).to_vec();
+        let parent = sheaf::format::path::parent(path).to_vec();
         children.entry(parent).or_default().insert(path.clone());
     }
     for (dir, expected) in &children {
@@ -243,7 +243,7 @@ fn the_library_reads_lists_and_walks_what_the_cli_folded() {
             .map(|e| e.path)
             .collect();
         let mut sorted = listed.clone();
-        sorted.sort_by(|a, b| sheaf::index::path::cmp_paths(a, b));
+        sorted.sort_by(|a, b| sheaf::format::path::cmp_paths(a, b));
         assert_eq!(listed, sorted, "list is not in path order");
         let listed: BTreeSet<Vec<u8>> = listed.into_iter().collect();
         assert_eq!(

@@ -41,7 +41,7 @@ pub struct CatalogRow {
     /// The generation that wrote the container: its level. Rows of one level cover disjoint
     /// path ranges; a newer level's entries shadow an older one's.
     pub generation: u32,
-    /// A Bloom filter over the container's paths (format version 3; see `index::filter`), or
+    /// A Bloom filter over the container's paths (format version 3; see `format::filter`), or
     /// empty when the container has none (it is then always opened to look a path up).
     pub filter: Vec<u8>,
 }

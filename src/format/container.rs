@@ -416,7 +416,7 @@ pub struct WrittenContainer {
     pub first_path: Vec<u8>,
     /// Last entry path.
     pub last_path: Vec<u8>,
-    /// A Bloom filter over every entry path (see `index::filter`).
+    /// A Bloom filter over every entry path (see `format::filter`).
     pub filter: Vec<u8>,
 }
 
@@ -424,8 +424,8 @@ impl WrittenContainer {
     /// The catalog row describing this container under the file name `name`, as written by
     /// generation `generation`. Containers of generation 0 (a fold's first) carry no filter:
     /// nothing older sits under them, so a lookup that reaches them opens them anyway.
-    pub fn catalog_row(&self, name: &str, generation: u32) -> crate::index::CatalogRow {
-        crate::index::CatalogRow {
+    pub fn catalog_row(&self, name: &str, generation: u32) -> crate::format::CatalogRow {
+        crate::format::CatalogRow {
             name: name.to_owned(),
             first_path: self.first_path.clone(),
             last_path: self.last_path.clone(),

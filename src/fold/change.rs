@@ -10,9 +10,9 @@ use super::{
     check_options, open_source, refuse_reserved_name, root_store, FoldOptions, FoldSummary, Folding,
 };
 use crate::error::{Error, KindProblem, Result, Setting};
-use crate::index::generation::{self, Commit, Snapshot};
-use crate::index::path::{cmp_paths, display, normalize, SEPARATOR};
-use crate::index::{CatalogRow, Codec, Container, ContainerWriter, Entry, EntryKind};
+use crate::format::generation::{self, Commit, Snapshot};
+use crate::format::path::{cmp_paths, display, normalize, SEPARATOR};
+use crate::format::{CatalogRow, Codec, Container, ContainerWriter, Entry, EntryKind};
 use crate::layout::{container_key, txn_container_name};
 use crate::progress::Progress;
 use crate::read::Dataset;
@@ -300,7 +300,7 @@ fn snapshot_of(base: &Dataset) -> Snapshot {
 fn threshold_of(base: &Dataset) -> Option<u64> {
     base.catalog()
         .metadata()
-        .get(crate::index::catalog::META_THRESHOLD)
+        .get(crate::format::catalog::META_THRESHOLD)
         .and_then(|t| t.parse().ok())
 }
 

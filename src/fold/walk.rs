@@ -3,8 +3,8 @@
 //! directory.
 
 use crate::error::{Error, IoContext, Result};
-use crate::index::path::SEPARATOR;
-use crate::index::EntryKind;
+use crate::format::path::SEPARATOR;
+use crate::format::EntryKind;
 use crate::layout::SHEAF_DIR;
 use crate::store::{ObjectInfo, Store};
 use crate::time::mtime_ns;
@@ -301,7 +301,7 @@ impl Iterator for StoreWalk<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::index::path::cmp_paths;
+    use crate::format::path::cmp_paths;
 
     fn walked(root: &Path, skip_sheaf_dir: bool) -> (Vec<String>, Vec<PathBuf>) {
         let (mut entries, mut specials) = (Vec::new(), Vec::new());

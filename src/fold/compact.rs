@@ -4,8 +4,8 @@
 
 use super::plan::ContainerLimits;
 use crate::error::{Error, Result};
-use crate::index::generation::{self, Commit};
-use crate::index::{CatalogRow, ContainerWriter, Entry};
+use crate::format::generation::{self, Commit};
+use crate::format::{CatalogRow, ContainerWriter, Entry};
 use crate::layout::{
     container_key, generation_key, txn_container_name, CATALOG_KEY, CONTAINERS_PREFIX,
 };
@@ -101,7 +101,7 @@ pub fn compact(
         threshold: base
             .catalog()
             .metadata()
-            .get(crate::index::catalog::META_THRESHOLD)
+            .get(crate::format::catalog::META_THRESHOLD)
             .and_then(|t| t.parse().ok()),
     };
     let bytes = commit.encode(number, rows.clone())?;

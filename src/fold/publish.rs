@@ -8,9 +8,9 @@ use super::walk::SourceEntry;
 use super::write::{external_copy_is_current, Sources};
 use super::FoldOptions;
 use crate::error::{Error, IoContext, Result};
-use crate::index::container::WrittenContainer;
-use crate::index::generation::{self, Commit};
-use crate::index::{CatalogRow, Codec, Container, EntryKind};
+use crate::format::container::WrittenContainer;
+use crate::format::generation::{self, Commit};
+use crate::format::{CatalogRow, Codec, Container, EntryKind};
 use crate::layout::{container_key, CONTAINERS_PREFIX, FOLD_LOCK_KEY, STAGING_KEY};
 use crate::progress::Progress;
 use crate::read::Dataset;
@@ -277,7 +277,7 @@ enum Original {
 fn remove_unchanged(
     dataset: &Dataset,
     progress: &dyn Progress,
-    mut remove: impl FnMut(&crate::index::Entry) -> Result<Original>,
+    mut remove: impl FnMut(&crate::format::Entry) -> Result<Original>,
 ) -> Result<(u64, u64)> {
     progress.phase("remove originals", dataset.entry_count(), 0);
     let (mut removed, mut changed) = (0, 0);

@@ -15,7 +15,7 @@ pub use walk::SourceEntry;
 use walk::Walked;
 
 use crate::error::{Error, Result, Setting};
-use crate::index::{CatalogRow, EntryKind, MAX_ENTRY_LEN};
+use crate::format::{CatalogRow, EntryKind, MAX_ENTRY_LEN};
 use crate::layout::{container_key, container_name, txn_container_name};
 use crate::progress::Progress;
 use crate::store::{Location, Store};
@@ -187,7 +187,7 @@ pub fn fold(
         });
     }
     let store = root_store(root)?;
-    if in_place && crate::index::generation::newest(store.as_ref())?.is_some() {
+    if in_place && crate::format::generation::newest(store.as_ref())?.is_some() {
         // A published dataset folded in place again: what is new or changed since.
         return change::fold_changes(src, &store, src_dir.as_deref(), options, progress);
     }

@@ -51,7 +51,7 @@ impl Cutter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::index::EntryKind;
+    use crate::format::EntryKind;
 
     fn file(len: u64) -> SourceEntry {
         SourceEntry {
