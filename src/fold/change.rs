@@ -90,23 +90,7 @@ pub fn append(
         rows, mut summary, ..
     } = folding;
     summary.dataset = root.to_path_buf();
-    summary.generation = base.generation();
-    if !rows.is_empty() {
-        if let Err(e) = refuse_replaced_dirs(&base, &store, &rows) {
-            remove_containers(store.as_ref(), &rows);
-            return Err(e);
-        }
-        let commit = Commit {
-            operation: "append",
-            txn,
-            added: summary.files_folded + summary.symlinks + summary.dirs + summary.files_kept,
-            removed: 0,
-            threshold: threshold_of(&base),
-        };
-        summary.containers = rows.len() as u64;
-        summary.bytes_stored = rows.iter().map(|r| r.file_len).sum();
-        summary.generation = commit_on_top(store.as_ref(), snapshot_of(&base), rows, &commit)?;
-    }
+    commit_folded(&base, &store, rows, txn, &mut summary)?;
     summary.objects_before = summary.files_folded + summary.symlinks + summary.files_kept;
     summary.objects_after = summary.containers + summary.files_kept + 1;
     summary.elapsed_secs = started.elapsed().as_secs_f64();
@@ -161,23 +145,7 @@ pub(super) fn fold_changes(
         rows, mut summary, ..
     } = folding;
     summary.dataset = dir_name.to_path_buf();
-    summary.generation = base.generation();
-    if !rows.is_empty() {
-        if let Err(e) = refuse_replaced_dirs(&base, store, &rows) {
-            remove_containers(store.as_ref(), &rows);
-            return Err(e);
-        }
-        let commit = Commit {
-            operation: "append",
-            txn,
-            added: summary.files_folded + summary.symlinks + summary.dirs + summary.files_kept,
-            removed: 0,
-            threshold: threshold_of(&base),
-        };
-        summary.containers = rows.len() as u64;
-        summary.bytes_stored = rows.iter().map(|r| r.file_len).sum();
-        summary.generation = commit_on_top(store.as_ref(), snapshot_of(&base), rows, &commit)?;
-    }
+    commit_folded(&base, store, rows, txn, &mut summary)?;
     if options.remove_originals {
         let (removed, changed) = super::publish::remove_originals(store, progress)?;
         summary.originals_removed = removed;
@@ -186,6 +154,37 @@ pub(super) fn fold_changes(
     summary.objects_before = summary.files_folded + summary.symlinks + summary.files_kept;
     summary.elapsed_secs = started.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+/// Commits the containers an append folded (`rows`, none when nothing was new) as the next
+/// generation on top of `base`, after refusing to put a file where `base` has a directory
+/// (the containers are then deleted), and records the generation in `summary`.
+fn commit_folded(
+    base: &Dataset,
+    store: &Arc<dyn Store>,
+    rows: Vec<CatalogRow>,
+    txn: String,
+    summary: &mut FoldSummary,
+) -> Result<()> {
+    summary.generation = base.generation();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    if let Err(e) = refuse_replaced_dirs(base, store, &rows) {
+        remove_containers(store.as_ref(), &rows);
+        return Err(e);
+    }
+    let commit = Commit {
+        operation: "append",
+        txn,
+        added: summary.files_folded + summary.symlinks + summary.dirs + summary.files_kept,
+        removed: 0,
+        threshold: threshold_of(base),
+    };
+    summary.containers = rows.len() as u64;
+    summary.bytes_stored = rows.iter().map(|r| r.file_len).sum();
+    summary.generation = commit_on_top(store.as_ref(), snapshot_of(base), rows, &commit)?;
+    Ok(())
 }
 
 /// True when the dataset lacks `entry` as the walk found it: a new path, or one whose kind,
