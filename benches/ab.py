@@ -14,7 +14,8 @@ previous run left under bench-out/ab/, so the machine can build something else m
 
   micro   criterion's `dataset_open`, `lookup`, `read_64B_entry_mapped` and
           `container_write` (their medians; short warm-up and measurement times)
-  fold    `sheaf fold --quiet CORPUS OUT` wall time, OUT removed and `sync` run first
+  fold    `sheaf fold --quiet CORPUS OUT` wall time, the corpus read once, OUT removed and
+          `sync` run first
   reader  `reader_vs_files --corpus CORPUS --runs 1`: the reader's files/s and its ratio to the
           plain files of the same run (the ratio cancels the machine's drift)
 
@@ -92,9 +93,20 @@ def measure_micro(bin_dir):
     return {f"micro {k} (s)": v for k, v in parse_criterion(text).items()}
 
 
+def warm(corpus):
+    """Reads every file of the corpus, so each fold starts with it in the page cache (the
+    other measurements' datasets may have pushed it out)."""
+    for path in sorted(corpus.rglob("*")):
+        if path.is_file():
+            with open(path, "rb") as f:
+                while f.read(1 << 20):
+                    pass
+
+
 def measure_fold(bin_dir, corpus):
     out = OUT / "fold-out"
     shutil.rmtree(out, ignore_errors=True)
+    warm(corpus)
     run(["sync"])
     started = time.monotonic()
     run([str(bin_dir / "sheaf"), "fold", "--quiet", str(corpus), str(out)])

@@ -89,11 +89,12 @@ fn make_dataset(root: &Path, n: usize) {
     std::fs::write(root.join(CATALOG_KEY), catalog.to_bytes().unwrap()).unwrap();
 }
 
-/// A published dataset of the `n` files `path_of(0..n)` (or `paths`) committed as
-/// `generations` generations, file `i` written by generation `i % generations`: every
-/// generation's containers overlap every other's in path range (the worst case for a lookup,
-/// which must then rely on the path filters), and the newest generation file lists them all.
-fn make_generations(root: &Path, paths: &[Vec<u8>], generations: usize) {
+/// A published dataset of the files `paths` committed as `generations` generations, file `i`
+/// written by generation `i % generations`: every generation's containers overlap every
+/// other's in path range (the worst case for a lookup, which must then rely on the path
+/// filters), and the newest generation file lists them all. `dir`, when given, is the one
+/// directory entry, written by generation 0.
+fn make_generations(root: &Path, paths: &[Vec<u8>], generations: usize, dir: Option<&[u8]>) {
     use sheaf::format::generation::Commit;
     std::fs::create_dir_all(root.join(container_key(""))).unwrap();
     let mut rows = Vec::new();
@@ -102,6 +103,15 @@ fn make_generations(root: &Path, paths: &[Vec<u8>], generations: usize) {
         for (seq, chunk) in mine.chunks(PER_CONTAINER).enumerate() {
             let name = format!("g{g:06}-c{seq:08}.sheaf");
             let mut writer = ContainerWriter::create(&root.join(container_key(&name))).unwrap();
+            if let (Some(dir), 0, 0) = (dir, g, seq) {
+                let entry = Entry {
+                    kind: EntryKind::Dir,
+                    mode: 0o040755,
+                    xxh3: 0,
+                    ..file_entry(dir.to_vec(), &[])
+                };
+                writer.add(entry, &[]).unwrap();
+            }
             for &i in chunk {
                 let content = content_of(i);
                 writer
@@ -135,7 +145,7 @@ fn generation_benches(c: &mut Criterion) {
     let mut lookups = c.benchmark_group("lookup_generations");
     for generations in [1usize, 4, 16] {
         let root = dir.path().join(format!("g{generations}"));
-        make_generations(&root, &all, generations);
+        make_generations(&root, &all, generations, None);
         let dataset = Dataset::open(&root).unwrap();
         let paths = warmed_paths(&dataset, n);
         let mut next = 0;
@@ -150,7 +160,7 @@ fn generation_benches(c: &mut Criterion) {
     let mut listings = c.benchmark_group("list_10000_entry_dir");
     for generations in [1usize, 16] {
         let root = dir.path().join(format!("wide{generations}"));
-        make_generations(&root, &wide, generations);
+        make_generations(&root, &wide, generations, Some(b"big"));
         let dataset = Dataset::open(&root).unwrap();
         assert_eq!(dataset.list(b"big").unwrap().len(), wide.len());
         listings.bench_function(format!("{generations}_generations"), |b| {

@@ -52,12 +52,13 @@ fn build_from_hashes(hashes: Vec<u64>) -> (Vec<u64>, Vec<u32>) {
     (rows, starts)
 }
 
-/// A path with its table hash, computed once: a read prefetches the path's bucket, then looks it
-/// up, and both need the hash.
+/// A path with its xxh3-64, computed once: a read prefetches the path's bucket, then looks it
+/// up, and a lookup through several generations asks each one's path filter; all of them
+/// need the hash.
 #[derive(Debug, Clone, Copy)]
 pub struct PathKey<'a> {
     path: &'a [u8],
-    hash: u64,
+    full: u64,
 }
 
 impl<'a> PathKey<'a> {
@@ -65,13 +66,23 @@ impl<'a> PathKey<'a> {
     pub fn new(path: &'a [u8]) -> Self {
         PathKey {
             path,
-            hash: path_hash(path),
+            full: xxh3_64(path),
         }
     }
 
     /// The path the key was made from.
     pub fn path(&self) -> &'a [u8] {
         self.path
+    }
+
+    /// The path's whole xxh3-64 (what path filters use).
+    pub fn full_hash(&self) -> u64 {
+        self.full
+    }
+
+    /// The part of the hash the table keeps.
+    fn hash(&self) -> u64 {
+        self.full >> 32
     }
 }
 
@@ -92,7 +103,7 @@ impl HashLookup {
     pub fn prefetch(&self, key: &PathKey) {
         let n = self.buckets.len();
         if n > 0 {
-            prefetch(self.buckets.values(), bucket(key.hash, n));
+            prefetch(self.buckets.values(), bucket(key.hash(), n));
         }
     }
 
@@ -104,7 +115,7 @@ impl HashLookup {
         if n == 0 || self.buckets.len() != n || paths.len() != n {
             return None;
         }
-        let PathKey { path, hash } = *key;
+        let (path, hash) = (key.path, key.hash());
         let starts = self.buckets.values();
         let b = bucket(hash, n);
         let start = starts[b] as usize;

@@ -49,15 +49,14 @@ impl Dataset {
     /// Finds the entry with exactly this (index-form) path in the newest generation that has
     /// one; a tombstone there means the path was deleted (`None`).
     pub fn lookup(&self, path: &[u8]) -> Result<Option<(Location, Entry)>> {
+        // The path is hashed once, for every level's filter and the index's hash table.
+        let key = PathKey::new(path);
         // Not through `seek_in`, so the container is fetched once: every fetch of a cached one
         // checks that its file was not cut short under the mapping (a system call).
-        for level in &self.levels {
-            let Some(i) = self.container_in(level, path) else {
-                continue;
-            };
+        for i in Candidates::new(self, &key) {
             let container = self.container(i)?;
             let index = container.index();
-            if let Some(row) = index.find(path) {
+            if let Some(row) = index.find_key(&key) {
                 let entry = index.entry(row);
                 return Ok((entry.kind != EntryKind::Tombstone)
                     .then_some((Location { container: i, row }, entry)));
@@ -66,16 +65,29 @@ impl Dataset {
         Ok(None)
     }
 
-    /// The one container of `level` whose path range holds `path` (index form) and whose path
-    /// filter does not rule it out, if any.
-    pub(super) fn container_in(&self, level: &Range<usize>, path: &[u8]) -> Option<usize> {
+    /// The one container of `level` whose path range may hold `path`: the first whose last
+    /// path is not before it (a level of one container: that one, unchecked, since its filter
+    /// is asked first and the range after; see [`Dataset::holds_in_range`]).
+    fn candidate_in(&self, level: &Range<usize>, path: &[u8]) -> Option<usize> {
+        if level.len() == 1 {
+            return Some(level.start);
+        }
         let rows = &self.catalog.rows()[level.clone()];
         let i = rows.partition_point(|r| cmp_paths(&r.last_path, path) == Ordering::Less);
-        let row = rows.get(i)?;
-        let inside = cmp_paths(&row.first_path, path) != Ordering::Greater;
-        // Filters were checked when the catalog was read.
-        let may_hold = PathFilter::new(&row.filter).is_none_or(|f| f.may_hold(path));
-        (inside && may_hold).then_some(level.start + i)
+        (i < rows.len()).then_some(level.start + i)
+    }
+
+    /// True when container `i`'s path range holds `path`.
+    fn holds_in_range(&self, i: usize, path: &[u8]) -> bool {
+        let row = &self.catalog.rows()[i];
+        cmp_paths(&row.first_path, path) != Ordering::Greater
+            && cmp_paths(&row.last_path, path) != Ordering::Less
+    }
+
+    /// The path filter of container `i` (checked when the catalog was read).
+    fn filter(&self, i: usize) -> PathFilter<'_> {
+        PathFilter::new(&self.catalog.rows()[i].filter)
+            .unwrap_or_else(|| PathFilter::new(&[]).expect("empty"))
     }
 
     /// Metadata of a user-supplied path, without following a final symlink. The root (`""`,
@@ -151,10 +163,7 @@ impl Dataset {
         // not (`/a`, `a//b`, `..`) matches none and is normalized and checked the general way.
         // The path is hashed once for every level it is looked for in.
         let key = PathKey::new(user_path);
-        for level in &self.levels {
-            let Some(i) = self.container_in(level, user_path) else {
-                continue;
-            };
+        for i in Candidates::new(self, &key) {
             // The path's hash bucket starts loading before the mapping's length check, so the
             // check's system call hides that memory access.
             let warm = |mapped: &MappedContainer| mapped.container.index().prefetch_find(&key);
@@ -404,6 +413,82 @@ impl Dataset {
             item.as_ref()
                 .map_or(true, |(_, e)| is_inside(&e.path, &dir))
         }))
+    }
+}
+
+/// Levels asked at once: their containers' filter blocks are loaded together, so a lookup
+/// through many generations waits about one memory access for them, not one per level.
+const LEVELS_AT_ONCE: usize = 16;
+
+/// The containers that may hold a path, newest generation first: in each level, the one whose
+/// range holds the path, when its filter does not rule the path out.
+struct Candidates<'a> {
+    dataset: &'a Dataset,
+    key: &'a PathKey<'a>,
+    /// The next level to look at.
+    level: usize,
+    /// In-range containers of the levels looked at last, their filter blocks loading.
+    found: [usize; LEVELS_AT_ONCE],
+    len: usize,
+    next: usize,
+}
+
+impl<'a> Candidates<'a> {
+    fn new(dataset: &'a Dataset, key: &'a PathKey<'a>) -> Self {
+        Candidates {
+            dataset,
+            key,
+            level: 0,
+            found: [0; LEVELS_AT_ONCE],
+            len: 0,
+            next: 0,
+        }
+    }
+
+    /// Finds the in-range containers of the next levels and starts loading their filter
+    /// blocks; false when no level is left.
+    fn refill(&mut self) -> bool {
+        let levels = &self.dataset.levels;
+        if self.level >= levels.len() {
+            return false;
+        }
+        let end = (self.level + LEVELS_AT_ONCE).min(levels.len());
+        (self.len, self.next) = (0, 0);
+        for level in &levels[self.level..end] {
+            if let Some(i) = self.dataset.candidate_in(level, self.key.path()) {
+                if end - self.level > 1 {
+                    self.dataset.filter(i).prefetch(self.key.full_hash());
+                }
+                self.found[self.len] = i;
+                self.len += 1;
+            }
+        }
+        self.level = end;
+        true
+    }
+}
+
+impl Iterator for Candidates<'_> {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        loop {
+            while self.next < self.len {
+                let i = self.found[self.next];
+                self.next += 1;
+                // The filter first: a level that does not hold the path is most often ruled
+                // out by it, without comparing paths.
+                let (dataset, key) = (self.dataset, self.key);
+                if dataset.filter(i).may_hold_hashed(key.full_hash())
+                    && dataset.holds_in_range(i, key.path())
+                {
+                    return Some(i);
+                }
+            }
+            if !self.refill() {
+                return None;
+            }
+        }
     }
 }
 

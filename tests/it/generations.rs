@@ -619,3 +619,82 @@ fn a_preload_of_a_new_generation_copies_only_its_new_containers_and_readers_foll
     assert_eq!(num(&again, "already_cached"), containers, "{again:#}");
     assert_eq!(through_cache("added.txt").success().stdout, b"added");
 }
+
+/// A real back-end whose conditional creates land but whose answers are lost on the way back.
+#[derive(Debug)]
+struct AnswerLost(std::sync::Arc<dyn sheaf::store::Store>);
+
+impl sheaf::store::Store for AnswerLost {
+    fn uri(&self, key: &str) -> String {
+        self.0.uri(key)
+    }
+    fn read_range(&self, key: &str, range: std::ops::Range<u64>) -> sheaf::Result<Vec<u8>> {
+        self.0.read_range(key, range)
+    }
+    fn read(&self, key: &str) -> sheaf::Result<Vec<u8>> {
+        self.0.read(key)
+    }
+    fn len(&self, key: &str) -> sheaf::Result<Option<u64>> {
+        self.0.len(key)
+    }
+    fn create(&self, key: &str) -> sheaf::Result<Box<dyn sheaf::store::ObjectWriter>> {
+        self.0.create(key)
+    }
+    fn create_new(&self, key: &str, bytes: &[u8]) -> sheaf::Result<bool> {
+        self.0.create_new(key, bytes)?;
+        Err(sheaf::Error::Remote {
+            uri: self.uri(key),
+            cause: "connection reset before the answer arrived".into(),
+        })
+    }
+    fn list(&self, prefix: &str) -> sheaf::Result<Vec<sheaf::store::ObjectInfo>> {
+        self.0.list(prefix)
+    }
+    fn delete(&self, key: &str) -> sheaf::Result<()> {
+        self.0.delete(key)
+    }
+}
+
+#[test]
+fn every_backend_counts_a_commit_whose_answer_was_lost_once() {
+    use sheaf::format::generation::{self, Commit};
+    let tmp = tempdir();
+    let src = Tree::new(tmp.path().join("src"));
+    src.file("f", b"f");
+    for backend in backends() {
+        let uri = fresh_location(&backend, tmp.path(), "lost-answer");
+        fold(&src.root, Path::new(&uri), &[]).success();
+        let store = store::open(&uri).unwrap();
+        let base = generation::read(store.as_ref(), generation::Which::Newest).unwrap();
+        let commit = |txn: &str| Commit {
+            operation: "append",
+            txn: txn.into(),
+            added: 0,
+            removed: 0,
+            threshold: None,
+        };
+        let rows = base.catalog.rows().to_vec();
+        let mine = commit("mine").encode(1, rows.clone()).unwrap();
+        let lossy = AnswerLost(store.clone());
+        assert!(
+            generation::commit(&lossy, 1, &mine, "mine").unwrap(),
+            "{}: the commit landed though its answer was lost",
+            backend.name
+        );
+        // Retried after the lost answer: recognised as done, not applied again.
+        assert!(generation::commit(store.as_ref(), 1, &mine, "mine").unwrap());
+        let theirs = commit("theirs").encode(1, rows).unwrap();
+        assert!(
+            !generation::commit(store.as_ref(), 1, &theirs, "theirs").unwrap(),
+            "{}: another writer's commit of the same number loses",
+            backend.name
+        );
+        assert_eq!(
+            generation::numbers(store.as_ref()).unwrap(),
+            [0, 1],
+            "{}",
+            backend.name
+        );
+        assert!(generation::holds_txn(store.as_ref(), 1, "mine").unwrap());
+    }
+}
