@@ -338,13 +338,20 @@ pub fn print_fold_summary(s: &FoldSummary) {
             s.originals_removed, s.originals_changed
         );
     }
-    println!(
-        "objects to track: {} -> {} ({:.2}% fewer)",
-        s.objects_before, s.objects_after, s.reduction_percent
-    );
+    // A dataset's first fold reports what folding saved; a later generation adds to it.
+    let generation = match s.generation {
+        0 => {
+            println!(
+                "objects to track: {} -> {} ({:.2}% fewer)",
+                s.objects_before, s.objects_after, s.reduction_percent
+            );
+            String::new()
+        }
+        n => format!(", generation {n}"),
+    };
     let rate = (s.bytes_folded + s.bytes_kept) as f64 / s.elapsed_secs.max(1e-9);
     println!(
-        "dataset {} in {:.2} s ({}/s)",
+        "dataset {}{generation} in {:.2} s ({}/s)",
         s.dataset.display(),
         s.elapsed_secs,
         human_bytes(rate as u64)
