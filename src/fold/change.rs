@@ -58,22 +58,10 @@ pub fn append(
     let above = dirs_to_prefix(&base, &prefix, src_dir.as_deref())?;
     progress.phase("append", 0, 0);
     let sources = Sources {
-        src: match &src_dir {
-            Some(dir) => SourceTree::Local(dir),
-            None => SourceTree::Store(src_store.as_ref()),
-        },
+        src: SourceTree::of(src_dir.as_deref(), src_store.as_ref()),
         copy_externals_to: Some(store.as_ref()),
     };
-    let mut folding = Folding {
-        store: &store,
-        sources: &sources,
-        options,
-        progress,
-        txn: Some(&txn),
-        rows: Vec::new(),
-        reused: 0,
-        summary: FoldSummary::default(),
-    };
+    let mut folding = Folding::new(&store, &sources, options, progress, Some(&txn));
     let under = |walked: Result<Walked>| under_prefix(walked, &prefix);
     let ahead = above.into_iter().map(|e| Ok(Walked::Entry(e)));
     match &src_dir {
@@ -125,16 +113,7 @@ pub(super) fn fold_changes(
         src: SourceTree::Local(dir),
         copy_externals_to: None,
     };
-    let mut folding = Folding {
-        store,
-        sources: &sources,
-        options,
-        progress,
-        txn: Some(&txn),
-        rows: Vec::new(),
-        reused: 0,
-        summary: FoldSummary::default(),
-    };
+    let mut folding = Folding::new(store, &sources, options, progress, Some(&txn));
     let walk = walk::SortedWalk::new(dir, options.threshold, true)?;
     let changed = walk.filter(|walked| match walked {
         Ok(Walked::Entry(entry)) => changed_since(&base, entry),

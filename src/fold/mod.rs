@@ -204,22 +204,10 @@ pub fn fold(
     // being filled, never the whole tree (see `plan`).
     progress.phase("fold", 0, 0);
     let sources = write::Sources {
-        src: match &src_dir {
-            Some(dir) => write::SourceTree::Local(dir),
-            None => write::SourceTree::Store(src_store.as_ref()),
-        },
+        src: write::SourceTree::of(src_dir.as_deref(), src_store.as_ref()),
         copy_externals_to: (!in_place).then_some(store.as_ref()),
     };
-    let mut folding = Folding {
-        store: &store,
-        sources: &sources,
-        options,
-        progress,
-        txn: None,
-        rows: Vec::new(),
-        reused: 0,
-        summary: FoldSummary::default(),
-    };
+    let mut folding = Folding::new(&store, &sources, options, progress, None);
     if let Some(dir) = &src_dir {
         let walk = walk::SortedWalk::new(dir, options.threshold, in_place)?;
         folding.consume_in_background(walk)?;
@@ -343,6 +331,27 @@ const WALK_BUNDLE: usize = 512;
 const WALK_AHEAD: usize = 32;
 
 impl<'a> Folding<'a> {
+    /// Nothing folded yet: containers go to `store`, named for `txn` when they join a
+    /// published dataset.
+    fn new(
+        store: &'a Arc<dyn Store>,
+        sources: &'a write::Sources<'a>,
+        options: &'a FoldOptions,
+        progress: &'a dyn Progress,
+        txn: Option<&'a str>,
+    ) -> Self {
+        Folding {
+            store,
+            sources,
+            options,
+            progress,
+            txn,
+            rows: Vec::new(),
+            reused: 0,
+            summary: FoldSummary::default(),
+        }
+    }
+
     /// Walks on a thread of its own, so entries are read and written while the walk goes on
     /// (a container's first entries are read before its last are found).
     fn consume_in_background(

@@ -46,6 +46,17 @@ pub enum SourceTree<'a> {
     Store(&'a dyn Store),
 }
 
+impl<'a> SourceTree<'a> {
+    /// The local directory `dir` when there is one (walked and read with the filesystem's own
+    /// calls), else `store`.
+    pub fn of(dir: Option<&'a Path>, store: &'a dyn Store) -> Self {
+        match dir {
+            Some(dir) => SourceTree::Local(dir),
+            None => SourceTree::Store(store),
+        }
+    }
+}
+
 impl SourceTree<'_> {
     /// Reads a small file whole; `dir` is the reading thread's [`OpenDir`]. A local file
     /// that has grown to `threshold` bytes or more since the walk measured it is an error: it
