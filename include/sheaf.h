@@ -199,6 +199,26 @@ sheaf_status sheaf_stats(const sheaf_dataset *dataset,
                          size_t capacity,
                          size_t *written);
 
+// Plans a fold for many workers. `request` is a NUL-terminated JSON object: `src`, `dst`
+// (paths or URIs), `partitions` (the most parts), and optionally `threshold`,
+// `container_size` (bytes), `max_entries`, `compress` (`none`, `zstd[:L]`, `auto[:L]`),
+// `append` and `prefix` (add to the published dataset `dst` under `prefix`). The plan is
+// written into `dst`'s staging area; `*out` receives it as JSON, with its `location` (what
+// `sheaf_fold_part` and `sheaf_fold_commit` take) and `resumed` (true when an unfinished
+// plan of the same fold was found and is continued, its finished parts kept). Free `*out` with `sheaf_bytes_free`.
+sheaf_status sheaf_fold_plan(const char *request,
+                             sheaf_bytes *out);
+
+// Folds part `part` of the plan at `plan` (its location, NUL-terminated), writing its
+// containers and result into the plan's dataset; a part that already finished is not folded
+// again. `*out` receives the part's summary as JSON. Free it with `sheaf_bytes_free`.
+sheaf_status sheaf_fold_part(const char *plan, uint32_t part, sheaf_bytes *out);
+
+// Commits the plan at `plan` once every part has finished: one generation, committed once
+// however often this is called. `*out` receives the fold's summary as JSON. Free it with
+// `sheaf_bytes_free`.
+sheaf_status sheaf_fold_commit(const char *plan, sheaf_bytes *out);
+
 // Lists the directory `path` (following symlinks; the root is `""`).
 sheaf_status sheaf_list(const sheaf_dataset *dataset,
                         const uint8_t *path,

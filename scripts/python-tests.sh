@@ -3,6 +3,8 @@
 # cargo test's build) and runs its pytest suite against trees folded by the CLI. Run by .ci/run
 # after the test servers are up (the S3 tests read AWS_ENDPOINT_URL and SHEAF_TEST_S3_BUCKET
 # from target/test-servers.env; SHEAF_TEST_LOCAL_ONLY=1 skips them). Extra arguments go to pytest.
+# PySpark and pyarrow (python/requirements-spark.txt) are installed for the Spark fold's tests,
+# which run PySpark in local mode on the machine's Java.
 # SHEAF_TEST_TORCH=1 also installs torch (python/requirements-torch.txt, about 5 GB with its CUDA
 # wheels, which is why CI does not) so the DataLoader tests run instead of being skipped.
 set -euo pipefail
@@ -13,7 +15,7 @@ if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
 pip_install() { "$VENV/bin/python" -m pip install --disable-pip-version-check -q "$@"; }
-pip_install -r python/requirements-test.txt
+pip_install -r python/requirements-test.txt -r python/requirements-spark.txt
 if [ "${SHEAF_TEST_TORCH:-}" = 1 ]; then
   pip_install -r python/requirements-torch.txt
 fi

@@ -163,6 +163,10 @@ pub enum Setting {
     RemoveOriginals,
     /// The number of parallel fetches of a preload.
     Jobs,
+    /// Per-entry compression.
+    Compression,
+    /// The parts a planned fold is cut into.
+    Partitions,
 }
 
 impl std::fmt::Display for Setting {
@@ -172,6 +176,8 @@ impl std::fmt::Display for Setting {
             Setting::ContainerLimits => "container size",
             Setting::RemoveOriginals => "removing originals",
             Setting::Jobs => "jobs",
+            Setting::Compression => "compression",
+            Setting::Partitions => "partitions",
         })
     }
 }

@@ -81,6 +81,9 @@ pub const CONTAINERS_PREFIX: &str = ".sheaf/containers/";
 /// The key of the staging directory an unfinished fold keeps its temporary files in.
 pub const STAGING_KEY: &str = ".sheaf/staging";
 
+/// Key prefix of the plans of folds split into parts (`fold --plan`), in the staging area.
+pub const PLANS_KEY: &str = ".sheaf/staging/plans";
+
 /// The key of the settings file an unfinished fold leaves; it goes when the fold publishes.
 pub const FOLD_PARAMS_KEY: &str = ".sheaf/staging/params";
 
@@ -103,6 +106,12 @@ pub fn container_name(generation: u32, seq: u32) -> String {
 /// the next number).
 pub fn txn_container_name(txn: &str, seq: u32) -> String {
     format!("t{txn}-c{seq:08}.sheaf")
+}
+
+/// The file name of container `seq` of part `part` of a planned fold whose transaction is
+/// `txn`: a retried or duplicated part writes the same names, so it never duplicates data.
+pub fn part_container_name(txn: &str, part: u32, seq: u32) -> String {
+    format!("t{txn}-p{part:06}-c{seq:08}.sheaf")
 }
 
 #[cfg(test)]

@@ -14,9 +14,11 @@
 #![allow(non_camel_case_types)]
 #![allow(clippy::missing_safety_doc)] // the header's comments and the conventions above say it
 
+mod fold;
 mod listing;
 mod status;
 
+pub use fold::*;
 pub use listing::*;
 pub use status::*;
 

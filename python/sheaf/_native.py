@@ -86,6 +86,9 @@ SIGNATURES = {
     "sheaf_walk_open": (_STATUS, [c_void_p, c_char_p, c_size_t, POINTER(c_void_p)]),
     "sheaf_walk_next": (_STATUS, [c_void_p, POINTER(_U8P), POINTER(c_size_t), POINTER(Stat)]),
     "sheaf_walk_free": (None, [c_void_p]),
+    "sheaf_fold_plan": (_STATUS, [c_char_p, POINTER(Bytes)]),
+    "sheaf_fold_part": (_STATUS, [c_char_p, c_uint32, POINTER(Bytes)]),
+    "sheaf_fold_commit": (_STATUS, [c_char_p, POINTER(Bytes)]),
 }
 
 

@@ -309,6 +309,46 @@ pub fn print_stat(entry: &Entry, link: Option<&[u8]>, container: Option<&str>) {
 }
 
 /// Human form of the fold summary.
+/// What `fold --plan` made, and what to run next.
+pub fn print_plan(planned: &sheaf::fold::parts::Planned) {
+    let (plan, location) = (&planned.plan, &planned.location);
+    if planned.resumed {
+        println!("continuing the unfinished plan of the same fold: its finished parts are kept");
+    }
+    println!(
+        "planned {} of {} entries ({}) from {} into {}",
+        count(plan.parts.len() as u64, "part"),
+        plan.entries,
+        human_bytes(plan.bytes),
+        plan.src,
+        plan.dst
+    );
+    println!("plan: {location}");
+    println!(
+        "next: `sheaf fold --part K {location}` for K in 0..{} (anywhere, in any order, retried freely), then `sheaf fold --commit {location}`",
+        plan.parts.len() - 1
+    );
+}
+
+/// What `fold --part K` did.
+pub fn print_part_summary(s: &sheaf::fold::parts::PartSummary) {
+    if s.already_done {
+        println!("part {} had already finished: nothing to do", s.part);
+        return;
+    }
+    println!(
+        "part {}: folded {} ({}) into {} ({} stored); kept {} large files ({}) in {:.1}s",
+        s.part,
+        count(s.files_folded, "file"),
+        human_bytes(s.bytes_folded),
+        count(s.containers, "container"),
+        human_bytes(s.bytes_stored),
+        s.files_kept,
+        human_bytes(s.bytes_kept),
+        s.elapsed_secs
+    );
+}
+
 pub fn print_fold_summary(s: &FoldSummary) {
     println!(
         "folded {} ({}) and {} into {} ({} stored{})",

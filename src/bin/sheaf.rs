@@ -152,12 +152,27 @@ struct LogArgs {
 
 #[derive(Args)]
 struct FoldArgs {
-    /// The tree to fold.
+    /// The tree to fold (with --part or --commit: the plan's location, as --plan printed it).
     src: PathBuf,
     /// The new dataset root (must be missing or empty), or with --append a published one.
-    /// Omit with --in-place.
-    #[arg(required_unless_present = "in_place", conflicts_with = "in_place")]
+    /// Omit with --in-place, --part and --commit.
+    #[arg(required_unless_present_any = ["in_place", "part", "commit"], conflicts_with_all = ["in_place", "part", "commit"])]
     dst: Option<PathBuf>,
+    /// Plan the fold for a cluster instead of folding: cut SRC into --partitions parts of
+    /// about equal bytes, write the plan into DST's staging area and print where it is. Each
+    /// part is then folded anywhere with --part, and all of them published with --commit.
+    #[arg(long, requires = "partitions", conflicts_with_all = ["in_place", "part", "commit"])]
+    plan: bool,
+    /// With --plan: the most parts to cut the tree into (a small tree gets fewer).
+    #[arg(long, value_name = "N", requires = "plan", value_parser = clap::value_parser!(u32).range(1..))]
+    partitions: Option<u32>,
+    /// Fold part K of the plan at SRC (its containers and a result file go to the plan's
+    /// dataset; a part that already finished is not folded again).
+    #[arg(long, value_name = "K", conflicts_with_all = ["in_place", "commit", "append"])]
+    part: Option<u32>,
+    /// Publish the plan at SRC once all its parts have finished, as one generation.
+    #[arg(long, conflicts_with_all = ["in_place", "append"])]
+    commit: bool,
     /// Add SRC's files to the published dataset DST as a new generation; a path already
     /// there is replaced.
     #[arg(long, requires = "dst")]
@@ -309,6 +324,8 @@ fn in_cli_words(error: &sheaf::Error) -> String {
                 sheaf::Setting::ContainerLimits => "--container-size",
                 sheaf::Setting::RemoveOriginals => "--remove-originals",
                 sheaf::Setting::Jobs => "--jobs",
+                sheaf::Setting::Compression => "--compress",
+                sheaf::Setting::Partitions => "--partitions/--part",
             };
             format!("{flag}: {reason}")
         }
@@ -393,18 +410,13 @@ fn open_reading(dataset: &PathBuf, read: &ReadCacheArgs) -> Result<Dataset> {
 
 fn fold(args: FoldArgs) -> Result<ExitCode> {
     set_jobs(args.jobs)?;
+    if args.plan || args.part.is_some() || args.commit {
+        return planned_fold(args);
+    }
+    let options = fold_options(&args);
     let target = match args.dst {
         Some(dst) => Target::NewRoot { src: args.src, dst },
         None => Target::InPlace { dir: args.src },
-    };
-    let options = FoldOptions {
-        threshold: args.threshold,
-        limits: ContainerLimits {
-            bytes: args.container_size,
-            entries: args.max_entries,
-        },
-        compression: args.compress,
-        remove_originals: args.remove_originals,
     };
     let bars = progress::Bars::new(args.quiet);
     let summary = match (&target, args.append) {
@@ -419,6 +431,60 @@ fn fold(args: FoldArgs) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
         output::print_fold_summary(&summary);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn fold_options(args: &FoldArgs) -> FoldOptions {
+    FoldOptions {
+        threshold: args.threshold,
+        limits: ContainerLimits {
+            bytes: args.container_size,
+            entries: args.max_entries,
+        },
+        compression: args.compress,
+        remove_originals: args.remove_originals,
+    }
+}
+
+/// `fold --plan`, `fold --part K` and `fold --commit`: a fold split for a cluster.
+fn planned_fold(args: FoldArgs) -> Result<ExitCode> {
+    let bars = progress::Bars::new(args.quiet);
+    if let Some(part) = args.part {
+        let done = fold::parts::fold_part(&args.src, part, &bars)
+            .with_context(|| format!("folding part {part} failed"))?;
+        bars.finish();
+        match args.json {
+            true => println!("{}", serde_json::to_string_pretty(&done)?),
+            false => output::print_part_summary(&done),
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.commit {
+        let summary = fold::parts::commit(&args.src, &bars).context("commit failed")?;
+        bars.finish();
+        match args.json {
+            true => println!("{}", serde_json::to_string_pretty(&summary)?),
+            false => output::print_fold_summary(&summary),
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let dst = args.dst.as_deref().expect("clap requires DST with --plan");
+    let options = fold_options(&args);
+    let append = args.append.then_some(args.prefix.as_bytes());
+    let partitions = args
+        .partitions
+        .expect("clap requires --partitions with --plan");
+    let planned = fold::parts::plan(&args.src, dst, append, &options, partitions, &bars)
+        .context("planning failed")?;
+    bars.finish();
+    if args.json {
+        let mut value = serde_json::to_value(&planned.plan)?;
+        value["location"] = serde_json::Value::String(planned.location);
+        value["resumed"] = serde_json::Value::Bool(planned.resumed);
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        output::print_plan(&planned);
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -7,7 +7,8 @@ use super::publish::commit_on_top;
 use super::walk::{self, SourceEntry, Walked};
 use super::write::{SourceTree, Sources};
 use super::{
-    check_options, open_source, refuse_reserved_name, root_store, FoldOptions, FoldSummary, Folding,
+    check_options, open_source, refuse_reserved_name, root_store, FoldOptions, FoldSummary,
+    Folding, Naming,
 };
 use crate::error::{Error, KindProblem, Result, Setting};
 use crate::format::generation::{self, Commit, Snapshot};
@@ -44,24 +45,22 @@ pub fn append(
     let prefix = normalize(prefix)?;
     let (src_store, src_dir) = open_source(src)?;
     let store = root_store(root)?;
-    if crate::store::overlaps(src_store.as_ref(), store.as_ref())? {
-        return Err(Error::Refused {
-            path: src.to_path_buf(),
-            reason: format!("the source and the dataset {} overlap", store.uri("")),
-        });
-    }
-    if let (Some(dir), true) = (&src_dir, prefix.is_empty()) {
-        refuse_reserved_name(dir)?;
-    }
+    refuse_unfit_source(src, src_store.as_ref(), src_dir.as_deref(), &store, &prefix)?;
     let base = Dataset::open_in(Arc::clone(&store))?;
     let txn = generation::new_txn();
-    let above = dirs_to_prefix(&base, &prefix, src_dir.as_deref())?;
+    let above = dirs_to_prefix(&base, &prefix, src_dir.as_deref(), crate::time::now_ns())?;
     progress.phase("append", 0, 0);
     let sources = Sources {
         src: SourceTree::of(src_dir.as_deref(), src_store.as_ref()),
         copy_externals_to: Some(store.as_ref()),
     };
-    let mut folding = Folding::new(&store, &sources, options, progress, Some(&txn));
+    let mut folding = Folding::new(
+        &store,
+        &sources,
+        options,
+        progress,
+        Naming::Change { txn: &txn },
+    );
     let under = |walked: Result<Walked>| under_prefix(walked, &prefix);
     let ahead = above.into_iter().map(|e| Ok(Walked::Entry(e)));
     match &src_dir {
@@ -83,6 +82,27 @@ pub fn append(
     summary.objects_after = summary.containers + summary.files_kept + 1;
     summary.elapsed_secs = started.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+/// Refuses a source that overlaps the dataset, or that would put its own top-level `.sheaf`
+/// at the dataset's root (an append without a prefix).
+pub(super) fn refuse_unfit_source(
+    src: &Path,
+    src_store: &dyn Store,
+    src_dir: Option<&Path>,
+    store: &Arc<dyn Store>,
+    prefix: &[u8],
+) -> Result<()> {
+    if crate::store::overlaps(src_store, store.as_ref())? {
+        return Err(Error::Refused {
+            path: src.to_path_buf(),
+            reason: format!("the source and the dataset {} overlap", store.uri("")),
+        });
+    }
+    if let (Some(dir), true) = (src_dir, prefix.is_empty()) {
+        refuse_reserved_name(dir)?;
+    }
+    Ok(())
 }
 
 /// Folds again, in place, a directory whose dataset is published: the small files, symlinks
@@ -113,7 +133,13 @@ pub(super) fn fold_changes(
         src: SourceTree::Local(dir),
         copy_externals_to: None,
     };
-    let mut folding = Folding::new(store, &sources, options, progress, Some(&txn));
+    let mut folding = Folding::new(
+        store,
+        &sources,
+        options,
+        progress,
+        Naming::Change { txn: &txn },
+    );
     let walk = walk::SortedWalk::new(dir, options.threshold, true)?;
     let changed = walk.filter(|walked| match walked {
         Ok(Walked::Entry(entry)) => changed_since(&base, entry),
@@ -138,7 +164,7 @@ pub(super) fn fold_changes(
 /// Commits the containers an append folded (`rows`, none when nothing was new) as the next
 /// generation on top of `base`, after refusing to put a file where `base` has a directory
 /// (the containers are then deleted), and records the generation in `summary`.
-fn commit_folded(
+pub(super) fn commit_folded(
     base: &Dataset,
     store: &Arc<dyn Store>,
     rows: Vec<CatalogRow>,
@@ -184,7 +210,7 @@ fn changed_since(base: &Dataset, entry: &SourceEntry) -> bool {
 }
 
 /// A walked entry of the source, with its dataset path under `prefix`.
-fn under_prefix(walked: Result<Walked>, prefix: &[u8]) -> Result<Walked> {
+pub(super) fn under_prefix(walked: Result<Walked>, prefix: &[u8]) -> Result<Walked> {
     let mut entry = match walked? {
         Walked::Entry(entry) => entry,
         special => return Ok(special),
@@ -202,8 +228,14 @@ fn under_prefix(walked: Result<Walked>, prefix: &[u8]) -> Result<Walked> {
 
 /// Directory entries for `prefix` and every directory above it that the dataset does not
 /// hold as a directory yet (a file there is replaced by the directory), in path order. The
-/// prefix itself gets the source directory's mode and time when it is local.
-fn dirs_to_prefix(base: &Dataset, prefix: &[u8], src: Option<&Path>) -> Result<Vec<SourceEntry>> {
+/// prefix itself gets the source directory's mode and time when it is local; the others get
+/// `made_ns`.
+pub(super) fn dirs_to_prefix(
+    base: &Dataset,
+    prefix: &[u8],
+    src: Option<&Path>,
+    made_ns: i64,
+) -> Result<Vec<SourceEntry>> {
     let mut dirs = Vec::new();
     let ends = prefix
         .iter()
@@ -224,7 +256,7 @@ fn dirs_to_prefix(base: &Dataset, prefix: &[u8], src: Option<&Path>) -> Result<V
                 use std::os::unix::fs::MetadataExt;
                 (meta.mode(), crate::time::mtime_ns(&meta))
             }
-            _ => (0o040755, crate::time::now_ns()),
+            _ => (0o040755, made_ns),
         };
         dirs.push(SourceEntry {
             path: dir.to_vec(),

@@ -3,6 +3,7 @@
 
 mod change;
 mod compact;
+pub mod parts;
 mod plan;
 mod publish;
 mod walk;
@@ -16,7 +17,7 @@ use walk::Walked;
 
 use crate::error::{Error, Result, Setting};
 use crate::format::{CatalogRow, EntryKind, MAX_ENTRY_LEN};
-use crate::layout::{container_key, container_name, txn_container_name};
+use crate::layout::{container_key, container_name, part_container_name, txn_container_name};
 use crate::progress::Progress;
 use crate::store::{Location, Store};
 use std::path::{Path, PathBuf};
@@ -207,7 +208,7 @@ pub fn fold(
         src: write::SourceTree::of(src_dir.as_deref(), src_store.as_ref()),
         copy_externals_to: (!in_place).then_some(store.as_ref()),
     };
-    let mut folding = Folding::new(&store, &sources, options, progress, None);
+    let mut folding = Folding::new(&store, &sources, options, progress, Naming::FirstFold);
     if let Some(dir) = &src_dir {
         let walk = walk::SortedWalk::new(dir, options.threshold, in_place)?;
         folding.consume_in_background(walk)?;
@@ -313,9 +314,8 @@ struct Folding<'a> {
     sources: &'a write::Sources<'a>,
     options: &'a FoldOptions,
     progress: &'a dyn Progress,
-    /// The transaction whose containers these are, when they join a published dataset (an
-    /// append): their names carry it. `None` for a dataset's first fold.
-    txn: Option<&'a str>,
+    /// What the containers are called and which level of the catalog they form.
+    naming: Naming<'a>,
     rows: Vec<CatalogRow>,
     reused: u64,
     summary: FoldSummary,
@@ -331,21 +331,20 @@ const WALK_BUNDLE: usize = 512;
 const WALK_AHEAD: usize = 32;
 
 impl<'a> Folding<'a> {
-    /// Nothing folded yet: containers go to `store`, named for `txn` when they join a
-    /// published dataset.
+    /// Nothing folded yet: containers go to `store`, named as `naming` says.
     fn new(
         store: &'a Arc<dyn Store>,
         sources: &'a write::Sources<'a>,
         options: &'a FoldOptions,
         progress: &'a dyn Progress,
-        txn: Option<&'a str>,
+        naming: Naming<'a>,
     ) -> Self {
         Folding {
             store,
             sources,
             options,
             progress,
-            txn,
+            naming,
             rows: Vec::new(),
             reused: 0,
             summary: FoldSummary::default(),
@@ -425,9 +424,10 @@ impl<'a> Folding<'a> {
     /// The next container's name.
     fn next_name(&self) -> String {
         let seq = self.rows.len() as u32;
-        match self.txn {
-            Some(txn) => txn_container_name(txn, seq),
-            None => container_name(0, seq),
+        match self.naming {
+            Naming::FirstFold => container_name(0, seq),
+            Naming::Change { txn } => txn_container_name(txn, seq),
+            Naming::Part { txn, part, .. } => part_container_name(txn, part, seq),
         }
     }
 
@@ -481,10 +481,36 @@ impl<'a> Folding<'a> {
                 )?
             }
         };
-        // An append's containers form a generation above others: they keep their path filter.
-        let level = u32::from(self.txn.is_some());
-        self.rows.push(written.catalog_row(&name, level));
+        self.rows
+            .push(written.catalog_row(&name, self.naming.level()));
         Ok(())
+    }
+}
+
+/// How a fold names its containers, and whether they form the bottom level of a catalog (a
+/// dataset's first fold) or one above it (a change, whose containers keep their path filters).
+#[derive(Clone, Copy)]
+enum Naming<'a> {
+    FirstFold,
+    /// A change to a published dataset, by transaction `txn`.
+    Change {
+        txn: &'a str,
+    },
+    /// Part `part` of a planned fold, by the plan's transaction `txn`.
+    Part {
+        txn: &'a str,
+        part: u32,
+        above: bool,
+    },
+}
+
+impl Naming<'_> {
+    fn level(&self) -> u32 {
+        match self {
+            Naming::FirstFold => 0,
+            Naming::Change { .. } => 1,
+            Naming::Part { above, .. } => u32::from(*above),
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::format::container::WrittenContainer;
 use crate::format::generation::{self, Commit};
 use crate::format::{CatalogRow, Codec, Container, EntryKind};
-use crate::layout::{container_key, CONTAINERS_PREFIX, FOLD_LOCK_KEY, STAGING_KEY};
+use crate::layout::{container_key, CONTAINERS_PREFIX, FOLD_LOCK_KEY, PLANS_KEY, STAGING_KEY};
 use crate::progress::Progress;
 use crate::read::Dataset;
 use crate::store::{FileKind, ReadPolicy, Store, StoreLock};
@@ -24,7 +24,7 @@ use std::sync::Arc;
 const PARAMS_KEY: &str = crate::layout::FOLD_PARAMS_KEY;
 
 /// Refuses a new root that overlaps the source or already holds something other than an
-/// unfinished fold. Only a fold's own files mark an unfinished fold (its settings, or
+/// unfinished fold. Only a fold's own files mark an unfinished fold (its settings, a plan, or
 /// containers whose catalog is missing): an empty `.sheaf/` beside user files must not let a
 /// fold overwrite them.
 pub fn check_new_root(src: &dyn Store, dst: &dyn Store) -> Result<()> {
@@ -34,7 +34,9 @@ pub fn check_new_root(src: &dyn Store, dst: &dyn Store) -> Result<()> {
             reason: format!("the destination and the source {} overlap", src.uri("")),
         });
     }
-    let unfinished_fold = dst.len(PARAMS_KEY)?.is_some() || holds_containers(dst)?;
+    let unfinished_fold = dst.len(PARAMS_KEY)?.is_some()
+        || holds_containers(dst)?
+        || !dst.list(&format!("{PLANS_KEY}/"))?.is_empty();
     if !unfinished_fold && !dst.is_empty()? {
         return Err(Error::Refused {
             path: PathBuf::from(dst.uri("")),

@@ -3,7 +3,7 @@
 //! directory.
 
 use crate::error::{Error, IoContext, Result};
-use crate::format::path::SEPARATOR;
+use crate::format::path::{cmp_paths, is_inside, SEPARATOR};
 use crate::format::EntryKind;
 use crate::layout::SHEAF_DIR;
 use crate::store::{ObjectInfo, Store};
@@ -33,6 +33,19 @@ pub struct SourceEntry {
 }
 
 impl SourceEntry {
+    /// A small file of `len` bytes, mode 0644, time 0: for tests.
+    #[cfg(test)]
+    pub fn test_file(path: &str, len: u64) -> SourceEntry {
+        SourceEntry {
+            path: path.as_bytes().to_vec(),
+            kind: EntryKind::File,
+            len,
+            mode: 0o100644,
+            mtime_ns: 0,
+            prefix_len: 0,
+        }
+    }
+
     /// The entry's path relative to the source root.
     pub fn source_path(&self) -> &[u8] {
         &self.path[self.prefix_len..]
@@ -47,6 +60,50 @@ pub enum Walked {
     Special(PathBuf),
 }
 
+/// A contiguous run of the path order, `from` (inclusive) to `until` (exclusive), either end
+/// open: the share of a tree one part of a planned fold walks. Every entry of a tree lies in
+/// exactly one of the runs a plan cuts it into.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PathRange {
+    pub from: Option<Vec<u8>>,
+    pub until: Option<Vec<u8>>,
+}
+
+/// Where a walked path lies relative to a [`PathRange`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Place {
+    /// Before the range, and so is everything below it: not even listed.
+    Before,
+    /// Before the range, but the range starts inside this directory: listed, not yielded.
+    Above,
+    Inside,
+    /// At or after the range's end: so is everything the walk would yield next.
+    After,
+}
+
+impl PathRange {
+    /// The whole tree.
+    pub const ALL: PathRange = PathRange {
+        from: None,
+        until: None,
+    };
+
+    pub fn place(&self, path: &[u8], is_dir: bool) -> Place {
+        if let Some(until) = &self.until {
+            if cmp_paths(path, until).is_ge() {
+                return Place::After;
+            }
+        }
+        match &self.from {
+            Some(from) if cmp_paths(path, from).is_lt() => match is_dir && is_inside(from, path) {
+                true => Place::Above,
+                false => Place::Before,
+            },
+            _ => Place::Inside,
+        }
+    }
+}
+
 /// Walks a local tree depth first, yielding its entries in the index's path order (see
 /// `cmp_paths`) without collecting them: memory holds the names of the directories on the
 /// current path only, so it grows with the widest directory, not with the tree. Every entry is
@@ -56,6 +113,7 @@ pub enum Walked {
 pub struct SortedWalk {
     threshold: u64,
     skip_sheaf_dir: bool,
+    range: PathRange,
     /// One level per directory on the current path: its children not yet yielded.
     levels: Vec<Level>,
 }
@@ -69,20 +127,26 @@ struct Level {
 
 impl SortedWalk {
     pub fn new(root: &Path, threshold: u64, skip_sheaf_dir: bool) -> Result<SortedWalk> {
+        Self::within(root, threshold, skip_sheaf_dir, PathRange::ALL)
+    }
+
+    /// Walks only the entries in `range`, listing no directory wholly outside it.
+    pub fn within(
+        root: &Path,
+        threshold: u64,
+        skip_sheaf_dir: bool,
+        range: PathRange,
+    ) -> Result<SortedWalk> {
         Ok(SortedWalk {
             threshold,
             skip_sheaf_dir,
+            range,
             levels: vec![Level::read(root, Vec::new())?],
         })
     }
 
     fn entry(&mut self, name: OsString, child: fs::DirEntry) -> Result<Option<Walked>> {
         let abs = child.path();
-        // `DirEntry::metadata` is an lstat relative to the open directory.
-        let meta = child.metadata().ctx("stat", &abs)?;
-        let Some(kind) = classify(&meta, self.threshold) else {
-            return Ok(Some(Walked::Special(abs)));
-        };
         let parent = &self.levels.last().expect("a level is open").rel;
         let mut path = Vec::with_capacity(parent.len() + 1 + name.len());
         path.extend_from_slice(parent);
@@ -93,6 +157,27 @@ impl SortedWalk {
         if self.levels.len() == 1 && self.skip_sheaf_dir && is_sheaf_dir_or_below(&path) {
             return Ok(None);
         }
+        if self.range != PathRange::ALL {
+            // The directory entry's own type (no stat) is enough to place it.
+            let is_dir = child.file_type().ctx("stat", &abs)?.is_dir();
+            match self.range.place(&path, is_dir) {
+                Place::Inside => {}
+                Place::Before => return Ok(None),
+                Place::Above => {
+                    self.levels.push(Level::read(&abs, path)?);
+                    return Ok(None);
+                }
+                Place::After => {
+                    self.levels.clear();
+                    return Ok(None);
+                }
+            }
+        }
+        // `DirEntry::metadata` is an lstat relative to the open directory.
+        let meta = child.metadata().ctx("stat", &abs)?;
+        let Some(kind) = classify(&meta, self.threshold) else {
+            return Ok(Some(Walked::Special(abs)));
+        };
         if kind == EntryKind::Dir {
             self.levels.push(Level::read(&abs, path.clone())?);
         }
@@ -183,6 +268,7 @@ fn classify(meta: &Metadata, threshold: u64) -> Option<EntryKind> {
 pub struct StoreWalk<'a> {
     store: &'a dyn Store,
     threshold: u64,
+    range: PathRange,
     /// One level per directory on the current path: its children not yet yielded.
     levels: Vec<Vec<StoreChild>>,
 }
@@ -208,6 +294,16 @@ impl<'a> StoreWalk<'a> {
         threshold: u64,
         skip_sheaf_dir: bool,
     ) -> Result<StoreWalk<'a>> {
+        Self::within(store, threshold, skip_sheaf_dir, PathRange::ALL)
+    }
+
+    /// Walks only the entries in `range`, listing no directory wholly outside it.
+    pub fn within(
+        store: &'a dyn Store,
+        threshold: u64,
+        skip_sheaf_dir: bool,
+        range: PathRange,
+    ) -> Result<StoreWalk<'a>> {
         let mut root = read_store_level(store, "")?;
         let reserved = |c: &StoreChild| is_sheaf_dir_or_below(c.key().as_bytes());
         if skip_sheaf_dir {
@@ -223,6 +319,7 @@ impl<'a> StoreWalk<'a> {
         Ok(StoreWalk {
             store,
             threshold,
+            range,
             levels: vec![root],
         })
     }
@@ -288,6 +385,25 @@ impl Iterator for StoreWalk<'_> {
                 self.levels.pop();
                 continue;
             };
+            let is_dir = matches!(child, StoreChild::Dir(_));
+            match self.range.place(child.key().as_bytes(), is_dir) {
+                Place::Inside => {}
+                Place::Before => continue,
+                Place::Above => match read_store_level(self.store, child.key()) {
+                    Ok(level) => {
+                        self.levels.push(level);
+                        continue;
+                    }
+                    Err(e) => {
+                        self.levels.clear();
+                        return Some(Err(e));
+                    }
+                },
+                Place::After => {
+                    self.levels.clear();
+                    return None;
+                }
+            }
             let walked = self.entry(child).map(Walked::Entry);
             if walked.is_err() {
                 // An error ends the walk.
@@ -429,6 +545,63 @@ mod tests {
         assert_eq!(store_walked(&listed, true).unwrap(), without_empty);
         let refused = store_walked(&store, false).unwrap_err();
         assert!(refused.to_string().contains("reserves"), "{refused}");
+    }
+
+    fn paths_of(walk: impl Iterator<Item = Result<Walked>>) -> Vec<String> {
+        walk.map(|item| match item.unwrap() {
+            Walked::Entry(e) => String::from_utf8(e.path).unwrap(),
+            Walked::Special(p) => panic!("no special files here: {p:?}"),
+        })
+        .collect()
+    }
+
+    #[test]
+    fn ranges_cut_at_any_paths_tile_both_walks_exactly() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        make_tree(
+            root,
+            &["a/b/deep/er", "z"],
+            &["a/b/deep/er/f", "a/b/deep/g"],
+        );
+        let store = crate::store::LocalStore::new(root);
+        let whole = paths_of(SortedWalk::new(root, 100, true).unwrap());
+        assert_eq!(whole, paths_of(StoreWalk::new(&store, 100, true).unwrap()));
+        let bound = |i: usize| whole.get(i).map(|p| p.as_bytes().to_vec());
+        // Every pair of cut points (and the open ends) splits the walk into three runs that
+        // put every entry in exactly one of them, in order.
+        for first in 1..whole.len() {
+            for second in first + 1..=whole.len() {
+                let mut ranges = vec![
+                    PathRange {
+                        from: None,
+                        until: bound(first),
+                    },
+                    PathRange {
+                        from: bound(first),
+                        until: bound(second),
+                    },
+                ];
+                if second < whole.len() {
+                    ranges.push(PathRange {
+                        from: bound(second),
+                        until: None,
+                    });
+                }
+                let mut local = Vec::new();
+                let mut stored = Vec::new();
+                for range in ranges {
+                    local.extend(paths_of(
+                        SortedWalk::within(root, 100, true, range.clone()).unwrap(),
+                    ));
+                    stored.extend(paths_of(
+                        StoreWalk::within(&store, 100, true, range).unwrap(),
+                    ));
+                }
+                assert_eq!(local, whole, "cut at {first} and {second}");
+                assert_eq!(stored, whole, "cut at {first} and {second}");
+            }
+        }
     }
 
     #[test]

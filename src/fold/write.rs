@@ -463,14 +463,7 @@ mod tests {
     use crate::store::LocalStore;
 
     fn file_entry(path: &str, len: u64) -> SourceEntry {
-        SourceEntry {
-            path: path.as_bytes().to_vec(),
-            kind: EntryKind::File,
-            len,
-            mode: 0o100644,
-            mtime_ns: 0,
-            prefix_len: 0,
-        }
+        SourceEntry::test_file(path, len)
     }
 
     /// Writes `files` files into `src`, then streams them into container `key` of a store

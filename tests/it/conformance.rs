@@ -416,7 +416,7 @@ fn an_unreachable_server_fails_fast_with_an_error_naming_the_uri() {
 }
 
 /// The regular files of a generated tree, as (key, bytes).
-fn generated_files(root: &Path, count: usize, seed: u64) -> Vec<(String, Vec<u8>)> {
+pub(crate) fn generated_files(root: &Path, count: usize, seed: u64) -> Vec<(String, Vec<u8>)> {
     generate(root, count, seed);
     snapshot(root, false)
         .into_iter()
@@ -429,7 +429,7 @@ fn generated_files(root: &Path, count: usize, seed: u64) -> Vec<(String, Vec<u8>
 
 /// Writes every file as an object under `uri` and returns the store. Many writers at once:
 /// closing an HDFS file can wait half a second for the DataNode's block report.
-fn upload(uri: &str, files: &[(String, Vec<u8>)]) -> Arc<dyn Store> {
+pub(crate) fn upload(uri: &str, files: &[(String, Vec<u8>)]) -> Arc<dyn Store> {
     use rayon::prelude::*;
     let store = store::open(uri).unwrap();
     let pool = rayon::ThreadPoolBuilder::new()

@@ -10,6 +10,7 @@
 //! - `mount`: `sheaf mount` really mounted: the original tree, read-only, faults, unmounts.
 //! - `page_cache`: what reads leave in the page cache (datasets larger than memory).
 //! - `conformance`: the same fold, read, publish and fault cases on local, S3 and HDFS stores.
+//! - `planned_fold`: a fold planned, folded by parts in any order and committed as one.
 //! - `layers`: src/'s modules keep the layers ARCHITECTURE.md draws.
 
 /// Runs the built binary with arguments of any path-like type: `run!("ls", dataset, "-l")`.
@@ -31,6 +32,7 @@ mod generations;
 mod layers;
 mod mount;
 mod page_cache;
+mod planned_fold;
 mod proptests;
 mod resume;
 mod roundtrip;

@@ -1,0 +1,138 @@
+//! Planned folds through the C ABI: make a plan, fold one of its parts, commit it. What a
+//! worker of any engine (a Spark task, a Kubernetes indexed Job, a Ray actor) calls to fold
+//! its share of a tree; every result comes back as JSON in library-owned bytes.
+
+use crate::status::sheaf_status::*;
+use crate::status::{guard, sheaf_status, Failure};
+use crate::{c_os_text, required, sheaf_bytes};
+use sheaf::fold::{parts, Compression, ContainerLimits, FoldOptions};
+use sheaf::progress::Silent;
+use std::ffi::c_char;
+use std::path::Path;
+
+/// What `sheaf_fold_plan` takes: a fold's source, destination and settings as JSON.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlanRequest {
+    src: String,
+    dst: String,
+    partitions: u32,
+    #[serde(default = "default_threshold")]
+    threshold: u64,
+    #[serde(default = "default_container_size")]
+    container_size: u64,
+    #[serde(default = "default_max_entries")]
+    max_entries: usize,
+    #[serde(default = "default_compress")]
+    compress: String,
+    #[serde(default)]
+    append: bool,
+    #[serde(default)]
+    prefix: String,
+}
+
+fn default_threshold() -> u64 {
+    sheaf::fold::DEFAULT_THRESHOLD
+}
+
+fn default_container_size() -> u64 {
+    sheaf::fold::DEFAULT_CONTAINER_SIZE
+}
+
+fn default_max_entries() -> usize {
+    sheaf::fold::DEFAULT_MAX_ENTRIES
+}
+
+fn default_compress() -> String {
+    "none".into()
+}
+
+/// Plans a fold for many workers. `request` is a NUL-terminated JSON object: `src`, `dst`
+/// (paths or URIs), `partitions` (the most parts), and optionally `threshold`,
+/// `container_size` (bytes), `max_entries`, `compress` (`none`, `zstd[:L]`, `auto[:L]`),
+/// `append` and `prefix` (add to the published dataset `dst` under `prefix`). The plan is
+/// written into `dst`'s staging area; `*out` receives it as JSON, with its `location` (what
+/// `sheaf_fold_part` and `sheaf_fold_commit` take) and `resumed` (true when an unfinished
+/// plan of the same fold was found and is continued, its finished parts kept). Free `*out` with `sheaf_bytes_free`.
+#[no_mangle]
+pub unsafe extern "C" fn sheaf_fold_plan(
+    request: *const c_char,
+    out: *mut sheaf_bytes,
+) -> sheaf_status {
+    guard(|| {
+        let request = unsafe { c_os_text(request, "request") }?;
+        let out = unsafe { required(out, "out") }?;
+        let request: PlanRequest = serde_json::from_slice(request.as_encoded_bytes())
+            .map_err(|e| Failure::new(SHEAF_INVALID_ARGUMENT, format!("plan request: {e}")))?;
+        let compression = request
+            .compress
+            .parse::<Compression>()
+            .map_err(|e| Failure::new(SHEAF_INVALID_ARGUMENT, format!("compress: {e}")))?;
+        let options = FoldOptions {
+            threshold: request.threshold,
+            limits: ContainerLimits {
+                bytes: request.container_size,
+                entries: request.max_entries,
+            },
+            compression,
+            remove_originals: false,
+        };
+        let append = request.append.then_some(request.prefix.as_bytes());
+        let planned = parts::plan(
+            Path::new(&request.src),
+            Path::new(&request.dst),
+            append,
+            &options,
+            request.partitions,
+            &Silent,
+        )?;
+        let mut value = serde_json::to_value(&planned.plan).expect("a plan serializes");
+        value["location"] = serde_json::Value::String(planned.location);
+        value["resumed"] = serde_json::Value::Bool(planned.resumed);
+        give(out, serde_json::to_vec(&value).expect("JSON serializes"));
+        Ok(SHEAF_OK)
+    })
+}
+
+/// Folds part `part` of the plan at `plan` (its location, NUL-terminated), writing its
+/// containers and result into the plan's dataset; a part that already finished is not folded
+/// again. `*out` receives the part's summary as JSON. Free it with `sheaf_bytes_free`.
+#[no_mangle]
+pub unsafe extern "C" fn sheaf_fold_part(
+    plan: *const c_char,
+    part: u32,
+    out: *mut sheaf_bytes,
+) -> sheaf_status {
+    guard(|| {
+        let plan = unsafe { c_os_text(plan, "plan") }?;
+        let out = unsafe { required(out, "out") }?;
+        let done = parts::fold_part(Path::new(plan), part, &Silent)?;
+        give(out, serde_json::to_vec(&done).expect("JSON serializes"));
+        Ok(SHEAF_OK)
+    })
+}
+
+/// Commits the plan at `plan` once every part has finished: one generation, committed once
+/// however often this is called. `*out` receives the fold's summary as JSON. Free it with
+/// `sheaf_bytes_free`.
+#[no_mangle]
+pub unsafe extern "C" fn sheaf_fold_commit(
+    plan: *const c_char,
+    out: *mut sheaf_bytes,
+) -> sheaf_status {
+    guard(|| {
+        let plan = unsafe { c_os_text(plan, "plan") }?;
+        let out = unsafe { required(out, "out") }?;
+        let summary = parts::commit(Path::new(plan), &Silent)?;
+        give(out, serde_json::to_vec(&summary).expect("JSON serializes"));
+        Ok(SHEAF_OK)
+    })
+}
+
+/// Hands `json` to the caller as library-owned bytes.
+fn give(out: &mut sheaf_bytes, json: Vec<u8>) {
+    let bytes = Box::new(sheaf::read::Buffer::from_vec(json));
+    out.data = bytes.as_ptr();
+    out.len = bytes.len();
+    out.owner = Box::into_raw(bytes).cast();
+}

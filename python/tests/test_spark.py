@@ -1,0 +1,192 @@
+"""Folding on Apache Spark (PySpark in local mode, Java from the machine) against the real test
+servers: local -> HDFS, HDFS -> HDFS, S3 -> S3; a task that fails on its first attempt; a job
+that fails half way and is run again; the same dataset as one machine's `sheaf fold`."""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+import sheaf
+import sheaf.spark
+from conftest import fold
+from sheaf import folding
+
+
+def small_tree(root: Path, seed: int, files: int = 240) -> dict[str, bytes]:
+    """Files of 0.1-40 KiB in 8 directories and one above the 64 KiB threshold used here."""
+    rng = random.Random(seed)
+    out = {}
+    for i in range(files):
+        rel = f"d{i % 8}/f{i:04}.bin"
+        out[rel] = rng.randbytes(rng.randint(100, 40 << 10))
+    out["big/large.bin"] = rng.randbytes(100 << 10)
+    for rel, data in out.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+    return out
+
+
+def listing(sheaf_bin: str, dataset: str) -> str:
+    run = subprocess.run([sheaf_bin, "ls", dataset, "-R", "-l"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    return run.stdout
+
+
+def read_all(dataset: str, expected: dict[str, bytes]) -> None:
+    with sheaf.open(dataset) as ds:
+        for rel, data in expected.items():
+            assert ds.read(rel) == data, rel
+
+
+def remote(var: str) -> str:
+    if os.environ.get("SHEAF_TEST_LOCAL_ONLY"):
+        pytest.skip("SHEAF_TEST_LOCAL_ONLY is set: the remote back-ends are not tested")
+    value = os.environ.get(var)
+    if not value:
+        pytest.fail(f"{var} is not set: run `bash scripts/servers.sh start` and "
+                    "`set -a; . target/test-servers.env; set +a` (or `bash .ci/run`)")
+    return value
+
+
+@pytest.fixture(scope="module")
+def spark():
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    from pyspark.sql import SparkSession
+
+    # local[2,3]: two cores, and a failed task retried (local mode retries nothing otherwise).
+    session = (SparkSession.builder.master("local[2,3]").appName("sheaf-tests")
+               .config("spark.ui.enabled", "false")
+               .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+               .getOrCreate())
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+def hdfs_put(spark, uri: str, files: dict[str, bytes]) -> None:
+    """Writes the files under `uri` with Hadoop's own client (the one inside Spark)."""
+    jvm = spark._jvm
+    fs = jvm.org.apache.hadoop.fs.FileSystem.get(
+        jvm.java.net.URI(uri), spark._jsc.hadoopConfiguration())
+    for rel, data in files.items():
+        out = fs.create(jvm.org.apache.hadoop.fs.Path(f"{uri}/{rel}"))
+        out.write(bytearray(data))
+        out.close()
+
+
+def s3_put(uri: str, files: dict[str, bytes]) -> None:
+    """Writes the files under `s3://bucket/prefix` to the S3 test server."""
+    endpoint = remote("AWS_ENDPOINT_URL").rstrip("/")
+    bucket_and_prefix = uri.removeprefix("s3://")
+    for rel, data in files.items():
+        request = urllib.request.Request(
+            f"{endpoint}/{bucket_and_prefix}/{rel}", data=data, method="PUT",
+            headers={"Content-Type": "application/octet-stream"})
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            assert answer.status == 200
+
+
+def test_plan_parts_and_commit_without_spark(sheaf_bin, tmp_path):
+    src = tmp_path / "src"
+    expected = small_tree(src, 1)
+    plan = folding.plan(src, tmp_path / "ds", partitions=3, threshold="64KiB",
+                        container_size="128KiB")
+    assert len(plan["parts"]) == 3 and plan["resumed"] is False
+    for k in reversed(range(3)):
+        assert folding.fold_part(plan["location"], k)["already_done"] is False
+    assert folding.fold_part(plan["location"], 1)["already_done"] is True
+    summary = folding.commit(plan["location"])
+    assert summary["files_folded"] + summary["files_kept"] == len(expected)
+    read_all(str(tmp_path / "ds"), expected)
+    with pytest.raises(sheaf.Error, match="no plan is there"):
+        folding.commit(plan["location"])
+    with pytest.raises(ValueError):
+        folding.parse_size("4 parsecs")
+
+
+def test_spark_folds_local_to_hdfs_into_what_one_machine_folds(spark, sheaf_bin, tmp_path):
+    base = remote("SHEAF_TEST_HDFS")
+    src = tmp_path / "src"
+    expected = small_tree(src, 2)
+    reference = tmp_path / "reference"
+    fold(sheaf_bin, src, reference, "--threshold", "64KiB", "--container-size", "128KiB")
+    dst = f"{base}/spark-{uuid.uuid4().hex[:10]}"
+    result = sheaf.spark.fold(spark, src, dst, partitions=4, threshold="64KiB",
+                              container_size="128KiB")
+    assert result.generation == 0 and result.parts == 4
+    assert result.files == len(expected) and result.files_kept == 1
+    assert result.containers >= 4 and result.objects_after < result.objects_before
+    assert listing(sheaf_bin, dst) == listing(sheaf_bin, str(reference))
+    read_all(dst, expected)
+
+
+def test_spark_folds_hdfs_to_hdfs_and_s3_to_s3(spark, sheaf_bin, tmp_path):
+    expected = small_tree(tmp_path / "local", 3, files=120)
+    hdfs = remote("SHEAF_TEST_HDFS")
+    bucket = remote("SHEAF_TEST_S3_BUCKET")
+    run = uuid.uuid4().hex[:10]
+    for raw, dst, put in [
+        (f"{hdfs}/raw-{run}", f"{hdfs}/folded-{run}", lambda u, f: hdfs_put(spark, u, f)),
+        (f"s3://{bucket}/raw-{run}", f"s3://{bucket}/folded-{run}", s3_put),
+    ]:
+        put(raw, expected)
+        result = sheaf.spark.fold(spark, raw, dst, partitions=3, threshold="64KiB",
+                                  container_size="128KiB")
+        assert result.files == len(expected), dst
+        read_all(dst, expected)
+
+
+def test_a_task_failing_on_its_first_attempt_is_retried_without_duplicates(spark, tmp_path):
+    # Nested, so Spark ships it by value: the executors cannot import this test module.
+    failed = tmp_path / "first-attempt-failed"
+
+    def fail_first_attempt(part: int, failed=str(failed)) -> None:
+        from pyspark import TaskContext
+
+        if TaskContext.get().attemptNumber() == 0 and part == 1:
+            open(failed, "w").close()
+            raise RuntimeError("a first attempt failing on purpose")
+
+    src = tmp_path / "src"
+    expected = small_tree(src, 4)
+    dst = tmp_path / "ds"
+    result = sheaf.spark.fold(spark, src, dst, partitions=4, threshold="64KiB",
+                              container_size="128KiB", task_hook=fail_first_attempt)
+    assert failed.exists(), "part 1's first attempt failed and was retried"
+    read_all(str(dst), expected)
+    # Only the containers the catalog lists: the retry rewrote the same names.
+    on_disk = sorted(os.listdir(dst / ".sheaf" / "containers"))
+    assert len(on_disk) == result.containers
+    assert not (dst / ".sheaf" / "staging").exists()
+
+
+def test_a_failed_job_publishes_nothing_and_a_rerun_reuses_finished_parts(spark, tmp_path):
+    src = tmp_path / "src"
+    expected = small_tree(src, 5)
+    dst = tmp_path / "ds"
+    marker = tmp_path / "part-2-fails"
+    marker.write_text("while this file exists, part 2 fails on every attempt")
+
+    def fail_part_2(part: int, marker=str(marker)) -> None:
+        if part == 2 and os.path.exists(marker):
+            raise RuntimeError("part 2 failing on purpose")
+
+    options = dict(partitions=4, threshold="64KiB", container_size="128KiB",
+                   task_hook=fail_part_2)
+    with pytest.raises(Exception, match="part 2 failing on purpose"):
+        sheaf.spark.fold(spark, src, dst, **options)
+    with pytest.raises(sheaf.NotADataset):
+        sheaf.open(dst)
+    marker.unlink()
+    result = sheaf.spark.fold(spark, src, dst, **options)
+    assert result.resumed_parts == 3, "the parts that finished were not folded again"
+    read_all(str(dst), expected)

@@ -1,0 +1,787 @@
+//! A fold split for a cluster: a plan cuts the tree into contiguous path ranges of about equal
+//! weight, each part folds its range wherever it runs (a Spark task, a Kubernetes indexed Job,
+//! a Slurm array task), and one commit publishes every part's containers as one generation.
+//!
+//! Parts name their containers after the plan's transaction and their part number, so a part
+//! that is retried, or run twice at once, writes the same bytes under the same names: only the
+//! commit decides what is live, and `gc` removes what a failed attempt left.
+
+use super::change::{self, commit_folded};
+use super::walk::{self, PathRange, SourceEntry, Walked};
+use super::write::{SourceTree, Sources};
+use super::{
+    check_options, open_source, publish, root_store, Compression, ContainerLimits, FoldOptions,
+    FoldSummary, Folding, Naming,
+};
+use crate::error::{Error, IoContext, Result, Setting};
+use crate::format::catalog::Catalog;
+use crate::format::generation::{self, Commit};
+use crate::format::path::{display, normalize};
+use crate::format::{CatalogRow, EntryKind};
+use crate::layout::{container_key, PLANS_KEY, STAGING_KEY};
+use crate::progress::Progress;
+use crate::read::Dataset;
+use crate::store::Store;
+use arrow_buffer::Buffer;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The version of the plan file this build writes and reads.
+pub const PLAN_VERSION: u32 = 1;
+
+/// A file or symlink costs a part about as much as this many bytes of data (opening,
+/// listing and indexing it), so a range of many tiny files is not given as much of the tree
+/// as a range of large ones.
+const ENTRY_WEIGHT: u64 = 8 << 10;
+
+/// Cut candidates the planner keeps per part asked for: with more, the parts come out closer
+/// to equal; the planner's memory stays this many paths whatever the tree's size.
+const CANDIDATES_PER_PART: usize = 64;
+
+/// A planned fold: what to fold where, with which settings, cut into parts.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Plan {
+    pub version: u32,
+    /// The transaction the generation is committed as; parts name their containers after it.
+    pub txn: String,
+    /// When the plan was made (nanoseconds since the epoch).
+    pub created_ns: i64,
+    /// The tree to fold, as given (a local path or a store URI).
+    pub src: String,
+    /// The dataset root, as given.
+    pub dst: String,
+    /// True: the parts add to the published dataset `dst` (as `sheaf fold --append`).
+    pub append: bool,
+    /// With `append`: the dataset directory the tree goes under, hex (paths need not be UTF-8).
+    pub prefix_hex: String,
+    pub threshold: u64,
+    pub container_size: u64,
+    pub max_entries: usize,
+    pub compress: String,
+    /// The most parts asked for.
+    pub partitions: u32,
+    /// What the planner found: every entry, and the bytes of the files among them.
+    pub entries: u64,
+    pub bytes: u64,
+    pub parts: Vec<PlannedPart>,
+}
+
+/// One part: the run of the tree's path order it folds.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PlannedPart {
+    pub part: u32,
+    /// The first path of the range (hex; none: from the start), and as text for people.
+    pub from_hex: Option<String>,
+    pub from: Option<String>,
+    /// The first path after the range (hex; none: to the end), and as text for people.
+    pub until_hex: Option<String>,
+    pub until: Option<String>,
+    /// The planner's estimate of the part's work, in bytes (see `ENTRY_WEIGHT`).
+    pub weight: u64,
+}
+
+impl PlannedPart {
+    fn range(&self) -> Result<PathRange> {
+        Ok(PathRange {
+            from: self.from_hex.as_deref().map(unhex).transpose()?,
+            until: self.until_hex.as_deref().map(unhex).transpose()?,
+        })
+    }
+}
+
+impl Plan {
+    fn options(&self) -> Result<FoldOptions> {
+        Ok(FoldOptions {
+            threshold: self.threshold,
+            limits: ContainerLimits {
+                bytes: self.container_size,
+                entries: self.max_entries,
+            },
+            compression: self.compress.parse::<Compression>().map_err(|reason| {
+                Error::InvalidSetting {
+                    setting: Setting::Compression,
+                    reason,
+                }
+            })?,
+            remove_originals: false,
+        })
+    }
+
+    fn dir_key(&self) -> String {
+        format!("{PLANS_KEY}/{}", self.txn)
+    }
+
+    fn part_key(&self, part: u32) -> String {
+        format!("{}/part-{part:06}.sheaf", self.dir_key())
+    }
+
+    fn prefix(&self) -> Result<Vec<u8>> {
+        unhex(&self.prefix_hex)
+    }
+}
+
+/// What one part did.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct PartSummary {
+    pub part: u32,
+    /// True when an earlier run had finished this part: nothing was folded again.
+    pub already_done: bool,
+    pub files_folded: u64,
+    pub bytes_folded: u64,
+    pub symlinks: u64,
+    pub dirs: u64,
+    pub files_kept: u64,
+    pub bytes_kept: u64,
+    pub special_skipped: u64,
+    pub containers: u64,
+    pub bytes_stored: u64,
+    pub containers_reused: u64,
+    pub elapsed_secs: f64,
+}
+
+/// Key of the part summary in a part's result file.
+const META_PART_SUMMARY: &str = "sheaf.part_summary";
+
+/// A plan and where it is.
+#[derive(Clone, Debug)]
+pub struct Planned {
+    pub plan: Plan,
+    /// What `fold_part` and `commit` take: the plan file's path or URI.
+    pub location: String,
+    /// True when an unfinished plan of the same fold was found and is continued (its finished
+    /// parts are not folded again) instead of a new one.
+    pub resumed: bool,
+}
+
+/// Plans a fold of `src` into `dst` (a new root, or with `append` a published dataset, the
+/// tree going under `prefix`) in at most `partitions` parts of about equal weight, writes the
+/// plan into `dst`'s staging area and returns it with its location (what `fold_part` and
+/// `commit` take). The planner lists the whole tree once, keeping a bounded sample of cut
+/// points, never the listing. When `dst` holds an unfinished plan of the same fold (same
+/// source, settings and partitions), that plan is continued instead: a job that failed is
+/// re-run without folding again the parts it finished (they hold the tree as it was then).
+pub fn plan(
+    src: &Path,
+    dst: &Path,
+    append: Option<&[u8]>,
+    options: &FoldOptions,
+    partitions: u32,
+    progress: &dyn Progress,
+) -> Result<Planned> {
+    check_options(options)?;
+    if partitions == 0 {
+        return Err(Error::InvalidSetting {
+            setting: Setting::Partitions,
+            reason: "at least one partition".into(),
+        });
+    }
+    let (src_store, src_dir) = open_source(src)?;
+    let store = root_store(dst)?;
+    let prefix = match append {
+        Some(prefix) => normalize(prefix)?,
+        None => Vec::new(),
+    };
+    change::refuse_unfit_source(src, src_store.as_ref(), src_dir.as_deref(), &store, &prefix)?;
+    match append {
+        Some(_) => drop(Dataset::open_in(Arc::clone(&store))?),
+        None => {
+            publish::refuse_published(store.as_ref())?;
+            publish::check_new_root(src_store.as_ref(), store.as_ref())?;
+        }
+    }
+    let wanted = Plan {
+        version: PLAN_VERSION,
+        txn: generation::new_txn(),
+        created_ns: crate::time::now_ns(),
+        src: src.to_string_lossy().into_owned(),
+        dst: dst.to_string_lossy().into_owned(),
+        append: append.is_some(),
+        prefix_hex: hex(&prefix),
+        threshold: options.threshold,
+        container_size: options.limits.bytes,
+        max_entries: options.limits.entries,
+        compress: options.compression.to_string(),
+        partitions,
+        entries: 0,
+        bytes: 0,
+        parts: Vec::new(),
+    };
+    if let Some((plan, location)) = unfinished_plan(store.as_ref(), &wanted)? {
+        return Ok(Planned {
+            plan,
+            location,
+            resumed: true,
+        });
+    }
+    progress.phase("plan", 0, 0);
+    let mut cuts = Cuts::new(partitions as usize * CANDIDATES_PER_PART);
+    let mut tally = |walked: Result<Walked>| -> Result<()> {
+        if let Walked::Entry(entry) = walked? {
+            let weight = entry_weight(&entry);
+            progress.advance(1, weight);
+            cuts.offer(&entry, weight);
+        }
+        Ok(())
+    };
+    match &src_dir {
+        Some(dir) => {
+            walk::SortedWalk::new(dir, options.threshold, false)?.try_for_each(&mut tally)?
+        }
+        None => walk::StoreWalk::new(src_store.as_ref(), options.threshold, false)?
+            .try_for_each(&mut tally)?,
+    }
+    let plan = Plan {
+        entries: cuts.entries,
+        bytes: cuts.bytes,
+        parts: cuts.parts(partitions as usize),
+        ..wanted
+    };
+    let key = plan_key(&plan.txn);
+    let json = serde_json::to_vec_pretty(&plan).expect("a plan serializes");
+    let mut out = store.create(&key)?;
+    out.write_all(&json).ctx("write", store.uri(&key))?;
+    out.finish()?;
+    Ok(Planned {
+        plan,
+        location: store.uri(&key),
+        resumed: false,
+    })
+}
+
+fn plan_key(txn: &str) -> String {
+    format!("{PLANS_KEY}/{txn}/plan.json")
+}
+
+/// An unfinished plan in `store` of the same fold as `wanted`, and its location.
+fn unfinished_plan(store: &dyn Store, wanted: &Plan) -> Result<Option<(Plan, String)>> {
+    let same = |p: &Plan| {
+        (&p.src, &p.dst, p.append, &p.prefix_hex, &p.compress)
+            == (
+                &wanted.src,
+                &wanted.dst,
+                wanted.append,
+                &wanted.prefix_hex,
+                &wanted.compress,
+            )
+            && (p.threshold, p.container_size, p.max_entries, p.partitions)
+                == (
+                    wanted.threshold,
+                    wanted.container_size,
+                    wanted.max_entries,
+                    wanted.partitions,
+                )
+    };
+    let mut found: Vec<Plan> = Vec::new();
+    for object in store.list(&format!("{PLANS_KEY}/"))? {
+        if !object.key.ends_with("/plan.json") {
+            continue;
+        }
+        let location = PathBuf::from(store.uri(&object.key));
+        // A plan this build cannot read is someone else's business, not a reason to fail.
+        if let Ok(plan) = read_plan(&location) {
+            if same(&plan) && committed_as(store, &plan)?.is_none() {
+                found.push(plan);
+            }
+        }
+    }
+    // The newest, should there be several.
+    Ok(found.into_iter().max_by_key(|p| p.created_ns).map(|plan| {
+        let location = store.uri(&plan_key(&plan.txn));
+        (plan, location)
+    }))
+}
+
+/// Reads the plan at `location` (a local path or a store URI).
+pub fn read_plan(location: &Path) -> Result<Plan> {
+    let (dir, name) = match (location.parent(), location.file_name()) {
+        (Some(dir), Some(name)) => (dir, name.to_string_lossy().into_owned()),
+        _ => {
+            return Err(Error::Refused {
+                path: location.to_path_buf(),
+                reason: "is not the location of a plan file".into(),
+            })
+        }
+    };
+    let bytes = match crate::store::open(dir)?.read(&name) {
+        Err(Error::NotFound { .. }) => {
+            return Err(Error::Refused {
+                path: location.to_path_buf(),
+                reason: "no plan is there: it was never made, or it was committed (a commit removes its plan)".into(),
+            })
+        }
+        read => read?,
+    };
+    let plan: Plan = serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
+        file: location.to_path_buf(),
+        reason: format!("not a sheaf plan: {e}"),
+    })?;
+    if plan.version != PLAN_VERSION {
+        return Err(Error::Refused {
+            path: location.to_path_buf(),
+            reason: format!(
+                "is a plan of version {}; this sheaf reads version {PLAN_VERSION}",
+                plan.version
+            ),
+        });
+    }
+    check_plan(&plan, location)?;
+    Ok(plan)
+}
+
+/// A plan's parts must be numbered in order and tile the path order without gaps.
+fn check_plan(plan: &Plan, location: &Path) -> Result<()> {
+    let corrupt = |reason: &str| Error::Corrupt {
+        file: location.to_path_buf(),
+        reason: reason.into(),
+    };
+    if !plan.txn.bytes().all(|b| b.is_ascii_hexdigit()) || plan.txn.len() != 32 {
+        return Err(corrupt("its transaction id is not 32 hex digits"));
+    }
+    let Some(first) = plan.parts.first() else {
+        return Err(corrupt("it lists no parts"));
+    };
+    if first.from_hex.is_some()
+        || plan
+            .parts
+            .last()
+            .and_then(|p| p.until_hex.as_ref())
+            .is_some()
+    {
+        return Err(corrupt("its parts do not cover the whole tree"));
+    }
+    for (i, pair) in plan.parts.windows(2).enumerate() {
+        if pair[0].part as usize != i || pair[0].until_hex != pair[1].from_hex {
+            return Err(corrupt("its parts are not contiguous and in order"));
+        }
+    }
+    Ok(())
+}
+
+/// Folds part `part` of the plan at `location`: the entries of its range go into containers
+/// named after the plan and the part, and the rows of those containers into the part's result
+/// file in the staging area. A part an earlier run finished is not folded again.
+pub fn fold_part(location: &Path, part: u32, progress: &dyn Progress) -> Result<PartSummary> {
+    let started = Instant::now();
+    let plan = read_plan(location)?;
+    let Some(planned) = plan.parts.get(part as usize) else {
+        return Err(Error::InvalidSetting {
+            setting: Setting::Partitions,
+            reason: format!(
+                "part {part} is not in the plan (its parts are 0 to {})",
+                plan.parts.len() - 1
+            ),
+        });
+    };
+    let store = root_store(Path::new(&plan.dst))?;
+    if let Some(mut done) = finished_part(store.as_ref(), &plan, part)? {
+        done.already_done = true;
+        return Ok(done);
+    }
+    let options = plan.options()?;
+    let src = PathBuf::from(&plan.src);
+    let (src_store, src_dir) = open_source(&src)?;
+    let prefix = plan.prefix()?;
+    // Directories on the way to an append's prefix come first in the path order: part 0's.
+    let above = match (plan.append, part) {
+        (true, 0) => {
+            let base = Dataset::open_in(Arc::clone(&store))?;
+            change::dirs_to_prefix(&base, &prefix, src_dir.as_deref(), plan.created_ns)?
+        }
+        _ => Vec::new(),
+    };
+    progress.phase("fold", 0, 0);
+    let sources = Sources {
+        src: SourceTree::of(src_dir.as_deref(), src_store.as_ref()),
+        copy_externals_to: Some(store.as_ref()),
+    };
+    let naming = Naming::Part {
+        txn: &plan.txn,
+        part,
+        above: plan.append,
+    };
+    let mut folding = Folding::new(&store, &sources, &options, progress, naming);
+    let range = planned.range()?;
+    let under = |walked: Result<Walked>| change::under_prefix(walked, &prefix);
+    let ahead = above.into_iter().map(|e| Ok(Walked::Entry(e)));
+    match &src_dir {
+        Some(dir) => {
+            let walk = walk::SortedWalk::within(dir, options.threshold, false, range)?;
+            folding.consume_in_background(ahead.chain(walk.map(under)))?;
+        }
+        None => {
+            let walk =
+                walk::StoreWalk::within(src_store.as_ref(), options.threshold, false, range)?;
+            folding.consume_in_background(ahead.chain(walk.map(under)))?;
+        }
+    }
+    let Folding {
+        rows,
+        reused,
+        summary,
+        ..
+    } = folding;
+    let done = PartSummary {
+        part,
+        already_done: false,
+        files_folded: summary.files_folded,
+        bytes_folded: summary.bytes_folded,
+        symlinks: summary.symlinks,
+        dirs: summary.dirs,
+        files_kept: summary.files_kept,
+        bytes_kept: summary.bytes_kept,
+        special_skipped: summary.special_skipped,
+        containers: rows.len() as u64,
+        bytes_stored: rows.iter().map(|r| r.file_len).sum(),
+        containers_reused: reused,
+        elapsed_secs: started.elapsed().as_secs_f64(),
+    };
+    let meta = HashMap::from([(
+        META_PART_SUMMARY.to_owned(),
+        serde_json::to_string(&done).expect("a summary serializes"),
+    )]);
+    let key = plan.part_key(part);
+    let bytes = Catalog::new(rows, meta).to_bytes()?;
+    let mut out = store.create(&key)?;
+    out.write_all(&bytes).ctx("write", store.uri(&key))?;
+    out.finish()?;
+    Ok(done)
+}
+
+/// The result of a part an earlier run finished, if its file is there and every container it
+/// lists is too, at its length.
+fn finished_part(store: &dyn Store, plan: &Plan, part: u32) -> Result<Option<PartSummary>> {
+    match read_part(store, plan, part) {
+        Ok((rows, summary)) => {
+            for row in &rows {
+                if store.len(&container_key(&row.name))? != Some(row.file_len) {
+                    return Ok(None);
+                }
+            }
+            Ok(Some(summary))
+        }
+        Err(Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn read_part(store: &dyn Store, plan: &Plan, part: u32) -> Result<(Vec<CatalogRow>, PartSummary)> {
+    let key = plan.part_key(part);
+    let file = PathBuf::from(store.uri(&key));
+    let catalog = Catalog::from_buffer(Buffer::from_vec(store.read(&key)?), &file)?;
+    let summary = catalog
+        .metadata()
+        .get(META_PART_SUMMARY)
+        .and_then(|json| serde_json::from_str::<PartSummary>(json).ok())
+        .ok_or_else(|| Error::Corrupt {
+            file: file.clone(),
+            reason: "the part's summary is missing or unreadable".into(),
+        })?;
+    if summary.part != part {
+        return Err(Error::Corrupt {
+            file,
+            reason: format!("holds the result of part {}, not {part}", summary.part),
+        });
+    }
+    Ok((catalog.rows().to_vec(), summary))
+}
+
+/// Commits the plan at `location`: once every part has finished, their containers, in part
+/// order, become the dataset's first generation (or, for an append, the next generation on
+/// top of the newest), committed as the plan's transaction, so a commit run twice commits
+/// once. Then the plan's staging files go.
+pub fn commit(location: &Path, progress: &dyn Progress) -> Result<FoldSummary> {
+    let started = Instant::now();
+    let plan = read_plan(location)?;
+    let store = root_store(Path::new(&plan.dst))?;
+    progress.phase("commit", plan.parts.len() as u64, 0);
+    let mut rows = Vec::new();
+    let mut missing = Vec::new();
+    let mut summary = FoldSummary {
+        dataset: PathBuf::from(&plan.dst),
+        ..FoldSummary::default()
+    };
+    for part in 0..plan.parts.len() as u32 {
+        match finished_part(store.as_ref(), &plan, part)? {
+            None => missing.push(part),
+            Some(done) => {
+                let (part_rows, _) = read_part(store.as_ref(), &plan, part)?;
+                add_part(&mut summary, &done);
+                rows.extend(part_rows);
+                progress.advance(1, 0);
+            }
+        }
+    }
+    if let Some(number) = committed_as(store.as_ref(), &plan)? {
+        summary.generation = number;
+        remove_plan(store.as_ref(), &plan)?;
+        return Ok(summary);
+    }
+    if !missing.is_empty() {
+        return Err(Error::Refused {
+            path: location.to_path_buf(),
+            reason: format!(
+                "{} of {} parts have not finished (parts {}): run `sheaf fold --part K PLAN` for each, then commit again",
+                missing.len(),
+                plan.parts.len(),
+                list_numbers(&missing)
+            ),
+        });
+    }
+    summary.objects_before = summary.files_folded + summary.symlinks + summary.files_kept;
+    if plan.append {
+        let base = Dataset::open_in(Arc::clone(&store))?;
+        commit_folded(&base, &store, rows, plan.txn.clone(), &mut summary)?;
+    } else {
+        summary.containers = rows.len() as u64;
+        summary.bytes_stored = rows.iter().map(|r| r.file_len).sum();
+        let commit = Commit {
+            operation: "fold",
+            txn: plan.txn.clone(),
+            added: summary.files_folded + summary.symlinks + summary.dirs + summary.files_kept,
+            removed: 0,
+            threshold: Some(plan.threshold),
+        };
+        let bytes = commit.encode(0, rows)?;
+        if !generation::commit(store.as_ref(), 0, &bytes, &commit.txn)? {
+            return Err(Error::Refused {
+                path: PathBuf::from(store.uri("")),
+                reason: "another fold published a dataset here first; this plan's containers were not published".into(),
+            });
+        }
+    }
+    summary.objects_after = summary.containers + summary.files_kept + 1;
+    summary.reduction_percent = super::reduction(summary.objects_before, summary.objects_after);
+    remove_plan(store.as_ref(), &plan)?;
+    summary.elapsed_secs = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+/// The generation the plan's transaction was committed as, if it was: only generations
+/// committed since the plan was made are looked at.
+fn committed_as(store: &dyn Store, plan: &Plan) -> Result<Option<u64>> {
+    let Some(newest) = generation::newest(store)? else {
+        return Ok(None);
+    };
+    for number in (0..=newest).rev() {
+        let snapshot = match generation::read(store, generation::Which::Number(number)) {
+            Ok(snapshot) => snapshot,
+            // Collected by `gc`: older than anything this plan could have committed.
+            Err(Error::NoSuchGeneration { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let info = generation::info(number, &snapshot.catalog);
+        if info.txn == plan.txn {
+            return Ok(Some(number));
+        }
+        if info.time_ns < plan.created_ns {
+            return Ok(None);
+        }
+    }
+    Ok(None)
+}
+
+/// Deletes the plan's files, and the staging area when nothing else is left in it.
+fn remove_plan(store: &dyn Store, plan: &Plan) -> Result<()> {
+    let dir = plan.dir_key();
+    for object in store.list(&format!("{dir}/"))? {
+        store.delete(&object.key)?;
+    }
+    store.remove_dir(&dir)?;
+    store.remove_dir(PLANS_KEY)?;
+    if store.list(&format!("{STAGING_KEY}/"))?.is_empty() {
+        store.remove_dir(STAGING_KEY)?;
+    }
+    Ok(())
+}
+
+fn add_part(summary: &mut FoldSummary, part: &PartSummary) {
+    summary.files_folded += part.files_folded;
+    summary.bytes_folded += part.bytes_folded;
+    summary.symlinks += part.symlinks;
+    summary.dirs += part.dirs;
+    summary.files_kept += part.files_kept;
+    summary.bytes_kept += part.bytes_kept;
+    summary.special_skipped += part.special_skipped;
+    summary.containers_reused += part.containers_reused;
+}
+
+/// `0-3, 7` for [0, 1, 2, 3, 7].
+fn list_numbers(numbers: &[u32]) -> String {
+    let mut runs: Vec<(u32, u32)> = Vec::new();
+    for &n in numbers {
+        match runs.last_mut() {
+            Some((_, end)) if *end + 1 == n => *end = n,
+            _ => runs.push((n, n)),
+        }
+    }
+    let text: Vec<String> = runs
+        .iter()
+        .map(|&(a, b)| match a == b {
+            true => a.to_string(),
+            false => format!("{a}-{b}"),
+        })
+        .collect();
+    text.join(", ")
+}
+
+fn entry_weight(entry: &SourceEntry) -> u64 {
+    match entry.kind {
+        EntryKind::File | EntryKind::External => entry.len + ENTRY_WEIGHT,
+        EntryKind::Symlink => ENTRY_WEIGHT,
+        EntryKind::Dir | EntryKind::Tombstone => 0,
+    }
+}
+
+/// A bounded sample of the walk's paths with the weight before each: every `stride`-th entry,
+/// the stride doubling (and every other sample dropped) whenever the sample outgrows `limit`.
+struct Cuts {
+    limit: usize,
+    stride: u64,
+    entries: u64,
+    bytes: u64,
+    weight: u64,
+    samples: Vec<(Vec<u8>, u64)>,
+}
+
+impl Cuts {
+    fn new(limit: usize) -> Cuts {
+        Cuts {
+            limit: limit.max(2),
+            stride: 1,
+            entries: 0,
+            bytes: 0,
+            weight: 0,
+            samples: Vec::new(),
+        }
+    }
+
+    fn offer(&mut self, entry: &SourceEntry, weight: u64) {
+        if self.entries % self.stride == 0 {
+            self.samples.push((entry.path.clone(), self.weight));
+            if self.samples.len() > self.limit {
+                let mut i = 0;
+                self.samples.retain(|_| {
+                    i += 1;
+                    i % 2 == 1
+                });
+                self.stride *= 2;
+            }
+        }
+        self.entries += 1;
+        self.weight += weight;
+        if matches!(entry.kind, EntryKind::File | EntryKind::External) {
+            self.bytes += entry.len;
+        }
+    }
+
+    /// At most `wanted` parts: part k starts at the first sampled path with at least k/wanted
+    /// of the weight before it. Fewer when the tree is too small to cut that often.
+    fn parts(&self, wanted: usize) -> Vec<PlannedPart> {
+        let mut starts: Vec<(Vec<u8>, u64)> = Vec::new();
+        for k in 1..wanted as u64 {
+            let target = (u128::from(self.weight) * u128::from(k) / wanted as u128) as u64;
+            let Some(found) = self.samples.iter().find(|(_, before)| *before >= target) else {
+                break;
+            };
+            let is_new = starts.last().is_none_or(|(path, _)| path != &found.0);
+            if found.1 > 0 && is_new {
+                starts.push(found.clone());
+            }
+        }
+        let mut parts = Vec::with_capacity(starts.len() + 1);
+        let mut from: Option<(Vec<u8>, u64)> = None;
+        for next in starts.into_iter().map(Some).chain([None]) {
+            let begin = from.as_ref().map_or(0, |(_, w)| *w);
+            let end = next.as_ref().map_or(self.weight, |(_, w)| *w);
+            parts.push(PlannedPart {
+                part: parts.len() as u32,
+                from_hex: from.as_ref().map(|(p, _)| hex(p)),
+                from: from.as_ref().map(|(p, _)| display(p)),
+                until_hex: next.as_ref().map(|(p, _)| hex(p)),
+                until: next.as_ref().map(|(p, _)| display(p)),
+                weight: end - begin,
+            });
+            from = next;
+        }
+        parts
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Result<Vec<u8>> {
+    let bad = || Error::Corrupt {
+        file: PathBuf::from("plan"),
+        reason: format!("{text:?} is not a path in hex"),
+    };
+    if text.len() % 2 != 0 {
+        return Err(bad());
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2).ok_or_else(bad)?, 16).map_err(|_| bad()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(path: &str, len: u64) -> SourceEntry {
+        SourceEntry::test_file(path, len)
+    }
+
+    #[test]
+    fn parts_tile_the_tree_in_about_equal_weights() {
+        let mut cuts = Cuts::new(4 * CANDIDATES_PER_PART);
+        for i in 0..10_000 {
+            let e = entry(&format!("f{i:05}"), 10_000);
+            cuts.offer(&e, entry_weight(&e));
+        }
+        let parts = cuts.parts(4);
+        assert_eq!(parts.len(), 4);
+        assert!(parts[0].from_hex.is_none() && parts[3].until_hex.is_none());
+        for pair in parts.windows(2) {
+            assert_eq!(pair[0].until_hex, pair[1].from_hex);
+        }
+        let total: u64 = parts.iter().map(|p| p.weight).sum();
+        assert_eq!(total, cuts.weight);
+        for part in &parts {
+            let share = part.weight as f64 / total as f64;
+            assert!((0.23..0.27).contains(&share), "{share}");
+        }
+        assert!(cuts.samples.len() <= 4 * CANDIDATES_PER_PART);
+    }
+
+    #[test]
+    fn a_tree_smaller_than_the_parts_asked_for_gets_fewer() {
+        let mut cuts = Cuts::new(100);
+        for name in ["a", "b"] {
+            let e = entry(name, 1);
+            cuts.offer(&e, entry_weight(&e));
+        }
+        let parts = cuts.parts(10);
+        assert_eq!(parts.len(), 2);
+        assert_eq!(parts[1].from.as_deref(), Some("b"));
+        assert_eq!(Cuts::new(10).parts(3).len(), 1);
+    }
+
+    #[test]
+    fn hex_round_trips_any_bytes_and_refuses_what_is_not_hex() {
+        let bytes: Vec<u8> = (0..=255).collect();
+        assert_eq!(unhex(&hex(&bytes)).unwrap(), bytes);
+        assert!(unhex("abc").is_err());
+        assert!(unhex("zz").is_err());
+    }
+
+    #[test]
+    fn missing_parts_are_named_in_runs() {
+        assert_eq!(list_numbers(&[0, 1, 2, 3, 7, 9, 10]), "0-3, 7, 9-10");
+    }
+}
