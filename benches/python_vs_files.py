@@ -52,19 +52,22 @@ def run(*command, **kwargs) -> None:
     subprocess.run([str(c) for c in command], check=True, **kwargs)
 
 
-def ensure_environment() -> None:
-    """Re-executes this script in bench-out/venv, with the package freshly built in release."""
+def ensure_environment(script: str = __file__, requirements: tuple = ()) -> None:
+    """Re-executes `script` in bench-out/venv, with the package freshly built in release (and
+    the pip requirement files given installed first)."""
     if os.environ.get("SHEAF_BENCH_IN_VENV") == "1":
         return
     log("cargo build --release --bin sheaf")
     run("cargo", "build", "--locked", "--release", "--bin", "sheaf", cwd=ROOT)
     if not (VENV / "bin" / "python").exists():
         run(sys.executable, "-m", "venv", VENV)
+    pip = [VENV / "bin" / "python", "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    for requirement in requirements:
+        run(*pip, "-r", requirement)
     log("pip install ./python (release native library)")
-    run(VENV / "bin" / "python", "-m", "pip", "install", "-q", "--disable-pip-version-check",
-        "--force-reinstall", "--no-deps", ROOT / "python")
+    run(*pip, "--force-reinstall", "--no-deps", ROOT / "python")
     env = dict(os.environ, SHEAF_BENCH_IN_VENV="1")
-    os.execve(str(VENV / "bin" / "python"), [str(VENV / "bin" / "python"), __file__, *sys.argv[1:]], env)
+    os.execve(str(VENV / "bin" / "python"), [str(VENV / "bin" / "python"), script, *sys.argv[1:]], env)
 
 
 def corpus_for(args) -> Path:

@@ -202,7 +202,9 @@ sheaf_status sheaf_stats(const sheaf_dataset *dataset,
 // Plans a fold for many workers. `request` is a NUL-terminated JSON object: `src`, `dst`
 // (paths or URIs), `partitions` (the most parts), and optionally `threshold`,
 // `container_size` (bytes), `max_entries`, `compress` (`none`, `zstd[:L]`, `auto[:L]`),
-// `append` and `prefix` (add to the published dataset `dst` under `prefix`). The plan is
+// `append` and `prefix` (add to the published dataset `dst` under `prefix`), `in_place` (no
+// `dst`: fold `src` where it lies) and `remove_originals` (with `in_place`: the commit then
+// deletes the folded originals). The plan is
 // written into `dst`'s staging area; `*out` receives it as JSON, with its `location` (what
 // `sheaf_fold_part` and `sheaf_fold_commit` take) and `resumed` (true when an unfinished
 // plan of the same fold was found and is continued, its finished parts kept). Free `*out` with `sheaf_bytes_free`.

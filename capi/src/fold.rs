@@ -5,7 +5,8 @@
 use crate::status::sheaf_status::*;
 use crate::status::{guard, sheaf_status, Failure};
 use crate::{c_os_text, required, sheaf_bytes};
-use sheaf::fold::{parts, Compression, ContainerLimits, FoldOptions};
+use sheaf::fold::parts::{self, PlanKind};
+use sheaf::fold::{Compression, ContainerLimits, FoldOptions};
 use sheaf::progress::Silent;
 use std::ffi::c_char;
 use std::path::Path;
@@ -15,7 +16,8 @@ use std::path::Path;
 #[serde(deny_unknown_fields)]
 struct PlanRequest {
     src: String,
-    dst: String,
+    #[serde(default)]
+    dst: Option<String>,
     partitions: u32,
     #[serde(default = "default_threshold")]
     threshold: u64,
@@ -29,6 +31,10 @@ struct PlanRequest {
     append: bool,
     #[serde(default)]
     prefix: String,
+    #[serde(default)]
+    in_place: bool,
+    #[serde(default)]
+    remove_originals: bool,
 }
 
 fn default_threshold() -> u64 {
@@ -50,7 +56,9 @@ fn default_compress() -> String {
 /// Plans a fold for many workers. `request` is a NUL-terminated JSON object: `src`, `dst`
 /// (paths or URIs), `partitions` (the most parts), and optionally `threshold`,
 /// `container_size` (bytes), `max_entries`, `compress` (`none`, `zstd[:L]`, `auto[:L]`),
-/// `append` and `prefix` (add to the published dataset `dst` under `prefix`). The plan is
+/// `append` and `prefix` (add to the published dataset `dst` under `prefix`), `in_place` (no
+/// `dst`: fold `src` where it lies) and `remove_originals` (with `in_place`: the commit then
+/// deletes the folded originals). The plan is
 /// written into `dst`'s staging area; `*out` receives it as JSON, with its `location` (what
 /// `sheaf_fold_part` and `sheaf_fold_commit` take) and `resumed` (true when an unfinished
 /// plan of the same fold was found and is continued, its finished parts kept). Free `*out` with `sheaf_bytes_free`.
@@ -75,13 +83,28 @@ pub unsafe extern "C" fn sheaf_fold_plan(
                 entries: request.max_entries,
             },
             compression,
-            remove_originals: false,
+            remove_originals: request.remove_originals,
         };
-        let append = request.append.then_some(request.prefix.as_bytes());
+        let (dst, kind) = match (&request.dst, request.in_place, request.append) {
+            (_, true, _) => (&request.src, PlanKind::InPlace),
+            (Some(dst), _, true) => (
+                dst,
+                PlanKind::Append {
+                    prefix: request.prefix.as_bytes(),
+                },
+            ),
+            (Some(dst), _, false) => (dst, PlanKind::NewRoot),
+            (None, false, _) => {
+                return Err(Failure::new(
+                    SHEAF_INVALID_ARGUMENT,
+                    "plan request: `dst` is needed unless `in_place`",
+                ))
+            }
+        };
         let planned = parts::plan(
             Path::new(&request.src),
-            Path::new(&request.dst),
-            append,
+            Path::new(dst),
+            kind,
             &options,
             request.partitions,
             &Silent,

@@ -54,18 +54,23 @@ def _text(location: Union[str, os.PathLike]) -> bytes:
     return os.fsencode(location)
 
 
-def plan(src: Union[str, os.PathLike], dst: Union[str, os.PathLike], *, partitions: int,
-         threshold: Size = "4MiB", container_size: Size = "1GiB",
+def plan(src: Union[str, os.PathLike], dst: Union[str, os.PathLike, None] = None, *,
+         partitions: int, threshold: Size = "4MiB", container_size: Size = "1GiB",
          max_entries: int = 1 << 20, compress: str = "none", append: bool = False,
-         prefix: str = "") -> dict[str, Any]:
+         prefix: str = "", in_place: bool = False,
+         remove_originals: bool = False) -> dict[str, Any]:
     """Plans folding `src` into `dst` (a new root, or with `append` a published dataset, under
-    `prefix`) in at most `partitions` parts of about equal bytes. Returns the plan (its
-    `parts`, `entries`, `bytes`, ...) with its `location`, the argument of the other calls."""
+    `prefix`; with `in_place`, no `dst`: `src` is folded where it lies, and with
+    `remove_originals` the commit then deletes the folded originals) in at most `partitions`
+    parts of about equal bytes. Returns the plan (its `parts`, `entries`, `bytes`, ...) with
+    its `location`, the argument of the other calls, and `resumed` (an unfinished plan of the
+    same fold continued)."""
     request = {
-        "src": os.fsdecode(src), "dst": os.fsdecode(dst), "partitions": int(partitions),
-        "threshold": parse_size(threshold), "container_size": parse_size(container_size),
-        "max_entries": int(max_entries), "compress": compress, "append": bool(append),
-        "prefix": prefix,
+        "src": os.fsdecode(src), "dst": None if dst is None else os.fsdecode(dst),
+        "partitions": int(partitions), "threshold": parse_size(threshold),
+        "container_size": parse_size(container_size), "max_entries": int(max_entries),
+        "compress": compress, "append": bool(append), "prefix": prefix,
+        "in_place": bool(in_place), "remove_originals": bool(remove_originals),
     }
     return _call(lib.sheaf_fold_plan, json.dumps(request).encode())
 

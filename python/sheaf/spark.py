@@ -55,20 +55,29 @@ class FoldResult:
     bytes_stored: int
     objects_before: int
     objects_after: int
+    #: In place with `remove_originals`: originals deleted, and kept because they changed.
+    originals_removed: int
+    originals_changed: int
     elapsed_secs: float
+    #: The commit's summary (see `sheaf fold --commit --json`).
     summary: dict[str, Any]
+    #: Each part's summary, in part order (files, bytes, containers, seconds of its task).
+    part_summaries: list[dict[str, Any]]
 
 
-def fold(spark: Any, src: Union[str, os.PathLike], dst: Union[str, os.PathLike], *,
-         partitions: Optional[int] = None, threshold: folding.Size = "4MiB",
+def fold(spark: Any, src: Union[str, os.PathLike], dst: Union[str, os.PathLike, None] = None,
+         *, partitions: Optional[int] = None, threshold: folding.Size = "4MiB",
          container_size: folding.Size = "1GiB", max_entries: int = 1 << 20,
          compress: str = "none", append: bool = False, prefix: str = "",
+         in_place: bool = False, remove_originals: bool = False,
          task_hook: Optional[Callable[[int], None]] = None) -> FoldResult:
     """Folds `src` into `dst` with `spark`'s executors and commits one generation.
 
     `partitions` (default: twice Spark's default parallelism) is the most parts the tree is
     cut into, one task each. With `append`, the tree is added to the published dataset `dst`
-    under `prefix`. `task_hook`, when given, is called on the executor with the part number
+    under `prefix`. With `in_place` (and no `dst`), `src` is folded where it lies (its
+    containers under `src/.sheaf/`, large files left as they are); `remove_originals` then
+    deletes each folded original once the committed generation re-reads clean. `task_hook`, when given, is called on the executor with the part number
     before each part is folded (for instrumentation, or to inject faults in tests).
 
     Raises what the plan or the commit raises; a task that keeps failing fails the job (after
@@ -80,7 +89,10 @@ def fold(spark: Any, src: Union[str, os.PathLike], dst: Union[str, os.PathLike],
         partitions = 2 * spark.sparkContext.defaultParallelism
     plan = folding.plan(src, dst, partitions=partitions, threshold=threshold,
                         container_size=container_size, max_entries=max_entries,
-                        compress=compress, append=append, prefix=prefix)
+                        compress=compress, append=append, prefix=prefix, in_place=in_place,
+                        remove_originals=remove_originals)
+    if dst is None:
+        dst = src
     location, parts = plan["location"], len(plan["parts"])
     log.info("sheaf: %s %d parts of %d entries (%d bytes) from %s: %s",
              "continuing the unfinished plan of" if plan["resumed"] else "planned", parts,
@@ -89,7 +101,11 @@ def fold(spark: Any, src: Union[str, os.PathLike], dst: Union[str, os.PathLike],
     def fold_parts(batches):
         # Runs on the executors: one part per row, each part's summary back as one row.
         import pyarrow as pa
+        from pyspark import TaskContext
 
+        # A task folds with the cores Spark gave it (spark.task.cpus), not the machine's: set
+        # before the library's first fold in this worker starts its thread pool.
+        os.environ.setdefault("RAYON_NUM_THREADS", str(TaskContext.get().cpus()))
         from sheaf import folding as on_executor
 
         schema = pa.schema([(name, _ARROW[kind]) for name, kind in _PART_FIELDS])
@@ -116,8 +132,11 @@ def fold(spark: Any, src: Union[str, os.PathLike], dst: Union[str, os.PathLike],
         symlinks=summary["symlinks"], dirs=summary["dirs"], files_kept=summary["files_kept"],
         bytes_kept=summary["bytes_kept"], containers=summary["containers"],
         bytes_stored=summary["bytes_stored"], objects_before=summary["objects_before"],
-        objects_after=summary["objects_after"], elapsed_secs=time.monotonic() - started,
+        objects_after=summary["objects_after"],
+        originals_removed=summary["originals_removed"],
+        originals_changed=summary["originals_changed"], elapsed_secs=time.monotonic() - started,
         summary=summary,
+        part_summaries=sorted((r.asDict() for r in rows), key=lambda r: r["part"]),
     )
     log.info("sheaf: committed generation %d of %s: %d containers, %d -> %d objects",
              result.generation, result.dataset, result.containers, result.objects_before,

@@ -190,3 +190,27 @@ def test_a_failed_job_publishes_nothing_and_a_rerun_reuses_finished_parts(spark,
     result = sheaf.spark.fold(spark, src, dst, **options)
     assert result.resumed_parts == 3, "the parts that finished were not folded again"
     read_all(str(dst), expected)
+
+
+def hdfs_file_count(spark, uri: str) -> int:
+    """Files under `uri`, as Hadoop's own `hdfs dfs -count` reports them."""
+    jvm = spark._jvm
+    fs = jvm.org.apache.hadoop.fs.FileSystem.get(
+        jvm.java.net.URI(uri), spark._jsc.hadoopConfiguration())
+    return fs.getContentSummary(jvm.org.apache.hadoop.fs.Path(uri)).getFileCount()
+
+
+def test_spark_folds_in_place_on_hdfs_and_then_removes_the_originals(spark, tmp_path):
+    hdfs = remote("SHEAF_TEST_HDFS")
+    expected = small_tree(tmp_path / "local", 6, files=150)
+    uri = f"{hdfs}/in-place-{uuid.uuid4().hex[:10]}"
+    hdfs_put(spark, uri, expected)
+    assert hdfs_file_count(spark, uri) == len(expected)
+    result = sheaf.spark.fold(spark, uri, in_place=True, remove_originals=True, partitions=3,
+                              threshold="64KiB", container_size="128KiB")
+    assert result.files == len(expected) and result.files_kept == 1
+    assert result.originals_removed == result.files - result.files_kept
+    # What HDFS tracks now: the containers, the generation file and the large file.
+    assert hdfs_file_count(spark, uri) == result.containers + 1 + result.files_kept
+    assert result.objects_after == result.containers + 1 + result.files_kept
+    read_all(uri, expected)

@@ -9,6 +9,7 @@ mod progress;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
+use sheaf::fold::parts::PlanKind;
 use sheaf::fold::{self, Compression, ContainerLimits, FoldOptions, Target};
 use sheaf::read::{unfold, verify};
 use sheaf::{Dataset, EntryKind};
@@ -159,9 +160,10 @@ struct FoldArgs {
     #[arg(required_unless_present_any = ["in_place", "part", "commit"], conflicts_with_all = ["in_place", "part", "commit"])]
     dst: Option<PathBuf>,
     /// Plan the fold for a cluster instead of folding: cut SRC into --partitions parts of
-    /// about equal bytes, write the plan into DST's staging area and print where it is. Each
-    /// part is then folded anywhere with --part, and all of them published with --commit.
-    #[arg(long, requires = "partitions", conflicts_with_all = ["in_place", "part", "commit"])]
+    /// about equal bytes, write the plan into DST's staging area (with --in-place, SRC's) and
+    /// print where it is. Each part is then folded anywhere with --part, and all of them
+    /// published with --commit (which, with --remove-originals, then deletes the originals).
+    #[arg(long, requires = "partitions", conflicts_with_all = ["part", "commit"])]
     plan: bool,
     /// With --plan: the most parts to cut the tree into (a small tree gets fewer).
     #[arg(long, value_name = "N", requires = "plan", value_parser = clap::value_parser!(u32).range(1..))]
@@ -469,13 +471,22 @@ fn planned_fold(args: FoldArgs) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let dst = args.dst.as_deref().expect("clap requires DST with --plan");
     let options = fold_options(&args);
-    let append = args.append.then_some(args.prefix.as_bytes());
+    let (dst, kind) = match (&args.dst, args.in_place, args.append) {
+        (_, true, _) => (args.src.as_path(), PlanKind::InPlace),
+        (Some(dst), _, true) => (
+            dst.as_path(),
+            PlanKind::Append {
+                prefix: args.prefix.as_bytes(),
+            },
+        ),
+        (Some(dst), _, false) => (dst.as_path(), PlanKind::NewRoot),
+        (None, false, _) => unreachable!("clap requires DST without --in-place"),
+    };
     let partitions = args
         .partitions
         .expect("clap requires --partitions with --plan");
-    let planned = fold::parts::plan(&args.src, dst, append, &options, partitions, &bars)
+    let planned = fold::parts::plan(&args.src, dst, kind, &options, partitions, &bars)
         .context("planning failed")?;
     bars.finish();
     if args.json {

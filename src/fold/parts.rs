@@ -56,6 +56,14 @@ pub struct Plan {
     pub dst: String,
     /// True: the parts add to the published dataset `dst` (as `sheaf fold --append`).
     pub append: bool,
+    /// True: the tree is folded where it lies (`src` is `dst`): containers go under its
+    /// `.sheaf/`, large files stay.
+    #[serde(default)]
+    pub in_place: bool,
+    /// With `in_place`: once the generation is committed and re-reads clean, delete every
+    /// folded original unchanged since it was listed.
+    #[serde(default)]
+    pub remove_originals: bool,
     /// With `append`: the dataset directory the tree goes under, hex (paths need not be UTF-8).
     pub prefix_hex: String,
     pub threshold: u64,
@@ -107,7 +115,7 @@ impl Plan {
                     reason,
                 }
             })?,
-            remove_originals: false,
+            remove_originals: self.remove_originals,
         })
     }
 
@@ -157,8 +165,19 @@ pub struct Planned {
     pub resumed: bool,
 }
 
-/// Plans a fold of `src` into `dst` (a new root, or with `append` a published dataset, the
-/// tree going under `prefix`) in at most `partitions` parts of about equal weight, writes the
+/// What a plan makes of its tree.
+#[derive(Clone, Copy, Debug)]
+pub enum PlanKind<'a> {
+    /// A new dataset at `dst` (missing or empty).
+    NewRoot,
+    /// A generation of the published dataset `dst`, the tree under `prefix`.
+    Append { prefix: &'a [u8] },
+    /// The tree's own dataset, folded where it lies (`dst` is `src`); with
+    /// `FoldOptions::remove_originals` the commit then deletes the folded originals.
+    InPlace,
+}
+
+/// Plans a fold of `src` into `dst` (see [`PlanKind`]) in at most `partitions` parts of about equal weight, writes the
 /// plan into `dst`'s staging area and returns it with its location (what `fold_part` and
 /// `commit` take). The planner lists the whole tree once, keeping a bounded sample of cut
 /// points, never the listing. When `dst` holds an unfinished plan of the same fold (same
@@ -167,7 +186,7 @@ pub struct Planned {
 pub fn plan(
     src: &Path,
     dst: &Path,
-    append: Option<&[u8]>,
+    kind: PlanKind,
     options: &FoldOptions,
     partitions: u32,
     progress: &dyn Progress,
@@ -179,18 +198,42 @@ pub fn plan(
             reason: "at least one partition".into(),
         });
     }
+    let in_place = matches!(kind, PlanKind::InPlace);
+    if options.remove_originals && !in_place {
+        return Err(Error::InvalidSetting {
+            setting: Setting::RemoveOriginals,
+            reason: "only applies to an in-place fold".into(),
+        });
+    }
     let (src_store, src_dir) = open_source(src)?;
     let store = root_store(dst)?;
-    let prefix = match append {
-        Some(prefix) => normalize(prefix)?,
-        None => Vec::new(),
+    let prefix = match kind {
+        PlanKind::Append { prefix } => normalize(prefix)?,
+        _ => Vec::new(),
     };
-    change::refuse_unfit_source(src, src_store.as_ref(), src_dir.as_deref(), &store, &prefix)?;
-    match append {
-        Some(_) => drop(Dataset::open_in(Arc::clone(&store))?),
-        None => {
+    if !in_place {
+        let src_dir = src_dir.as_deref();
+        change::refuse_unfit_source(src, src_store.as_ref(), src_dir, &store, &prefix)?;
+    }
+    match kind {
+        PlanKind::Append { .. } => drop(Dataset::open_in(Arc::clone(&store))?),
+        PlanKind::NewRoot => {
             publish::refuse_published(store.as_ref())?;
             publish::check_new_root(src_store.as_ref(), store.as_ref())?;
+        }
+        PlanKind::InPlace => {
+            if src_store.uri("") != store.uri("") {
+                return Err(Error::Refused {
+                    path: dst.to_path_buf(),
+                    reason: "an in-place fold's dataset is its source".into(),
+                });
+            }
+            if generation::newest(store.as_ref())?.is_some() {
+                return Err(Error::Refused {
+                    path: dst.to_path_buf(),
+                    reason: "already holds a published dataset: fold what changed with `sheaf fold --in-place` on one machine, or add a tree with `--append`".into(),
+                });
+            }
         }
     }
     let wanted = Plan {
@@ -199,7 +242,9 @@ pub fn plan(
         created_ns: crate::time::now_ns(),
         src: src.to_string_lossy().into_owned(),
         dst: dst.to_string_lossy().into_owned(),
-        append: append.is_some(),
+        append: matches!(kind, PlanKind::Append { .. }),
+        in_place,
+        remove_originals: options.remove_originals,
         prefix_hex: hex(&prefix),
         threshold: options.threshold,
         container_size: options.limits.bytes,
@@ -396,7 +441,8 @@ pub fn fold_part(location: &Path, part: u32, progress: &dyn Progress) -> Result<
     progress.phase("fold", 0, 0);
     let sources = Sources {
         src: SourceTree::of(src_dir.as_deref(), src_store.as_ref()),
-        copy_externals_to: Some(store.as_ref()),
+        // In place, large files stay where they are.
+        copy_externals_to: (!plan.in_place).then_some(store.as_ref()),
     };
     let naming = Naming::Part {
         txn: &plan.txn,
@@ -409,12 +455,16 @@ pub fn fold_part(location: &Path, part: u32, progress: &dyn Progress) -> Result<
     let ahead = above.into_iter().map(|e| Ok(Walked::Entry(e)));
     match &src_dir {
         Some(dir) => {
-            let walk = walk::SortedWalk::within(dir, options.threshold, false, range)?;
+            let walk = walk::SortedWalk::within(dir, options.threshold, plan.in_place, range)?;
             folding.consume_in_background(ahead.chain(walk.map(under)))?;
         }
         None => {
-            let walk =
-                walk::StoreWalk::within(src_store.as_ref(), options.threshold, false, range)?;
+            let walk = walk::StoreWalk::within(
+                src_store.as_ref(),
+                options.threshold,
+                plan.in_place,
+                range,
+            )?;
             folding.consume_in_background(ahead.chain(walk.map(under)))?;
         }
     }
@@ -553,9 +603,14 @@ pub fn commit(location: &Path, progress: &dyn Progress) -> Result<FoldSummary> {
             });
         }
     }
-    summary.objects_after = summary.containers + summary.files_kept + 1;
-    summary.reduction_percent = super::reduction(summary.objects_before, summary.objects_after);
     remove_plan(store.as_ref(), &plan)?;
+    if plan.remove_originals {
+        let (removed, changed) = publish::remove_originals(&store, progress)?;
+        summary.originals_removed = removed;
+        summary.originals_changed = changed;
+    }
+    summary.objects_after = super::objects_after(&summary, plan.in_place);
+    summary.reduction_percent = super::reduction(summary.objects_before, summary.objects_after);
     summary.elapsed_secs = started.elapsed().as_secs_f64();
     Ok(summary)
 }

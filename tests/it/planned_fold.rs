@@ -280,3 +280,92 @@ fn planning_the_same_fold_again_continues_its_unfinished_plan() {
     ))
     .fails_with(1);
 }
+
+/// Plans folding `dir` in place (`--in-place DIR --plan`), with `extra` flags.
+fn plan_in_place(dir: &str, partitions: u32, extra: &[&str]) -> Planned {
+    let n = partitions.to_string();
+    let mut args = vec![
+        "fold",
+        "--in-place",
+        dir,
+        "--plan",
+        "--partitions",
+        &n,
+        "--json",
+        "--threshold",
+        "1KiB",
+        "--container-size",
+        "64KiB",
+    ];
+    args.extend(extra);
+    let planned = sheaf(args).success().json();
+    Planned {
+        location: planned["location"].as_str().unwrap().to_owned(),
+        parts: planned["parts"].as_array().unwrap().len() as u32,
+    }
+}
+
+#[test]
+fn a_planned_in_place_fold_removes_originals_only_once_committed() {
+    let tmp = tempdir();
+    let dir = tmp.path().join("data");
+    generate(&dir, 400, 8);
+    let expected = snapshot(&dir, false);
+    let dir_s = dir.display().to_string();
+    let planned = plan_in_place(&dir_s, 3, &["--remove-originals"]);
+    for k in 0..planned.parts {
+        part(&planned.location, k);
+    }
+    // Folded but not committed: every original is still there.
+    assert_eq!(snapshot(&dir, true), expected);
+    let summary = commit(&planned.location).success().json();
+    let (folded, kept) = (num(&summary, "files_folded"), num(&summary, "files_kept"));
+    assert!(folded > 0 && kept > 0, "{summary}");
+    assert_eq!(num(&summary, "originals_removed"), folded);
+    assert_eq!(
+        num(&summary, "objects_after"),
+        num(&summary, "containers") + 1 + kept
+    );
+    let left_files = snapshot(&dir, true)
+        .values()
+        .filter(|n| matches!(n.content, Content::File(_)))
+        .count() as u64;
+    assert_eq!(
+        left_files, kept,
+        "only the large files stay beside the dataset"
+    );
+    let out = tmp.path().join("out");
+    run!("unfold", dir, out).success();
+    assert_eq!(snapshot(&out, false), expected);
+}
+
+#[test]
+fn a_tree_in_a_store_is_folded_in_place_by_parts() {
+    let tmp = tempdir();
+    let files = generated_files(&tmp.path().join("local-copy"), 300, 29);
+    for backend in backends().into_iter().filter(|b| b.base.is_some()) {
+        let name = backend.name;
+        let uri = fresh_location(&backend, tmp.path(), "in-place-parts");
+        let store = upload(&uri, &files);
+        let planned = plan_in_place(&uri, 3, &["--remove-originals"]);
+        for k in 0..planned.parts {
+            part(&planned.location, k);
+        }
+        let summary = commit(&planned.location).success().json();
+        let kept = num(&summary, "files_kept");
+        assert_eq!(
+            num(&summary, "originals_removed"),
+            num(&summary, "files_folded"),
+            "{name}"
+        );
+        let objects = store.list("").unwrap().len() as u64;
+        assert_eq!(objects, num(&summary, "containers") + 1 + kept, "{name}");
+        let dataset = sheaf::Dataset::open_uri(&uri).unwrap();
+        for (key, bytes) in &files {
+            assert!(
+                dataset.read(key.as_bytes()).unwrap().as_slice() == bytes.as_slice(),
+                "{name}: {key}"
+            );
+        }
+    }
+}
