@@ -128,6 +128,7 @@ fn make_generations(root: &Path, paths: &[Vec<u8>], generations: usize, dir: Opt
         added: 0,
         removed: 0,
         threshold: None,
+        root: None,
     };
     let key = sheaf::layout::generation_key(newest);
     std::fs::create_dir_all(root.join(key.rsplit_once('/').unwrap().0)).unwrap();

@@ -58,7 +58,8 @@ fn build_source(root: &Path) {
         MTIME_NS / 1_000_000_000,
         (MTIME_NS % 1_000_000_000) as u32,
     );
-    for path in walk(root) {
+    // The root last: setting the times of what is in it does not move its own.
+    for path in walk(root).into_iter().chain([root.to_path_buf()]) {
         if path.is_dir() && !path.is_symlink() {
             fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
         }
@@ -170,6 +171,14 @@ fn every_fixture_version_still_reads() {
         );
         let report = sheaf::read::verify::verify(&dataset, &Silent);
         assert!(report.is_clean(), "v{version}: {:?}", report.faults);
+        // The folded root's mode and time are recorded from version 3's fixture on; older
+        // datasets show a directory of mode 0755 and time 0.
+        let root = dataset.stat(b"").unwrap();
+        let expected_root = match version {
+            3.. => (0o040755, MTIME_NS),
+            _ => (0o040755, 0),
+        };
+        assert_eq!((root.mode, root.mtime_ns), expected_root, "v{version} root");
     }
 }
 
@@ -381,6 +390,9 @@ fn the_generations_fixture_still_reads_at_every_generation() {
     };
     let newest = Dataset::open(&dir).unwrap();
     assert_eq!(newest.generation(), 2);
+    // Written before datasets recorded their root: a directory of mode 0755 and time 0.
+    let root = newest.stat(b"").unwrap();
+    assert_eq!((root.mode, root.mtime_ns), (0o040755, 0));
     assert_eq!(
         newest.read(b"labels.json").unwrap().as_slice(),
         b"{\"cat\": 0, \"dog\": 1, \"cow\": 2}"

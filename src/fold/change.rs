@@ -185,6 +185,7 @@ pub(super) fn commit_folded(
         added: summary.files_folded + summary.symlinks + summary.dirs + summary.files_kept,
         removed: 0,
         threshold: threshold_of(base),
+        root: base.catalog().root_meta(),
     };
     summary.containers = rows.len() as u64;
     summary.bytes_stored = rows.iter().map(|r| r.file_len).sum();
@@ -371,6 +372,7 @@ pub fn remove(
         added: 0,
         removed: doomed.len() as u64,
         threshold: threshold_of(&base),
+        root: base.catalog().root_meta(),
     };
     let generation = commit_on_top(store.as_ref(), snapshot_of(&base), rows, &commit)?;
     Ok(RemoveSummary {

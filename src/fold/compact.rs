@@ -103,6 +103,7 @@ pub fn compact(
             .metadata()
             .get(crate::format::catalog::META_THRESHOLD)
             .and_then(|t| t.parse().ok()),
+        root: base.catalog().root_meta(),
     };
     let bytes = commit.encode(number, rows.clone())?;
     if !generation::commit(store.as_ref(), number, &bytes, &txn)? {

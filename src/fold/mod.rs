@@ -200,6 +200,7 @@ pub fn fold(
         publish::check_new_root(src_store.as_ref(), store.as_ref())?;
     }
     let _lock = publish::lock_root(store.as_ref())?;
+    let root_meta = publish::source_root_meta(src_dir.as_deref());
     publish::prepare_staging(store.as_ref(), options)?;
     // Entries stream from the walk straight into containers: the fold holds the container
     // being filled, never the whole tree (see `plan`).
@@ -224,7 +225,7 @@ pub fn fold(
     } = folding;
     publish::remove_unlisted_containers(store.as_ref(), &rows)?;
     let entries = summary.files_folded + summary.symlinks + summary.dirs + summary.files_kept;
-    let catalog = publish::publish_catalog(store.as_ref(), rows, options, entries)?;
+    let catalog = publish::publish_catalog(store.as_ref(), rows, options, entries, root_meta)?;
     summary.containers = catalog.len() as u64;
     summary.bytes_stored = catalog.iter().map(|r| r.file_len).sum();
     summary.objects_before = summary.files_folded + summary.symlinks + summary.files_kept;

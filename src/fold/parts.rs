@@ -14,7 +14,7 @@ use super::{
     FoldSummary, Folding, Naming,
 };
 use crate::error::{Error, IoContext, Result, Setting};
-use crate::format::catalog::Catalog;
+use crate::format::catalog::{Catalog, RootMeta};
 use crate::format::generation::{self, Commit};
 use crate::format::path::{display, normalize};
 use crate::format::{CatalogRow, EntryKind};
@@ -72,6 +72,12 @@ pub struct Plan {
     pub compress: String,
     /// The most parts asked for.
     pub partitions: u32,
+    /// The source root directory's mode and time when it is local (recorded as the dataset's
+    /// root), taken when the plan was made.
+    #[serde(default)]
+    pub root_mode: Option<u32>,
+    #[serde(default)]
+    pub root_mtime_ns: Option<i64>,
     /// What the planner found: every entry, and the bytes of the files among them.
     pub entries: u64,
     pub bytes: u64,
@@ -236,6 +242,7 @@ pub fn plan(
             }
         }
     }
+    let root_meta = publish::source_root_meta(src_dir.as_deref());
     let wanted = Plan {
         version: PLAN_VERSION,
         txn: generation::new_txn(),
@@ -251,6 +258,8 @@ pub fn plan(
         max_entries: options.limits.entries,
         compress: options.compression.to_string(),
         partitions,
+        root_mode: root_meta.map(|r| r.mode),
+        root_mtime_ns: root_meta.map(|r| r.mtime_ns),
         entries: 0,
         bytes: 0,
         parts: Vec::new(),
@@ -594,6 +603,10 @@ pub fn commit(location: &Path, progress: &dyn Progress) -> Result<FoldSummary> {
             added: summary.files_folded + summary.symlinks + summary.dirs + summary.files_kept,
             removed: 0,
             threshold: Some(plan.threshold),
+            root: plan
+                .root_mode
+                .zip(plan.root_mtime_ns)
+                .map(|(mode, mtime_ns)| RootMeta { mode, mtime_ns }),
         };
         let bytes = commit.encode(0, rows)?;
         if !generation::commit(store.as_ref(), 0, &bytes, &commit.txn)? {

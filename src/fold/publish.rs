@@ -8,6 +8,7 @@ use super::walk::SourceEntry;
 use super::write::{external_copy_is_current, Sources};
 use super::FoldOptions;
 use crate::error::{Error, IoContext, Result};
+use crate::format::catalog::RootMeta;
 use crate::format::container::WrittenContainer;
 use crate::format::generation::{self, Commit};
 use crate::format::{CatalogRow, Codec, Container, EntryKind};
@@ -17,7 +18,7 @@ use crate::read::Dataset;
 use crate::store::{FileKind, ReadPolicy, Store, StoreLock};
 use std::collections::HashSet;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// The key recording an unfinished fold's settings.
@@ -166,6 +167,18 @@ pub fn remove_unlisted_containers(store: &dyn Store, rows: &[CatalogRow]) -> Res
     Ok(())
 }
 
+/// The mode and time of a local source tree's root directory, recorded in the dataset so its
+/// root shows them (a mount's root, `stat ""`). Taken before anything is written: an in-place
+/// fold's own writes change the root's time. A store's prefixes have none.
+pub fn source_root_meta(src_dir: Option<&Path>) -> Option<RootMeta> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(src_dir?).ok()?;
+    Some(RootMeta {
+        mode: meta.mode(),
+        mtime_ns: crate::time::mtime_ns(&meta),
+    })
+}
+
 /// Commits generation 0, the moment the dataset becomes visible (a put-if-absent of its
 /// generation file: of two folds racing into one root, one publishes and the other is refused),
 /// then removes the staging area.
@@ -174,6 +187,7 @@ pub fn publish_catalog(
     rows: Vec<CatalogRow>,
     options: &FoldOptions,
     entries: u64,
+    root: Option<RootMeta>,
 ) -> Result<Vec<CatalogRow>> {
     let commit = Commit {
         operation: "fold",
@@ -181,6 +195,7 @@ pub fn publish_catalog(
         added: entries,
         removed: 0,
         threshold: Some(options.threshold),
+        root,
     };
     let bytes = commit.encode(0, rows.clone())?;
     if !generation::commit(store, 0, &bytes, &commit.txn)? {

@@ -21,6 +21,25 @@ use std::sync::Arc;
 /// Schema metadata key for the fold threshold the dataset was made with.
 pub const META_THRESHOLD: &str = "sheaf.threshold";
 
+/// Schema metadata key for the folded tree's root directory's `st_mode`, decimal.
+pub const META_ROOT_MODE: &str = "sheaf.root_mode";
+
+/// Schema metadata key for the folded tree's root directory's mtime, nanoseconds, decimal.
+pub const META_ROOT_MTIME_NS: &str = "sheaf.root_mtime_ns";
+
+/// The dataset root's mode when the catalog records none (datasets folded before it did, and
+/// folds of a store, whose prefixes have no metadata).
+pub const DEFAULT_ROOT_MODE: u32 = 0o040755;
+
+/// The folded tree's root directory: what the dataset's root shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RootMeta {
+    /// `st_mode`, a directory's.
+    pub mode: u32,
+    /// Modification time, nanoseconds since the epoch.
+    pub mtime_ns: i64,
+}
+
 /// One container of a dataset.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CatalogRow {
@@ -80,6 +99,38 @@ impl Catalog {
     /// Schema metadata (informational key-value pairs).
     pub fn metadata(&self) -> &HashMap<String, String> {
         &self.metadata
+    }
+
+    /// The folded root's mode and time, when the catalog records them ([`META_ROOT_MODE`],
+    /// [`META_ROOT_MTIME_NS`]) and the mode is a directory's.
+    pub fn root_meta(&self) -> Option<RootMeta> {
+        let number = |key: &str| self.metadata.get(key)?.parse::<i64>().ok();
+        let mode = u32::try_from(number(META_ROOT_MODE)?).ok()?;
+        let is_dir = mode & 0o170000 == 0o040000;
+        is_dir.then_some(RootMeta {
+            mode,
+            mtime_ns: number(META_ROOT_MTIME_NS)?,
+        })
+    }
+
+    /// The entry of the dataset's root directory: the folded root's mode and time where the
+    /// catalog records them, else a directory of mode 0755 and time 0.
+    pub fn root(&self) -> super::Entry {
+        let meta = self.root_meta().unwrap_or(RootMeta {
+            mode: DEFAULT_ROOT_MODE,
+            mtime_ns: 0,
+        });
+        super::Entry {
+            path: Vec::new(),
+            kind: super::EntryKind::Dir,
+            offset: 0,
+            stored_len: 0,
+            len: 0,
+            codec: super::Codec::None,
+            xxh3: 0,
+            mode: meta.mode,
+            mtime_ns: meta.mtime_ns,
+        }
     }
 
     /// Reads and validates the catalog file at `path`.

@@ -4,7 +4,7 @@
 //!
 //! See formats/SPEC.md, "Generations".
 
-use super::catalog::{Catalog, META_THRESHOLD};
+use super::catalog::{Catalog, RootMeta, META_ROOT_MODE, META_ROOT_MTIME_NS, META_THRESHOLD};
 use super::CatalogRow;
 use crate::error::{Error, Result};
 use crate::layout::{generation_key, CATALOG_KEY, GENERATIONS_PREFIX};
@@ -288,6 +288,8 @@ pub struct Commit {
     pub removed: u64,
     /// The fold threshold to record.
     pub threshold: Option<u64>,
+    /// The folded tree's root directory, to record (a later generation carries its parent's).
+    pub root: Option<RootMeta>,
 }
 
 impl Commit {
@@ -306,6 +308,10 @@ impl Commit {
         }
         if let Some(threshold) = self.threshold {
             meta.insert(META_THRESHOLD.to_owned(), threshold.to_string());
+        }
+        if let Some(root) = self.root {
+            meta.insert(META_ROOT_MODE.to_owned(), root.mode.to_string());
+            meta.insert(META_ROOT_MTIME_NS.to_owned(), root.mtime_ns.to_string());
         }
         Catalog::new(rows, meta).to_bytes()
     }
@@ -378,6 +384,7 @@ mod tests {
             added: 1,
             removed: 0,
             threshold: None,
+            root: None,
         }
     }
 

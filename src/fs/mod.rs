@@ -229,7 +229,7 @@ impl Shared {
     /// The entry an inode names.
     fn node(&self, ino: u64) -> Result<Entry, Errno> {
         if ino == ROOT {
-            return Ok(root_entry());
+            return Ok(self.current().dataset.root());
         }
         if ino >= SYNTHETIC_BASE {
             let synthetic = self.synthetic.lock().unwrap_or_else(|p| p.into_inner());

@@ -166,6 +166,12 @@ impl Dataset {
         self.policy
     }
 
+    /// The entry of the dataset's root directory: the folded root's mode and time, where the
+    /// catalog records them.
+    pub fn root(&self) -> Entry {
+        self.catalog.root()
+    }
+
     /// The catalog.
     pub fn catalog(&self) -> &Catalog {
         &self.catalog
@@ -206,7 +212,8 @@ fn not_found(path: &[u8]) -> Error {
     }
 }
 
-/// The synthetic entry for the dataset root.
+/// A synthetic directory entry (for a directory an index omits); the dataset's own root is
+/// [`Dataset::root`].
 pub fn root_entry() -> Entry {
     Entry {
         path: Vec::new(),

@@ -95,7 +95,7 @@ impl Dataset {
     pub fn stat(&self, user_path: &[u8]) -> Result<Entry> {
         let path = normalize(user_path)?;
         if path.is_empty() {
-            return Ok(root_entry());
+            return Ok(self.root());
         }
         if let Some((_, entry)) = self.lookup(&path)? {
             return Ok(entry);

@@ -672,6 +672,7 @@ fn every_backend_counts_a_commit_whose_answer_was_lost_once() {
             added: 0,
             removed: 0,
             threshold: None,
+            root: None,
         };
         let rows = base.catalog.rows().to_vec();
         let mine = commit("mine").encode(1, rows.clone()).unwrap();

@@ -6,6 +6,7 @@ use crate::conformance::{backends, fresh_location};
 use crate::util::*;
 use std::fs;
 use std::io::{Read, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -173,6 +174,13 @@ fn a_mount_is_the_original_tree_read_only_and_goes_away_on_sigterm() {
     let point = tmp.path().join("mnt");
     let mount = Mount::start(ds.to_str().unwrap(), &point, &[]);
     assert_same_tree(&expected, &snapshot(&point, false));
+    // The root too: its mode and time are the folded root's, not a placeholder's.
+    let (src_root, mounted_root) = (fs::metadata(&src).unwrap(), fs::metadata(&point).unwrap());
+    assert_eq!(src_root.mode(), mounted_root.mode());
+    assert_eq!(
+        (src_root.mtime(), src_root.mtime_nsec()),
+        (mounted_root.mtime(), mounted_root.mtime_nsec())
+    );
     let diff = Command::new("diff")
         .arg("-r")
         .arg("--no-dereference")

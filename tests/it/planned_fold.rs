@@ -99,6 +99,12 @@ fn every_backend_folds_a_planned_tree_into_the_dataset_one_machine_folds() {
             listing(&reference.display().to_string()),
             "{name}"
         );
+        let root = |dataset: &str| run!("stat", "--json", dataset, "").success().json();
+        assert_eq!(
+            root(&uri),
+            root(&reference.display().to_string()),
+            "{name}: the root"
+        );
         run!("verify", uri).success().stdout_has("all good");
         let out = tmp.path().join(format!("unfolded-{name}"));
         run!("unfold", uri, out).success();

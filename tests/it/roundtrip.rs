@@ -517,3 +517,32 @@ fn the_demo_refuses_a_missing_directory_before_touching_its_last_output() {
         "the last demo's output is untouched"
     );
 }
+
+#[test]
+fn the_dataset_root_keeps_the_folded_root_s_mode_and_mtime_through_generations() {
+    let tmp = tempdir();
+    let src = tmp.path().join("src");
+    let t = Tree::new(&src);
+    t.file("a.txt", b"a");
+    t.chmod("", 0o750);
+    t.mtime("", Y2001.0, Y2001.1);
+    let ds = tmp.path().join("ds");
+    fold(&src, &ds, &[]).success();
+    let y2001_ns = Y2001.0 * 1_000_000_000 + i64::from(Y2001.1);
+    let root = Dataset::open(&ds).unwrap().stat(b"").unwrap();
+    assert_eq!((root.mode, root.mtime_ns), (0o040750, y2001_ns));
+    let shown = run!("stat", "--json", ds, "").success().json();
+    assert_eq!(shown["mtime_ns"], root.mtime_ns, "{shown}");
+    // Later generations keep it: an append and a removal change what is under the root.
+    let more = Tree::new(tmp.path().join("more"));
+    more.file("b.txt", b"b");
+    fold(&more.root, &ds, &["--append"]).success();
+    run!("rm", ds, "a.txt").success();
+    let root = Dataset::open(&ds).unwrap().stat(b"").unwrap();
+    assert_eq!((root.mode, root.mtime_ns), (0o040750, y2001_ns));
+    // A dataset whose catalog records no root (folded before it did, or from a store) shows a
+    // directory of mode 0755 and time 0, as before.
+    let v2 = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v2");
+    let old = Dataset::open(v2).unwrap().stat(b"").unwrap();
+    assert_eq!((old.mode, old.mtime_ns), (0o040755, 0));
+}
