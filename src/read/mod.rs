@@ -242,28 +242,6 @@ fn direct_child(dir: &[u8], entry: Entry) -> Entry {
     }
 }
 
-/// Joins a relative symlink target to the link's directory, resolving `.` and `..`; `None` when
-/// the target is absolute or climbs above the root.
-fn join_link_target(link_dir: &[u8], target: &[u8]) -> Option<Vec<u8>> {
-    if target.first() == Some(&SEPARATOR) {
-        return None;
-    }
-    let mut parts: Vec<&[u8]> = link_dir
-        .split(|&b| b == SEPARATOR)
-        .filter(|c| !c.is_empty())
-        .collect();
-    for component in target.split(|&b| b == SEPARATOR) {
-        match component {
-            b"" | b"." => {}
-            b".." => {
-                parts.pop()?;
-            }
-            name => parts.push(name),
-        }
-    }
-    Some(parts.join(&SEPARATOR))
-}
-
 /// The memory `place` gives for `len` bytes of `path`, exactly `len` long.
 fn room<'b>(
     place: impl FnOnce(usize) -> Option<&'b mut [u8]>,
@@ -276,18 +254,5 @@ fn room<'b>(
             path: display(path),
             len,
         }),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::join_link_target;
-
-    #[test]
-    fn link_targets_resolve_inside_the_root_only() {
-        assert_eq!(join_link_target(b"a/b", b"../c").unwrap(), b"a/c");
-        assert_eq!(join_link_target(b"", b"./x/y").unwrap(), b"x/y");
-        assert!(join_link_target(b"a", b"../../etc").is_none());
-        assert!(join_link_target(b"a", b"/etc/passwd").is_none());
     }
 }

@@ -243,58 +243,80 @@ impl Dataset {
     /// Resolves a user-supplied path to a non-symlink entry, following links that stay inside
     /// the dataset, in the last component and in the directories on the way to it.
     pub fn resolve(&self, user_path: &[u8]) -> Result<(Location, Entry)> {
-        let mut path = normalize(user_path)?;
-        for _ in 0..MAX_SYMLINK_HOPS {
-            let (at, entry) = match self.lookup(&path)? {
-                Some(found) => found,
-                None if path.is_empty() => {
-                    return Err(Error::WrongKind {
-                        path: "/".into(),
-                        problem: KindProblem::IsADirectory,
-                    })
-                }
-                None => match self.symlinked_ancestor(&path)? {
-                    Some(found) => found,
-                    None => return Err(not_found(&path)),
-                },
-            };
-            if entry.kind != EntryKind::Symlink {
-                return Ok((at, entry));
-            }
-            let rest = path
-                .get(entry.path.len() + 1..)
-                .unwrap_or_default()
-                .to_vec();
-            let target = self.read_link(at)?;
-            path = join_link_target(path::parent(&entry.path), &target).ok_or_else(|| {
-                Error::WrongKind {
-                    path: display(&entry.path),
-                    problem: KindProblem::SymlinkLeavesDataset,
-                }
-            })?;
-            if !rest.is_empty() {
-                if !path.is_empty() {
-                    path.push(SEPARATOR);
-                }
-                path.extend_from_slice(&rest);
-            }
+        let path = normalize(user_path)?;
+        // A path the index holds as it is has no symlink on the way (nothing is stored under a
+        // symlink): only a final symlink needs following, as most paths need none.
+        match self.lookup(&path)? {
+            Some((at, entry)) if entry.kind != EntryKind::Symlink => return Ok((at, entry)),
+            None if path.is_empty() => return Err(root_is_a_directory()),
+            _ => {}
         }
-        Err(Error::WrongKind {
-            path: display(user_path),
-            problem: KindProblem::SymlinkLoop,
-        })
+        self.resolve_by_components(user_path, &path)
     }
 
-    /// The first proper ancestor of `path` that is a symlink, if any.
-    pub(super) fn symlinked_ancestor(&self, path: &[u8]) -> Result<Option<(Location, Entry)>> {
-        for (i, _) in path.iter().enumerate().filter(|(_, &b)| b == SEPARATOR) {
-            if let Some((at, entry)) = self.lookup(&path[..i])? {
-                if entry.kind == EntryKind::Symlink {
-                    return Ok(Some((at, entry)));
+    /// Follows `path` one component at a time, as the kernel walks a path: a symlink's target
+    /// is read from the link's own directory, and a `..` climbs from wherever the links before
+    /// it led (not from the text before it), never above the dataset's root.
+    fn resolve_by_components(&self, user_path: &[u8], path: &[u8]) -> Result<(Location, Entry)> {
+        let leaves = |link: &[u8]| Error::WrongKind {
+            path: display(link),
+            problem: KindProblem::SymlinkLeavesDataset,
+        };
+        // Components still to walk, the next one last.
+        let mut pending: Vec<Vec<u8>> = components_reversed(path);
+        // The directory the walk stands in, every link on the way to it followed.
+        let mut here: Vec<u8> = Vec::new();
+        let mut found: Option<(Location, Entry)> = None;
+        let mut hops = 0;
+        while let Some(component) = pending.pop() {
+            if component == b".." {
+                if here.is_empty() {
+                    return Err(leaves(user_path));
+                }
+                here.truncate(path::parent(&here).len());
+                found = None;
+                continue;
+            }
+            let mut next = here.clone();
+            if !next.is_empty() {
+                next.push(SEPARATOR);
+            }
+            next.extend_from_slice(&component);
+            let Some((at, entry)) = self.lookup(&next)? else {
+                return Err(not_found(path));
+            };
+            match entry.kind {
+                EntryKind::Symlink => {
+                    hops += 1;
+                    if hops > MAX_SYMLINK_HOPS {
+                        return Err(Error::WrongKind {
+                            path: display(user_path),
+                            problem: KindProblem::SymlinkLoop,
+                        });
+                    }
+                    let target = self.read_link(at)?;
+                    if target.first() == Some(&SEPARATOR) {
+                        return Err(leaves(&entry.path));
+                    }
+                    // Walked next, from the link's directory (`here`, unchanged).
+                    pending.extend(components_reversed(&target));
+                }
+                // Only a directory has anything under it.
+                _ if !pending.is_empty() && entry.kind != EntryKind::Dir => {
+                    return Err(not_found(path))
+                }
+                _ => {
+                    here = next;
+                    found = Some((at, entry));
                 }
             }
         }
-        Ok(None)
+        match found {
+            Some(found) => Ok(found),
+            // The walk ended on a `..`: the directory it climbed to.
+            None if here.is_empty() => Err(root_is_a_directory()),
+            None => self.lookup(&here)?.ok_or_else(|| not_found(path)),
+        }
     }
 
     /// The direct children of a directory, in path order.
@@ -648,5 +670,22 @@ impl<'a> LevelWalk<'a> {
             self.row = 0;
             self.current = None;
         }
+    }
+}
+
+/// The components of a path that name something (not empty, not `.`), the last one first.
+fn components_reversed(path: &[u8]) -> Vec<Vec<u8>> {
+    path.split(|&b| b == SEPARATOR)
+        .filter(|c| !c.is_empty() && *c != b".")
+        .rev()
+        .map(<[u8]>::to_vec)
+        .collect()
+}
+
+/// What resolving the root gives: it is a directory, not a file to read.
+fn root_is_a_directory() -> Error {
+    Error::WrongKind {
+        path: "/".into(),
+        problem: KindProblem::IsADirectory,
     }
 }

@@ -492,6 +492,47 @@ fn stat_and_list_follow_a_symlinked_directory_in_the_middle_of_a_path() {
     assert!(dataset.stat(b"alias/missing").is_err());
 }
 
+/// `..` after a symlink climbs from where the link led, as the kernel resolves it, not from
+/// the text before it (reading a different file than the source tree holds would be wrong
+/// bytes from an honest dataset).
+#[test]
+fn dot_dot_after_a_symlink_climbs_from_where_the_link_led() {
+    let tmp = tempdir();
+    let src = tmp.path().join("src");
+    let t = Tree::new(&src);
+    t.file("ok", b"root\n");
+    t.file("d1/d2/ok", b"inner\n");
+    t.symlink("d1/d2/s", "..");
+    t.symlink("t", "d1/d2/s/../ok");
+    t.symlink("u", "d1/d2/s/d2/s/../ok");
+    t.symlink("v", "ok/../ok");
+    t.symlink("w", "d1/d2/s/../..");
+    let ds = tmp.path().join("ds");
+    fold(&src, &ds, &[]).success();
+    let dataset = sheaf::Dataset::open(&ds).unwrap();
+    for (link, expected) in [("t", "root\n"), ("u", "root\n")] {
+        let kernel = std::fs::read(src.join(link)).unwrap();
+        assert_eq!(
+            kernel,
+            expected.as_bytes(),
+            "the kernel's reading of {link}"
+        );
+        assert_eq!(
+            dataset.read(link.as_bytes()).unwrap().as_slice(),
+            &kernel[..],
+            "{link}"
+        );
+        assert_eq!(run!("cat", ds, link).success().stdout, kernel, "cat {link}");
+    }
+    // A file is not a directory to climb out of, and nothing climbs above the root.
+    assert!(std::fs::read(src.join("v")).is_err());
+    assert!(dataset.read(b"v").is_err());
+    assert!(dataset.read(b"w").is_err());
+    run!("cat", ds, "w")
+        .fails_with(1)
+        .stderr_has("points outside the dataset");
+}
+
 #[test]
 fn the_demo_refuses_a_missing_directory_before_touching_its_last_output() {
     let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
