@@ -355,6 +355,17 @@ impl Container {
     }
 
     fn decompress(&self, entry: &EntryRef, stored: &[u8]) -> Result<Buffer> {
+        // One zstd frame and nothing else (formats/SPEC.md): no skippable frames, no second
+        // frame, nothing after it, so an entry has one encoding.
+        if !is_one_zstd_frame(stored) {
+            return Err(Error::corrupt(
+                &self.file,
+                format!(
+                    "entry {:?}: the stored bytes are not exactly one zstd frame",
+                    display(entry.path)
+                ),
+            ));
+        }
         let out = zstd::bulk::decompress(stored, entry.len as usize).map_err(|e| {
             Error::corrupt(
                 &self.file,
@@ -363,6 +374,13 @@ impl Container {
         })?;
         Ok(Buffer::from_vec(out))
     }
+}
+
+/// True when `stored` is exactly one zstd frame (not a skippable one), with nothing after it.
+fn is_one_zstd_frame(stored: &[u8]) -> bool {
+    const ZSTD_MAGIC: [u8; 4] = [0x28, 0xB5, 0x2F, 0xFD];
+    stored.starts_with(&ZSTD_MAGIC)
+        && zstd::zstd_safe::find_frame_compressed_size(stored) == Ok(stored.len())
 }
 
 /// The index block of a whole file's `bytes`, as its (decoded, so in-range) footer places it.

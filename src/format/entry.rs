@@ -388,6 +388,72 @@ impl EntryIndex {
         }
         problems
     }
+
+    /// Checks what the format fixes beyond paths (formats/SPEC.md, "Containers"): every
+    /// entry's stored bytes follow the previous entry's with no gap and together are exactly
+    /// the body's `data_len` bytes, a directory stores nothing and has length 0, and each
+    /// mode's file-type bits are its kind's. Returns every problem found.
+    pub fn check_layout(&self, data_len: u64) -> Vec<String> {
+        let mut problems = Vec::new();
+        let mut next_offset = 0u64;
+        for row in 0..self.len() {
+            let entry = self.entry_ref(row);
+            let path = display(entry.path);
+            if entry.stored_len > 0 {
+                if entry.offset != next_offset {
+                    problems.push(format!(
+                        "row {row}: {path:?} is stored at offset {} where the previous entry's bytes end at {next_offset}",
+                        entry.offset
+                    ));
+                }
+                next_offset = entry.offset.saturating_add(entry.stored_len);
+            }
+            if entry.stored_len == 0 && entry.offset != 0 {
+                problems.push(format!(
+                    "row {row}: {path:?} stores nothing but has offset {}",
+                    entry.offset
+                ));
+            }
+            if entry.kind == EntryKind::Dir
+                && (entry.len != 0 || entry.stored_len != 0 || entry.xxh3 != 0)
+            {
+                problems.push(format!(
+                    "row {row}: {path:?} is a directory with a length ({}), stored bytes ({}) or a checksum",
+                    entry.len, entry.stored_len
+                ));
+            }
+            if let Some(expected) = file_type_bits(entry.kind) {
+                if entry.mode & FILE_TYPE_MASK != expected {
+                    problems.push(format!(
+                        "row {row}: {path:?} is a {:?} entry whose mode {:o} has another file type",
+                        entry.kind, entry.mode
+                    ));
+                }
+            }
+        }
+        let stored = (0..self.len())
+            .map(|row| self.stored_len.value(row))
+            .fold(0u64, u64::saturating_add);
+        if stored != data_len {
+            problems.push(format!(
+                "the entries store {stored} bytes but the body holds {data_len}"
+            ));
+        }
+        problems
+    }
+}
+
+/// The file-type bits of `st_mode`.
+const FILE_TYPE_MASK: u32 = 0o170000;
+
+/// The file-type bits a mode of this kind must carry (none for a tombstone, which has no file).
+fn file_type_bits(kind: EntryKind) -> Option<u32> {
+    match kind {
+        EntryKind::File | EntryKind::External => Some(0o100000),
+        EntryKind::Dir => Some(0o040000),
+        EntryKind::Symlink => Some(0o120000),
+        EntryKind::Tombstone => None,
+    }
 }
 
 #[cfg(test)]

@@ -205,3 +205,38 @@ pub fn schema(fields: &[(&str, DataType)]) -> Arc<Schema> {
         .collect();
     Arc::new(Schema::new(fields))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::{BinaryArray, UInt64Array};
+    use arrow_ipc::writer::IpcWriteOptions;
+    use arrow_ipc::MetadataVersion;
+
+    /// Blocks another Arrow writer made with the IPC format's minimum 8-byte alignment read
+    /// as well as this writer's 64-byte aligned ones (formats/SPEC.md, "Containers").
+    #[test]
+    fn a_block_with_8_byte_alignment_from_another_writer_decodes() {
+        let schema = schema(&[("path", DataType::Binary), ("len", DataType::UInt64)]);
+        let paths: Vec<&[u8]> = vec![b"a", b"bb", b"ccc"];
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![
+                Arc::new(BinaryArray::from(paths)),
+                Arc::new(UInt64Array::from(vec![1u64, 22, 333])),
+            ],
+        )
+        .unwrap();
+        let options = IpcWriteOptions::try_new(8, false, MetadataVersion::V5).unwrap();
+        let mut writer = FileWriter::try_new_with_options(Vec::new(), &schema, options).unwrap();
+        writer.write(&batch).unwrap();
+        writer.finish().unwrap();
+        let bytes = writer.into_inner().unwrap();
+        let (decoded, _) = decode(&Buffer::from_vec(bytes), Path::new("other-writer")).unwrap();
+        assert_eq!(decoded, batch);
+        // And this writer's own block, for comparison.
+        let ours = encode(&batch, HashMap::new()).unwrap();
+        let (decoded, _) = decode(&Buffer::from_vec(ours), Path::new("ours")).unwrap();
+        assert_eq!(decoded.columns(), batch.columns());
+    }
+}

@@ -106,10 +106,20 @@ fn verify_with(dataset: &Dataset, progress: &dyn Progress, externals: bool) -> V
             }),
         }
         let index = container.index();
+        let footer = container.footer();
+        let padded = footer.data_len.div_ceil(64) * 64;
+        let padding = (footer.index_offset != padded).then(|| {
+            format!(
+                "the index starts at {} where the body of {} bytes padded to 64 ends at {padded}",
+                footer.index_offset, footer.data_len
+            )
+        });
         for problem in index
             .check_paths()
             .into_iter()
             .chain(index.check_hash_table())
+            .chain(index.check_layout(footer.data_len))
+            .chain(padding)
         {
             report.faults.push(Fault {
                 file: name.clone(),

@@ -732,11 +732,22 @@ fn index_entries_pointing_outside_the_container_data_are_refused_by_name() {
     }
     let report = run!("verify", ds, "--json").fails_with(3).json();
     let faults = report["faults"].as_array().unwrap();
-    assert_eq!(faults.len(), 2, "{report:#}");
-    assert!(faults.iter().all(|f| f["problem"]
-        .as_str()
-        .unwrap()
-        .contains("outside the 12 data bytes")));
+    let problems: Vec<&str> = faults
+        .iter()
+        .map(|f| f["problem"].as_str().unwrap())
+        .collect();
+    let outside = problems
+        .iter()
+        .filter(|p| p.contains("outside the 12 data bytes"))
+        .count();
+    assert_eq!(outside, 2, "{report:#}");
+    // The layout the format fixes is judged too: bytes not where the previous entry's end.
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("where the previous entry's bytes end")),
+        "{report:#}"
+    );
 }
 
 #[test]
@@ -905,5 +916,74 @@ fn verify_reports_a_tree_unfold_could_not_restore_and_unfold_writes_nothing() {
             .fails_with(1)
             .stderr_has("cannot be restored");
         assert!(!out.exists(), "{name}: unfold wrote before refusing");
+    }
+}
+
+/// The layout rules formats/SPEC.md fixes beyond paths: one zstd frame per compressed entry,
+/// directories without length, modes whose file type is their kind's. A reader refuses the
+/// frames it would otherwise decode differently; `verify` reports each rule broken.
+#[test]
+fn entries_breaking_the_layout_rules_are_reported_and_extra_zstd_frames_refused() {
+    let tmp = tempdir();
+    let ds = tmp.path().join("layout");
+    let (first, second) = (b"one frame, ".as_slice(), b"then another".as_slice());
+    let mut two_frames = zstd::bulk::compress(first, 3).unwrap();
+    two_frames.extend(zstd::bulk::compress(second, 3).unwrap());
+    let whole = [first, second].concat();
+    let plain = b"plain bytes";
+    let mut body = two_frames.clone();
+    body.extend_from_slice(plain);
+    let mut entries = vec![
+        Entry {
+            path: b"a-dir".to_vec(),
+            kind: EntryKind::Dir,
+            offset: 0,
+            stored_len: 0,
+            len: 42,
+            codec: Codec::None,
+            xxh3: 0,
+            mode: 0o040755,
+            mtime_ns: 0,
+        },
+        Entry {
+            path: b"b-two-frames".to_vec(),
+            kind: EntryKind::File,
+            offset: 0,
+            stored_len: two_frames.len() as u64,
+            len: whole.len() as u64,
+            codec: Codec::Zstd,
+            xxh3: xxhash_rust::xxh3::xxh3_64(&whole),
+            mode: 0o100644,
+            mtime_ns: 0,
+        },
+        stored_file(
+            "c-file-with-a-dir-mode",
+            two_frames.len() as u64,
+            plain,
+            plain.len() as u64,
+        ),
+    ];
+    entries[2].mode = 0o040644;
+    handmade_dataset(&ds, &body, &entries);
+    run!("cat", ds, "b-two-frames")
+        .fails_with(1)
+        .no_stdout()
+        .stderr_has("not exactly one zstd frame");
+    let report = run!("verify", ds, "--json").fails_with(3).json();
+    let problems: Vec<String> = report["faults"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["problem"].as_str().unwrap().to_owned())
+        .collect();
+    for expected in [
+        "a directory with a length (42)",
+        "not exactly one zstd frame",
+        "whose mode 40644 has another file type",
+    ] {
+        assert!(
+            problems.iter().any(|p| p.contains(expected)),
+            "{expected:?} in {problems:#?}"
+        );
     }
 }
