@@ -59,6 +59,7 @@ fn file_entry(path: Vec<u8>, content: &[u8]) -> Entry {
         xxh3: xxh3_64(content),
         mode: 0o100644,
         mtime_ns: 1_700_000_000_000_000_000,
+        block_sums: None,
     }
 }
 

@@ -14,6 +14,7 @@
 # npm packages), waits until each server really answers, and writes target/test-servers.env:
 #   SHEAF_TEST_HDFS=hdfs://127.0.0.1:PORT
 #   SHEAF_TEST_HDFS_CONF_DIR=...            core-site.xml/hdfs-site.xml for a Hadoop client
+#   SHEAF_TEST_MINIDFS_ARGS=...             java @argfile to start another MiniDFS (class path)
 #   SHEAF_TEST_S3_ENDPOINT=http://127.0.0.1:PORT
 #   SHEAF_TEST_S3_BUCKET=sheaf-test         made empty at start (object_store cannot make one)
 #   AWS_ACCESS_KEY_ID=testing  AWS_SECRET_ACCESS_KEY=testing  AWS_REGION=us-east-1
@@ -323,6 +324,7 @@ write_env() {
     echo "SHEAF_TEST_HDFS=$(cat "$STATE/hdfs.url")" >>"$tmp"
     echo "SHEAF_TEST_HDFS_CONF_DIR=$STATE/hdfs/conf" >>"$tmp"
     echo "HADOOP_CONF_DIR=$STATE/hdfs/conf" >>"$tmp"
+    echo "SHEAF_TEST_MINIDFS_ARGS=$MINIDFS_BUILD/java.args" >>"$tmp"
     any=1
   fi
   if running_pid s3 >/dev/null && [ -s "$STATE/s3.port" ]; then

@@ -37,6 +37,56 @@ impl Xxh3 {
     }
 }
 
+/// xxh3-64 of a file whole and of each of its consecutive `block`-byte blocks (the last one
+/// may be shorter), from pieces of any size: what the index records for an external file, so
+/// that a read of any part of it can be checked without reading the rest.
+pub struct BlockHasher {
+    block: u64,
+    whole: Xxh3,
+    current: Xxh3,
+    in_current: u64,
+    sums: Vec<u64>,
+    len: u64,
+}
+
+impl BlockHasher {
+    pub fn new(block: u64) -> BlockHasher {
+        assert!(block > 0, "blocks hold at least one byte");
+        BlockHasher {
+            block,
+            whole: Xxh3::new(),
+            current: Xxh3::new(),
+            in_current: 0,
+            sums: Vec::new(),
+            len: 0,
+        }
+    }
+
+    /// Adds the next piece.
+    pub fn update(&mut self, mut bytes: &[u8]) {
+        self.whole.update(bytes);
+        self.len += bytes.len() as u64;
+        while !bytes.is_empty() {
+            let room = (self.block - self.in_current).min(bytes.len() as u64) as usize;
+            self.current.update(&bytes[..room]);
+            self.in_current += room as u64;
+            bytes = &bytes[room..];
+            if self.in_current == self.block {
+                self.sums.push(self.current.digest());
+                (self.current, self.in_current) = (Xxh3::new(), 0);
+            }
+        }
+    }
+
+    /// The length seen, the hash of it all, and the hash of each block.
+    pub fn finish(mut self) -> (u64, u64, Vec<u64>) {
+        if self.in_current > 0 {
+            self.sums.push(self.current.digest());
+        }
+        (self.len, self.whole.digest(), self.sums)
+    }
+}
+
 /// A container's content id: the xxh3-128 (seed 0) of the whole file. Caches name copies by
 /// it and catalogs record it; the one place it is computed.
 pub fn content_id(bytes: &[u8]) -> u128 {
@@ -104,6 +154,22 @@ mod tests {
             assert_eq!(hasher.digest(), xxh3_64(&bytes), "pieces of {piece}");
         }
         assert_eq!(Xxh3::new().digest(), xxh3_64(&[]));
+    }
+
+    #[test]
+    fn blocks_hash_as_their_slices_whatever_the_pieces() {
+        let bytes = sample(10 * 1000 + 1);
+        for piece in [1usize, 999, 1000, 1001, 4096, 10_001] {
+            let mut hasher = BlockHasher::new(1000);
+            for chunk in bytes.chunks(piece) {
+                hasher.update(chunk);
+            }
+            let (len, whole, sums) = hasher.finish();
+            let expected: Vec<u64> = bytes.chunks(1000).map(xxh3_64).collect();
+            assert_eq!((len, whole), (bytes.len() as u64, xxh3_64(&bytes)));
+            assert_eq!(sums, expected, "pieces of {piece}");
+        }
+        assert_eq!(BlockHasher::new(8).finish(), (0, xxh3_64(b""), Vec::new()));
     }
 
     #[test]

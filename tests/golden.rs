@@ -139,6 +139,20 @@ fn every_fixture_version_still_reads() {
                 EntryKind::File
             };
             assert_eq!(entry.kind, expected_kind, "v{version} {path}");
+            if expected_kind == EntryKind::External {
+                // Block checksums from version 4 on; before, a part is served once the whole
+                // file has been checked.
+                assert_eq!(
+                    entry.block_sums.is_some(),
+                    version >= 4,
+                    "v{version} {path}"
+                );
+                assert_eq!(
+                    dataset.read_external_range(&entry, 5..150).unwrap(),
+                    &content[5..150],
+                    "v{version} {path}"
+                );
+            }
         }
         assert_eq!(
             dataset.stat(b"big/weights.bin").unwrap().mode & 0o777,
@@ -179,6 +193,54 @@ fn every_fixture_version_still_reads() {
             _ => (0o040755, 0),
         };
         assert_eq!((root.mode, root.mtime_ns), expected_root, "v{version} root");
+    }
+}
+
+/// A part of an external file indexed without block checksums is served only after the whole
+/// file has been checked: a change anywhere in it fails every read of it.
+#[test]
+fn an_older_dataset_s_external_file_is_checked_whole_before_any_part_is_served() {
+    for version in sheaf::format::OLDEST_SUPPORTED_VERSION..4 {
+        let copy = tempfile::tempdir().unwrap();
+        let root = copy.path().join("dataset");
+        copy_dir(&fixture_dir(version), &root);
+        let weights = root.join("big/weights.bin");
+        let mut bytes = fs::read(&weights).unwrap();
+        bytes[590] ^= 1;
+        fs::write(&weights, &bytes).unwrap();
+        let dataset = Dataset::open(&root).unwrap();
+        let entry = dataset.stat(b"big/weights.bin").unwrap();
+        let err = dataset.read_external_range(&entry, 0..10).unwrap_err();
+        assert!(
+            matches!(err, sheaf::Error::ChecksumMismatch { .. }),
+            "v{version}: {err}"
+        );
+
+        // Compacted by this version, its external entries keep no block checksums (the
+        // compaction does not read external files) and are still checked whole.
+        let intact = copy.path().join("intact");
+        copy_dir(&fixture_dir(version), &intact);
+        sheaf::fold::compact(&intact, fixture_options().limits, &Silent).unwrap();
+        let compacted = Dataset::open(&intact).unwrap();
+        let entry = compacted.stat(b"big/weights.bin").unwrap();
+        assert_eq!(entry.block_sums, None, "v{version}");
+        assert!(sheaf::read::verify::verify(&compacted, &Silent).is_clean());
+        fs::write(intact.join("big/weights.bin"), &bytes).unwrap();
+        let compacted = Dataset::open(&intact).unwrap();
+        compacted.read_external_range(&entry, 0..10).unwrap_err();
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for child in fs::read_dir(from).unwrap() {
+        let child = child.unwrap();
+        let target = to.join(child.file_name());
+        if child.file_type().unwrap().is_dir() {
+            copy_dir(&child.path(), &target);
+        } else {
+            fs::copy(child.path(), &target).unwrap();
+        }
     }
 }
 

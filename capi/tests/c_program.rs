@@ -67,7 +67,13 @@ fn the_c_test_program_passes() {
         .expect("run the C compiler");
     assert!(compiled.success(), "the C test program does not compile");
 
-    let run = Command::new(&program).arg(&dst).output().unwrap();
+    // cargo's LD_LIBRARY_PATH would win over the rpath and may list a directory holding an
+    // older build of the library first.
+    let run = Command::new(&program)
+        .arg(&dst)
+        .env("LD_LIBRARY_PATH", &libs)
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&run.stdout);
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(

@@ -415,5 +415,6 @@ fn tombstone(path: &[u8], mtime_ns: i64) -> Entry {
         xxh3: 0,
         mode: 0,
         mtime_ns,
+        block_sums: None,
     }
 }

@@ -4,9 +4,10 @@
 use super::plan::{ContainerLimits, Cutter};
 use super::walk::SourceEntry;
 use super::{Compression, FoldOptions};
-use crate::checksum::{xxh3_64, Xxh3};
+use crate::checksum::{xxh3_64, BlockHasher};
 use crate::error::{Error, IoContext, Result};
 use crate::format::container::WrittenContainer;
+use crate::format::entry::EXTERNAL_BLOCK;
 use crate::format::path as index_path;
 use crate::format::{Codec, ContainerWriter, Entry, EntryKind};
 use crate::progress::Progress;
@@ -342,6 +343,7 @@ fn prepare(
         xxh3: 0,
         mode: source.mode,
         mtime_ns: source.mtime_ns,
+        block_sums: None,
     };
     let mut stored = Vec::new();
     match source.kind {
@@ -364,7 +366,9 @@ fn prepare(
             (entry.codec, stored) = compress(content, options.compression);
         }
         EntryKind::External => {
-            (entry.len, entry.xxh3) = hash_and_copy(sources, source)?;
+            let (len, xxh3, block_sums) = hash_and_copy(sources, source)?;
+            (entry.len, entry.xxh3) = (len, xxh3);
+            entry.block_sums = Some(block_sums.into());
         }
     }
     progress.advance(1, entry.len);
@@ -431,18 +435,16 @@ fn file_meta(source: &SourceEntry) -> FileMeta {
 }
 
 /// Streams a large file once, hashing it and, when folding to a new root, copying it into the
-/// dataset's store. Returns its length and xxh3.
-fn hash_and_copy(sources: &Sources, source: &SourceEntry) -> Result<(u64, u64)> {
+/// dataset's store. Returns its length, xxh3 and block checksums.
+fn hash_and_copy(sources: &Sources, source: &SourceEntry) -> Result<(u64, u64, Vec<u64>)> {
     let mut target = CopyTarget::open(sources.copy_externals_to, source)?;
-    let mut hasher = Xxh3::new();
-    let mut len = 0u64;
+    let mut hasher = BlockHasher::new(EXTERNAL_BLOCK);
     sources.src.stream(source, &mut |chunk| {
         hasher.update(chunk);
-        len += chunk.len() as u64;
         target.write(chunk)
     })?;
     target.finish()?;
-    Ok((len, hasher.digest()))
+    Ok(hasher.finish())
 }
 
 /// The store key of an entry path: object stores and HDFS need UTF-8 names.

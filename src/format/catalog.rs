@@ -130,6 +130,7 @@ impl Catalog {
             xxh3: 0,
             mode: meta.mode,
             mtime_ns: meta.mtime_ns,
+            block_sums: None,
         }
     }
 

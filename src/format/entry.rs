@@ -20,6 +20,23 @@ use std::sync::Arc;
 /// The format version whose containers may hold tombstones.
 const TOMBSTONES_SINCE: u16 = 3;
 
+/// The format version whose container indexes hold [`BLOCK_SUMS_COLUMN`].
+const BLOCK_SUMS_SINCE: u16 = 4;
+
+/// Since format version 4: per-block checksums of external files (see formats/SPEC.md).
+const BLOCK_SUMS_COLUMN: &str = "block_xxh3";
+
+/// The bytes of an external file one block checksum covers: a read of any range of the file is
+/// checked by reading the blocks it touches. Small enough that the kernel's reads of a mounted
+/// file (128 KiB at a time) cover whole blocks, large enough that the sums cost 8 bytes per
+/// 64 KiB of file in the index.
+pub const EXTERNAL_BLOCK: u64 = 64 << 10;
+
+/// The number of block checksums an external file of `len` bytes has.
+pub fn block_count(len: u64) -> u64 {
+    len.div_ceil(EXTERNAL_BLOCK)
+}
+
 /// What an entry is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -107,6 +124,9 @@ pub struct Entry<P = Vec<u8>> {
     pub mode: u32,
     /// Modification time, nanoseconds since the Unix epoch.
     pub mtime_ns: i64,
+    /// For an external entry indexed by format version 4 on: the xxh3-64 of each consecutive
+    /// [`EXTERNAL_BLOCK`] bytes of the file. `None` for other kinds and older indexes.
+    pub block_sums: Option<Arc<[u64]>>,
 }
 
 /// A row seen in place, its path borrowed from the index: what a read needs, without the copy
@@ -126,6 +146,7 @@ impl<P> Entry<P> {
             xxh3: self.xxh3,
             mode: self.mode,
             mtime_ns: self.mtime_ns,
+            block_sums: self.block_sums,
         }
     }
 }
@@ -179,10 +200,14 @@ pub fn encode_index(entries: &[Entry]) -> Result<Vec<u8>> {
             entries.iter().map(|e| e.mtime_ns),
         )),
     ];
+    columns.push(Arc::new(BinaryArray::from_iter_values(
+        entries.iter().map(block_sums_bytes),
+    )));
     let (hash_rows, hash_buckets) = hashed::build(entries.iter().map(|e| e.path.as_slice()));
     columns.push(Arc::new(UInt64Array::from(hash_rows)));
     columns.push(Arc::new(UInt32Array::from(hash_buckets)));
     let mut fields = COLUMNS.to_vec();
+    fields.push((BLOCK_SUMS_COLUMN, DataType::Binary));
     fields.extend(HASH_COLUMNS);
     let batch = RecordBatch::try_new(ipc::schema(&fields), columns).expect("columns match schema");
     ipc::encode(&batch, HashMap::new())
@@ -202,6 +227,8 @@ pub struct EntryIndex {
     mtime_ns: Int64Array,
     /// The hash lookup table (absent in version 1 indexes).
     hashed: Option<HashLookup>,
+    /// External files' block checksums (absent before version 4).
+    block_sums: Option<BinaryArray>,
 }
 
 impl EntryIndex {
@@ -235,6 +262,13 @@ impl EntryIndex {
             mtime_ns: ipc::column::<Int64Array>(&batch, "mtime_ns", &DataType::Int64, file)?
                 .clone(),
             hashed,
+            block_sums: if version >= BLOCK_SUMS_SINCE {
+                let column =
+                    ipc::column::<BinaryArray>(&batch, BLOCK_SUMS_COLUMN, &DataType::Binary, file)?;
+                Some(column.clone())
+            } else {
+                None
+            },
         };
         if let Some(bad) = index.kind.values().iter().find(|&&k| {
             EntryKind::from_byte(k)
@@ -256,7 +290,53 @@ impl EntryIndex {
                 format!("unknown codec {bad} in the index"),
             ));
         }
+        index.check_block_sums(file)?;
         Ok(index)
+    }
+
+    /// Refuses an index whose block checksums do not fit its rows: an external entry of `len`
+    /// bytes has exactly [`block_count`] of them or none (an entry carried over from an older
+    /// version's index by a compaction), every other entry none. Checked once here so that
+    /// every read can rely on them.
+    fn check_block_sums(&self, file: &Path) -> Result<()> {
+        let Some(sums) = &self.block_sums else {
+            return Ok(());
+        };
+        for row in 0..self.len() {
+            let expected = match self.kind(row) {
+                EntryKind::External => block_count(self.len.value(row)).saturating_mul(8),
+                _ => 0,
+            };
+            let found = sums.value_length(row) as u64;
+            if found != expected && found != 0 {
+                return Err(Error::corrupt(
+                    file,
+                    format!(
+                        "row {row}: {found} bytes of block checksums where {:?} needs {expected}",
+                        display(self.path(row))
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The block checksums of row `row`, when it is an external entry of an index that has them.
+    fn block_sums(&self, row: usize) -> Option<Arc<[u64]>> {
+        let sums = self.block_sums.as_ref()?;
+        if self.kind(row) != EntryKind::External {
+            return None;
+        }
+        let bytes = sums.value(row);
+        if bytes.is_empty() && self.len.value(row) > 0 {
+            return None;
+        }
+        Some(
+            bytes
+                .chunks_exact(8)
+                .map(|sum| u64::from_le_bytes(sum.try_into().expect("8 bytes")))
+                .collect(),
+        )
     }
 
     /// Number of entries.
@@ -298,6 +378,7 @@ impl EntryIndex {
             xxh3: self.xxh3.value(row),
             mode: self.mode.value(row),
             mtime_ns: self.mtime_ns.value(row),
+            block_sums: self.block_sums(row),
         }
     }
 
@@ -443,6 +524,12 @@ impl EntryIndex {
     }
 }
 
+/// An entry's block checksums as the index stores them: u64 little-endian, one after another.
+fn block_sums_bytes(entry: &Entry) -> Vec<u8> {
+    let sums = entry.block_sums.as_deref().unwrap_or_default();
+    sums.iter().flat_map(|sum| sum.to_le_bytes()).collect()
+}
+
 /// The file-type bits of `st_mode`.
 const FILE_TYPE_MASK: u32 = 0o170000;
 
@@ -471,6 +558,7 @@ mod tests {
             xxh3: 0,
             mode: 0o100644,
             mtime_ns: 0,
+            block_sums: None,
         }
     }
 

@@ -25,7 +25,8 @@ pub use hashed::PathKey;
 /// - 2: container indexes add the hash lookup columns `hash_rows` and `hash_buckets`.
 /// - 3: generations: numbered generation files replace the one catalog, containers may hold
 ///   tombstones, catalog rows carry path filters.
-pub const FORMAT_VERSION: u16 = 3;
+/// - 4: container indexes add `block_xxh3`, per-block checksums of external files.
+pub const FORMAT_VERSION: u16 = 4;
 
 /// The oldest format version this build still reads.
 pub const OLDEST_SUPPORTED_VERSION: u16 = 1;

@@ -17,9 +17,9 @@
 //! kernel to open files itself from then on (keeping their page cache), so a warm read costs no
 //! round trip to this process at all. Reads therefore arrive by inode: a folded entry is read
 //! and checked whole on its first read request and kept among the few recently read entries
-//! until its last byte has been served; a large external file is checked as it is read in order.
+//! until its last byte has been served; a large external file is read by the blocks a request
+//! touches, each checked against its checksum in the index.
 
-use crate::checksum::Xxh3;
 use crate::error::Error;
 use crate::format::path::{self, SEPARATOR};
 use crate::format::{Entry, EntryKind};
@@ -51,12 +51,6 @@ const RECENT_ENTRIES: usize = 64;
 
 /// A directory listing taken at opendir, so readdir resumes at any offset.
 type Listing = Vec<(u64, FileType, OsString)>;
-
-/// The whole-file checksum of an external file, computed while it is read in order.
-struct SequentialCheck {
-    next: u64,
-    hasher: Xxh3,
-}
 
 /// One generation as the mount serves it.
 struct Served {
@@ -135,8 +129,6 @@ pub struct Shared {
     handles: RwLock<HashMap<u64, Arc<Listing>>>,
     /// Folded entries read and checked whole, by inode, until their last byte is served.
     recent: Mutex<VecDeque<(u64, Buffer)>>,
-    /// External files being read, by inode.
-    external_checks: Mutex<HashMap<u64, SequentialCheck>>,
     next_handle: AtomicU64,
     uid: u32,
     gid: u32,
@@ -160,7 +152,6 @@ impl SheafFs {
             synthetic: Mutex::default(),
             handles: RwLock::default(),
             recent: Mutex::default(),
-            external_checks: Mutex::default(),
             next_handle: AtomicU64::new(1),
             uid,
             gid,
@@ -356,55 +347,14 @@ impl Shared {
         Ok(bytes.slice_with_length(start as usize, (end - start) as usize))
     }
 
-    /// Bytes of an external file, read from where it lives; the whole-file checksum is
-    /// checked when the file is read from start to end in order.
-    fn read_external(
-        &self,
-        ino: u64,
-        entry: &Entry,
-        offset: u64,
-        size: u32,
-    ) -> Result<Vec<u8>, Errno> {
-        let end = offset.saturating_add(size as u64).min(entry.len);
-        if offset >= end {
-            return Ok(Vec::new());
-        }
-        let dataset = self.current().dataset.clone();
-        let bytes = dataset
+    /// Bytes of an external file, read from where it lives and checked by the library (block
+    /// by block), whatever order and however many readers they are asked in.
+    fn read_external(&self, entry: &Entry, offset: u64, size: u32) -> Result<Vec<u8>, Errno> {
+        let end = offset.saturating_add(size as u64);
+        self.current()
+            .dataset
             .read_external_range(entry, offset..end)
-            .map_err(errno)?;
-        let mut checks = self
-            .external_checks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if offset == 0 {
-            checks.insert(
-                ino,
-                SequentialCheck {
-                    next: 0,
-                    hasher: Xxh3::new(),
-                },
-            );
-        }
-        let Some(check) = checks.get_mut(&ino).filter(|c| c.next == offset) else {
-            // Read out of order (or by two readers at once): no whole-file check this time.
-            checks.remove(&ino);
-            return Ok(bytes);
-        };
-        check.hasher.update(&bytes);
-        check.next = end;
-        if end == entry.len {
-            let digest = check.hasher.digest();
-            checks.remove(&ino);
-            if digest != entry.xxh3 {
-                eprintln!(
-                    "sheaf mount: {}: checksum mismatch (changed since the fold?)",
-                    dataset.external_uri(entry)
-                );
-                return Err(Errno::EIO);
-            }
-        }
-        Ok(bytes)
+            .map_err(errno)
     }
 }
 
@@ -512,7 +462,7 @@ impl Filesystem for SheafFs {
         let read = match entry.kind {
             EntryKind::File => self.read_stored(ino, offset, size),
             EntryKind::External => self
-                .read_external(ino, &entry, offset, size)
+                .read_external(&entry, offset, size)
                 .map(Buffer::from_vec),
             EntryKind::Dir => Err(Errno::EISDIR),
             EntryKind::Symlink => Err(Errno::EINVAL),

@@ -18,11 +18,12 @@ impl Dataset {
         })?;
         let file = store::open_file(&self.store, &entry.path, OpenAs::Plain, None)?;
         let uri = file.uri();
-        let mut hasher = Xxh3::new();
+        let mut hasher = BlockHasher::new(EXTERNAL_BLOCK);
         let seen = file.stream(&mut |chunk: &[u8]| {
             hasher.update(chunk);
             sink(chunk)
         })?;
+        let (_, whole, block_sums) = hasher.finish();
         let len = file.len();
         if len != entry.len || seen != entry.len {
             return Err(Error::corrupt(
@@ -33,12 +34,106 @@ impl Dataset {
                 ),
             ));
         }
-        check_external(Path::new(&uri), entry, hasher.digest())
+        check_external(Path::new(&uri), entry, whole)?;
+        match &entry.block_sums {
+            Some(recorded) if **recorded != block_sums[..] => Err(Error::corrupt(
+                &uri,
+                "the index's block checksums disagree with the file, whose whole checksum matches",
+            )),
+            _ => Ok(()),
+        }
     }
 
-    /// Bytes `range` of an external entry's file, from where it lives: one read, unchecked
-    /// (the checksum covers the whole file; callers that read it all check it themselves).
+    /// Bytes `range` of an external entry's file, from where it lives, checked: against the
+    /// checksums of the blocks the range touches (read whole for that), or, for an entry
+    /// indexed before block checksums existed, by a check of the whole file the first time
+    /// any part of it is read (remembered for as long as the dataset is open).
     pub fn read_external_range(
+        &self,
+        entry: &Entry,
+        range: std::ops::Range<u64>,
+    ) -> Result<Vec<u8>> {
+        let range = range.start.min(entry.len)..range.end.min(entry.len);
+        if range.is_empty() {
+            return Ok(Vec::new());
+        }
+        match &entry.block_sums {
+            Some(sums) => self.read_checked_blocks(entry, sums, range),
+            None => {
+                self.check_external_once(entry)?;
+                self.read_external_unchecked(entry, range)
+            }
+        }
+    }
+
+    /// Reads the blocks `range` touches, checks each against its sum, and keeps `range`.
+    fn read_checked_blocks(
+        &self,
+        entry: &Entry,
+        sums: &[u64],
+        range: std::ops::Range<u64>,
+    ) -> Result<Vec<u8>> {
+        let first = range.start / EXTERNAL_BLOCK;
+        let covered = first * EXTERNAL_BLOCK
+            ..(range.end.div_ceil(EXTERNAL_BLOCK) * EXTERNAL_BLOCK).min(entry.len);
+        let uri = self.external_uri(entry);
+        let shorter = || {
+            Error::corrupt(
+                &uri,
+                format!(
+                    "external file is shorter than the {} bytes the index gives it (changed since the fold?)",
+                    entry.len
+                ),
+            )
+        };
+        let mut bytes = match self.read_external_unchecked(entry, covered.clone()) {
+            Err(Error::Io { cause, .. }) if cause.kind() == std::io::ErrorKind::UnexpectedEof => {
+                return Err(shorter())
+            }
+            read => read?,
+        };
+        if bytes.len() as u64 != covered.end - covered.start {
+            return Err(shorter());
+        }
+        for (block, chunk) in bytes.chunks(EXTERNAL_BLOCK as usize).enumerate() {
+            let expected = sums[first as usize + block];
+            let found = xxh3_64(chunk);
+            if found != expected {
+                return Err(Error::ChecksumMismatch {
+                    file: PathBuf::from(&uri),
+                    path: format!(
+                        "{} (block at byte {})",
+                        display(&entry.path),
+                        covered.start + block as u64 * EXTERNAL_BLOCK
+                    ),
+                    expected,
+                    found,
+                });
+            }
+        }
+        bytes.truncate((range.end - covered.start) as usize);
+        bytes.drain(..(range.start - covered.start) as usize);
+        Ok(bytes)
+    }
+
+    /// Checks an external file without block checksums whole, once per open dataset.
+    fn check_external_once(&self, entry: &Entry) -> Result<()> {
+        let key = (entry.path.clone(), entry.xxh3);
+        let checked = || {
+            self.checked_externals
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+        };
+        if checked().contains(&key) {
+            return Ok(());
+        }
+        self.verify_external(entry)?;
+        checked().insert(key);
+        Ok(())
+    }
+
+    /// Bytes `range` of an external entry's file, as the store returns them: one read.
+    fn read_external_unchecked(
         &self,
         entry: &Entry,
         range: std::ops::Range<u64>,

@@ -18,8 +18,9 @@ pub mod verify;
 pub use namespace::Walk;
 
 use crate::cache::{Cache, Counter, Latency, MappedContainer, Snapshot};
-use crate::checksum::Xxh3;
+use crate::checksum::{xxh3_64, BlockHasher};
 use crate::error::{Error, KindProblem, Result};
+use crate::format::entry::EXTERNAL_BLOCK;
 use crate::format::path::{self, cmp_paths, display, is_inside, normalize, SEPARATOR};
 use crate::format::{generation, Catalog, Container, Entry, EntryKind, PathKey};
 use crate::layout::container_key;
@@ -77,6 +78,9 @@ pub struct Dataset {
     tier: Option<cached::Tier>,
     stats: cached::Stats,
     policy: ReadPolicy,
+    /// External files without block checksums (indexed before format version 4) that were
+    /// checked whole, by path and checksum, so that later reads of parts of them are served.
+    checked_externals: std::sync::Mutex<std::collections::HashSet<(Vec<u8>, u64)>>,
 }
 
 impl Dataset {
@@ -126,6 +130,7 @@ impl Dataset {
             tier,
             stats: cached::Stats::new(options.cache),
             policy,
+            checked_externals: Default::default(),
         })
     }
 
@@ -225,6 +230,7 @@ pub fn root_entry() -> Entry {
         xxh3: 0,
         mode: 0o040755,
         mtime_ns: 0,
+        block_sums: None,
     }
 }
 

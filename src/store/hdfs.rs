@@ -13,6 +13,7 @@ use hdfs_native::{Client, ClientBuilder, HdfsError, WriteOptions};
 use std::io::{self, Write};
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// Bytes buffered before they are handed to the HDFS writer.
 const WRITE_CHUNK: usize = 4 << 20;
@@ -42,6 +43,9 @@ impl HdfsBackend {
             client: self.client.clone(),
             writer: Some(writer),
             buffer: Vec::with_capacity(WRITE_CHUNK),
+            written: 0,
+            block_size: None,
+            renamed: false,
             partial,
             target,
             uri: self.uri(key),
@@ -350,26 +354,131 @@ impl Store for HdfsBackend {
 }
 
 /// A write to a temporary name, renamed over the key when closed.
+///
+/// Each piece handed to the HDFS client stays within one block, so that asking the NameNode
+/// for a new block only ever happens at the start of a piece. The NameNode refuses a new block
+/// (`NotReplicatedYetException`) while the DataNodes have not yet reported the block before the
+/// one just filled; Hadoop's own client waits and asks again, but the Rust client gives up and
+/// cannot carry on with that file. The writer then takes the file over again: it recovers the
+/// file's lease (which closes it with every byte written so far), checks its length, reopens
+/// it for append and writes the piece again.
 struct HdfsWriter {
     client: Arc<Client>,
     writer: Option<hdfs_native::file::FileWriter>,
     buffer: Vec<u8>,
+    /// Bytes the file holds so far.
+    written: u64,
+    /// The file's block size, asked for once the file may need a second block.
+    block_size: Option<u64>,
+    /// Set once the file is in place under its key.
+    renamed: bool,
     partial: String,
     target: String,
     uri: String,
 }
 
+/// HDFS's smallest block size (`dfs.namenode.fs-limits.min-block-size`): a file that has not
+/// grown past it has not needed a second block yet.
+const MIN_BLOCK_SIZE: u64 = 1 << 20;
+
+/// How often a refused block is asked for again, taking the file over each time.
+const BLOCK_ATTEMPTS: u32 = 6;
+
+/// How long a lease recovery may take before the write fails.
+const LEASE_RECOVERY_LIMIT: Duration = Duration::from_secs(60);
+
 impl HdfsWriter {
     fn send(&mut self) -> io::Result<()> {
-        let chunk = Bytes::from(std::mem::replace(
+        let mut chunk = Bytes::from(std::mem::replace(
             &mut self.buffer,
             Vec::with_capacity(WRITE_CHUNK),
         ));
-        let writer = self.writer.as_mut().expect("writer open until finish");
-        block_on(writer.write_bytes(chunk))
-            .map(|_| ())
-            .map_err(io::Error::other)
+        while !chunk.is_empty() {
+            let room = self.room_in_block(chunk.len() as u64)?;
+            let piece = chunk.split_to(room.min(chunk.len() as u64) as usize);
+            self.write_piece(piece)?;
+        }
+        Ok(())
     }
+
+    /// How many of the next `wanted` bytes fit in the block being written.
+    fn room_in_block(&mut self, wanted: u64) -> io::Result<u64> {
+        if self.block_size.is_none() && self.written + wanted <= MIN_BLOCK_SIZE {
+            return Ok(wanted);
+        }
+        let block = self.block_size()?;
+        Ok(block - self.written % block)
+    }
+
+    fn block_size(&mut self) -> io::Result<u64> {
+        if let Some(size) = self.block_size {
+            return Ok(size);
+        }
+        let status =
+            block_on(self.client.get_file_info(&self.partial)).map_err(io::Error::other)?;
+        let size = status
+            .blocksize
+            .filter(|&size| size > 0)
+            .ok_or_else(|| io::Error::other(format!("{}: no block size", self.partial)))?;
+        self.block_size = Some(size);
+        Ok(size)
+    }
+
+    /// Writes a piece that lies within one block, taking the file over when the NameNode
+    /// refuses the block it starts.
+    fn write_piece(&mut self, piece: Bytes) -> io::Result<()> {
+        let len = piece.len() as u64;
+        let mut attempt = 0;
+        loop {
+            let writer = self.writer.as_mut().expect("writer open until finish");
+            match block_on(writer.write_bytes(piece.clone())) {
+                Ok(_) => {
+                    self.written += len;
+                    return Ok(());
+                }
+                Err(e) if is_not_replicated_yet(&e) && attempt + 1 < BLOCK_ATTEMPTS => {
+                    attempt += 1;
+                    std::thread::sleep(Duration::from_millis(200 << attempt));
+                    self.take_over_again()?;
+                }
+                Err(e) => return Err(io::Error::other(e)),
+            }
+        }
+    }
+
+    /// Closes the file through lease recovery, checks it holds every byte written, and
+    /// reopens it for append.
+    fn take_over_again(&mut self) -> io::Result<()> {
+        // The client's writer is of no more use: it has already let go of the block it filled.
+        drop(self.writer.take());
+        let started = Instant::now();
+        while !block_on(self.client.recover_lease(&self.partial)).map_err(io::Error::other)? {
+            if started.elapsed() > LEASE_RECOVERY_LIMIT {
+                return Err(io::Error::other(format!(
+                    "{}: the NameNode did not close the file within {} s",
+                    self.partial,
+                    LEASE_RECOVERY_LIMIT.as_secs()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        let status =
+            block_on(self.client.get_file_info(&self.partial)).map_err(io::Error::other)?;
+        if status.length as u64 != self.written {
+            return Err(io::Error::other(format!(
+                "{}: {} bytes written but {} kept after the NameNode refused a block",
+                self.partial, self.written, status.length
+            )));
+        }
+        let reopened = block_on(self.client.append(&self.partial)).map_err(io::Error::other)?;
+        self.writer = Some(reopened);
+        Ok(())
+    }
+}
+
+/// True for the NameNode's refusal of a new block while an earlier one is not yet reported.
+fn is_not_replicated_yet(e: &HdfsError) -> bool {
+    matches!(e, HdfsError::RPCError(class, _) if class.ends_with("NotReplicatedYetException"))
 }
 
 impl Write for HdfsWriter {
@@ -401,11 +510,12 @@ impl HdfsWriter {
         let mut writer = self.writer.take().expect("writer open until finish");
         block_on(writer.close()).map_err(|e| remote(&self.uri, Box::new(e)))?;
         match block_on(self.client.rename(&self.partial, &self.target, overwrite)) {
-            Ok(()) => Ok(true),
-            Err(HdfsError::AlreadyExists(_)) if !overwrite => {
-                let _ = block_on(self.client.delete(&self.partial, false));
-                Ok(false)
+            Ok(()) => {
+                self.renamed = true;
+                Ok(true)
             }
+            // Dropping the writer removes the temporary file.
+            Err(HdfsError::AlreadyExists(_)) if !overwrite => Ok(false),
             Err(e) => Err(remote(&self.uri, Box::new(e))),
         }
     }
@@ -419,10 +529,13 @@ impl ObjectWriter for HdfsWriter {
 
 impl Drop for HdfsWriter {
     fn drop(&mut self) {
-        if let Some(mut writer) = self.writer.take() {
-            // Abandoned: close what was written and remove the temporary file.
-            let _ = block_on(writer.close());
-            let _ = block_on(self.client.delete(&self.partial, false));
+        if self.renamed {
+            return;
         }
+        // Abandoned or failed: close what was written and remove the temporary file.
+        if let Some(mut writer) = self.writer.take() {
+            let _ = block_on(writer.close());
+        }
+        let _ = block_on(self.client.delete(&self.partial, false));
     }
 }

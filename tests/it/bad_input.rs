@@ -487,6 +487,108 @@ fn an_external_file_changed_after_the_fold_is_refused() {
     run!("verify", ds).fails_with(3);
 }
 
+/// A large file kept external, folded with a threshold low enough to keep it so, and its bytes.
+fn external_fixture(tmp: &Path) -> (PathBuf, Vec<u8>) {
+    let src = tmp.join("src");
+    let content = Rng::new(17).bytes(1_000_003);
+    Tree::new(&src).file("clips/a.bin", &content);
+    Tree::new(&src).file("small.txt", b"small");
+    let ds = tmp.join("ds");
+    fold(&src, &ds, &["--threshold", "64KiB"]).success();
+    (ds, content)
+}
+
+#[test]
+fn every_range_of_an_external_file_is_checked_however_it_is_read() {
+    const CLIP: &[u8] = b"clips/a.bin";
+    let tmp = tempdir();
+    let (ds, content) = external_fixture(tmp.path());
+    let dataset = Dataset::open(&ds).unwrap();
+    let entry = dataset.stat(CLIP).unwrap();
+    assert_eq!(entry.kind, EntryKind::External);
+    assert_eq!(entry.block_sums.as_deref().map(<[u64]>::len), Some(16));
+    let mut rng = Rng::new(5);
+    for _ in 0..200 {
+        let start = rng.below(content.len() as u64 + 10);
+        let end = start + rng.below(300_000);
+        let want = &content[(start as usize).min(content.len())..(end as usize).min(content.len())];
+        assert_eq!(
+            dataset.read_external_range(&entry, start..end).unwrap(),
+            want
+        );
+    }
+
+    // One byte changed in block 10 (bytes 655,360 to 720,895): reads that touch that block
+    // fail, in any order and alone; reads elsewhere still serve checked bytes.
+    let mut edited = content.clone();
+    edited[700_000] ^= 1;
+    fs::write(ds.join("clips/a.bin"), &edited).unwrap();
+    let dataset = Dataset::open(&ds).unwrap();
+    for range in [
+        699_999..700_001,
+        655_360..655_361,
+        720_000..720_896,
+        0..1_000_003,
+    ] {
+        let err = dataset
+            .read_external_range(&entry, range.clone())
+            .unwrap_err();
+        assert!(
+            matches!(err, sheaf::Error::ChecksumMismatch { .. }),
+            "{range:?}: {err}"
+        );
+    }
+    for range in [
+        0..4096,
+        655_359..655_360,
+        720_896..720_900,
+        999_000..1_000_003,
+    ] {
+        let want = &content[range.start as usize..range.end as usize];
+        assert_eq!(dataset.read_external_range(&entry, range).unwrap(), want);
+    }
+
+    // Cut short: the blocks past the cut are refused, the ones before it still serve.
+    fs::write(ds.join("clips/a.bin"), &content[..800_000]).unwrap();
+    let dataset = Dataset::open(&ds).unwrap();
+    let err = dataset
+        .read_external_range(&entry, 990_000..1_000_003)
+        .unwrap_err();
+    assert!(err.to_string().contains("changed since the fold"), "{err}");
+    let err = dataset
+        .read_external_range(&entry, 786_000..790_000)
+        .unwrap_err();
+    assert!(err.to_string().contains("changed since the fold"), "{err}");
+    assert_eq!(
+        dataset.read_external_range(&entry, 10..20).unwrap(),
+        &content[10..20]
+    );
+}
+
+#[test]
+fn an_index_whose_block_checksums_do_not_fit_its_rows_is_corrupt() {
+    let tmp = tempdir();
+    let (ds, _) = external_fixture(tmp.path());
+    let dataset = Dataset::open(&ds).unwrap();
+    let mut entry = dataset.stat(b"clips/a.bin").unwrap();
+    let sums = entry.block_sums.clone().unwrap();
+    // One checksum short of what a file of this length needs.
+    entry.block_sums = Some(sums[..15].into());
+    let container = tmp.path().join("short.sheaf");
+    let mut writer = ContainerWriter::create(&container).unwrap();
+    writer.add(entry.clone(), &[]).unwrap();
+    writer.finish().unwrap();
+    let err = sheaf::format::Container::open(&container).unwrap_err();
+    assert!(err.to_string().contains("block checksums"), "{err}");
+    // None at all is what an entry carried over from an older index has: it reads, checked
+    // as a whole file.
+    entry.block_sums = None;
+    let mut writer = ContainerWriter::create(&container).unwrap();
+    writer.add(entry, &[]).unwrap();
+    writer.finish().unwrap();
+    sheaf::format::Container::open(&container).unwrap();
+}
+
 /// One entry to put into a hand-built container.
 fn entry(path: &[u8], kind: EntryKind, bytes: &[u8]) -> (Entry, Vec<u8>) {
     let mode = match kind {
@@ -513,6 +615,7 @@ fn entry(path: &[u8], kind: EntryKind, bytes: &[u8]) -> (Entry, Vec<u8>) {
         },
         mode,
         mtime_ns: 1_000_000_000_000_000_000,
+        block_sums: None,
     };
     (entry, stored)
 }
@@ -703,6 +806,7 @@ fn stored_file(path: &str, offset: u64, content: &[u8], stored_len: u64) -> Entr
         xxh3: xxhash_rust::xxh3::xxh3_64(content),
         mode: 0o100644,
         mtime_ns: 0,
+        block_sums: None,
     }
 }
 
@@ -944,6 +1048,7 @@ fn entries_breaking_the_layout_rules_are_reported_and_extra_zstd_frames_refused(
             xxh3: 0,
             mode: 0o040755,
             mtime_ns: 0,
+            block_sums: None,
         },
         Entry {
             path: b"b-two-frames".to_vec(),
@@ -955,6 +1060,7 @@ fn entries_breaking_the_layout_rules_are_reported_and_extra_zstd_frames_refused(
             xxh3: xxhash_rust::xxh3::xxh3_64(&whole),
             mode: 0o100644,
             mtime_ns: 0,
+            block_sums: None,
         },
         stored_file(
             "c-file-with-a-dir-mode",

@@ -10,6 +10,7 @@
 //! - `mount`: `sheaf mount` really mounted: the original tree, read-only, faults, unmounts.
 //! - `page_cache`: what reads leave in the page cache (datasets larger than memory).
 //! - `conformance`: the same fold, read, publish and fault cases on local, S3 and HDFS stores.
+//! - `hdfs_blocks`: writes across many HDFS blocks on a cluster that reports blocks late.
 //! - `planned_fold`: a fold planned, folded by parts in any order and committed as one.
 //! - `layers`: src/'s modules keep the layers ARCHITECTURE.md draws.
 
@@ -29,6 +30,7 @@ mod conformance;
 mod fold_behaviour;
 mod full_disk;
 mod generations;
+mod hdfs_blocks;
 mod layers;
 mod mount;
 mod page_cache;

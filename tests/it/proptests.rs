@@ -188,6 +188,7 @@ fn build_sample(codec: Codec) -> Sample {
             xxh3: xxhash_rust::xxh3::xxh3_64(&original),
             mode: 0o100644,
             mtime_ns: 0,
+            block_sums: None,
         };
         writer
             .add(entry, if kind.is_stored() { &stored } else { &[] })

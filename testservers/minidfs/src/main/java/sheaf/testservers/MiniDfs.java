@@ -23,7 +23,7 @@ import sun.misc.Signal;
  *
  * <pre>
  * java -cp ... sheaf.testservers.MiniDfs --port 9000 --base-dir /tmp/minidfs --ready-file /tmp/minidfs.ready
- *   [--datanodes 1] [--block-size 1048576]
+ *   [--datanodes 1] [--block-size 1048576] [--block-report-delay-ms 0]
  * </pre>
  *
  * Security is off (simple auth, no SASL on the data path), permission checks are off, and
@@ -36,7 +36,7 @@ public final class MiniDfs {
     private static void usage(String why) {
         System.err.println("minidfs: " + why);
         System.err.println("usage: MiniDfs --port N --base-dir DIR --ready-file FILE"
-                + " [--datanodes N] [--block-size BYTES]");
+                + " [--datanodes N] [--block-size BYTES] [--block-report-delay-ms MS]");
         System.exit(2);
     }
 
@@ -46,6 +46,7 @@ public final class MiniDfs {
         String readyFile = null;
         int dataNodes = 1;
         long blockSize = 1L << 20;
+        long reportDelayMs = 0;
         for (int i = 0; i < args.length; i++) {
             String a = args[i];
             if (i + 1 >= args.length) {
@@ -58,6 +59,7 @@ public final class MiniDfs {
                 case "--ready-file": readyFile = v; break;
                 case "--datanodes": dataNodes = Integer.parseInt(v); break;
                 case "--block-size": blockSize = Long.parseLong(v); break;
+                case "--block-report-delay-ms": reportDelayMs = Long.parseLong(v); break;
                 default: usage("unknown argument " + a);
             }
         }
@@ -79,6 +81,10 @@ public final class MiniDfs {
         conf.setBoolean("dfs.permissions.enabled", false);
         conf.setInt("dfs.replication", Math.min(dataNodes, 3));
         conf.setLong("dfs.blocksize", blockSize);
+        // DataNodes report a finished block to the NameNode at once by default; a delay makes
+        // the NameNode refuse the next block of a file until the report arrives
+        // (NotReplicatedYetException), the race a busy cluster loses now and then.
+        conf.setLong("dfs.blockreport.incremental.intervalMsec", reportDelayMs);
         // Everything on loopback; the DataNodes register as 127.0.0.1, which is the address
         // NameNode hands to clients for the data path.
         conf.set("dfs.namenode.rpc-bind-host", "127.0.0.1");
