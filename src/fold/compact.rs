@@ -8,6 +8,7 @@ use crate::format::generation::{self, Commit};
 use crate::format::{CatalogRow, ContainerWriter, Entry};
 use crate::layout::{
     container_key, generation_key, txn_container_name, CATALOG_KEY, CONTAINERS_PREFIX,
+    GENERATIONS_PREFIX,
 };
 use crate::progress::Progress;
 use crate::read::Dataset;
@@ -248,6 +249,13 @@ pub fn gc(root: &Path, keep: Duration, progress: &dyn Progress) -> Result<GcSumm
         released.extend(names.iter().cloned());
         summary.generations_deleted += 1;
         progress.advance(1, 0);
+    }
+    // A generation file's commit writes a temporary file first: one a killed writer left.
+    for object in store.list(GENERATIONS_PREFIX)? {
+        let name = object.key.trim_start_matches(GENERATIONS_PREFIX);
+        if name.starts_with('.') && object.mtime_ns < cutoff {
+            store.delete(&object.key)?;
+        }
     }
     for object in store.list(CONTAINERS_PREFIX)? {
         let name = object.key.trim_start_matches(CONTAINERS_PREFIX);

@@ -25,9 +25,10 @@ use std::sync::Arc;
 const PARAMS_KEY: &str = crate::layout::FOLD_PARAMS_KEY;
 
 /// Refuses a new root that overlaps the source or already holds something other than an
-/// unfinished fold. Only a fold's own files mark an unfinished fold (its settings, a plan, or
-/// containers whose catalog is missing): an empty `.sheaf/` beside user files must not let a
-/// fold overwrite them.
+/// unfinished fold. Only a fold's own files mark an unfinished fold (its lock, its settings, a
+/// plan, or containers whose catalog is missing): an empty `.sheaf/` beside user files must
+/// not let a fold overwrite them. The lock is the first file a fold creates, so a fold
+/// stopped at any moment after it can be run again.
 pub fn check_new_root(src: &dyn Store, dst: &dyn Store) -> Result<()> {
     if crate::store::overlaps(src, dst)? {
         return Err(Error::Refused {
@@ -35,7 +36,8 @@ pub fn check_new_root(src: &dyn Store, dst: &dyn Store) -> Result<()> {
             reason: format!("the destination and the source {} overlap", src.uri("")),
         });
     }
-    let unfinished_fold = dst.len(PARAMS_KEY)?.is_some()
+    let unfinished_fold = dst.len(FOLD_LOCK_KEY)?.is_some()
+        || dst.len(PARAMS_KEY)?.is_some()
         || holds_containers(dst)?
         || !dst.list(&format!("{PLANS_KEY}/"))?.is_empty();
     if !unfinished_fold && !dst.is_empty()? {

@@ -5,7 +5,7 @@
 //! closed, so readers see the old object or the whole new one.
 
 use super::runtime::block_on;
-use super::{DirListing, ObjectInfo, ObjectWriter, RangeReader, Store};
+use super::{DirListing, FileMeta, ObjectInfo, ObjectWriter, RangeReader, Store};
 use crate::error::{Error, Result};
 use bytes::Bytes;
 use hdfs_native::file::FileReader;
@@ -103,6 +103,27 @@ impl HdfsBackend {
             }
             key => format!("{}/{key}", self.root),
         }
+    }
+
+    /// Deletes the temporary files that killed copies of `key` left beside it. A large file
+    /// is copied into a dataset by a fold or an append, which are run again after a crash: the
+    /// next copy of the same file clears what the last one left, so no orphan outlives the
+    /// re-run. (Two appends copying the same path at once would be refused, not misled: the
+    /// one whose temporary file went fails its rename.)
+    fn remove_abandoned_writes(&self, key: &str) -> Result<()> {
+        let (dir, name) = key.rsplit_once('/').unwrap_or(("", key));
+        let abandoned = format!(".{name}.partial-");
+        let listing = match self.list_dir(dir) {
+            Err(Error::NotFound { .. }) => return Ok(()),
+            listing => listing?,
+        };
+        for object in listing.objects {
+            let leaf = object.key.rsplit('/').next().unwrap_or_default();
+            if leaf.starts_with(&abandoned) {
+                self.delete(&object.key)?;
+            }
+        }
+        Ok(())
     }
 
     fn error(&self, key: &str, e: HdfsError) -> Error {
@@ -298,6 +319,13 @@ impl Store for HdfsBackend {
 
     fn create(&self, key: &str) -> Result<Box<dyn ObjectWriter>> {
         Ok(Box::new(self.writer(key)?))
+    }
+
+    fn create_file(&self, key: &[u8], meta: FileMeta) -> Result<Box<dyn ObjectWriter>> {
+        let _ = meta;
+        let key = super::utf8_file_key(self.uri(""), key)?;
+        self.remove_abandoned_writes(key)?;
+        self.create(key)
     }
 
     fn create_new(&self, key: &str, bytes: &[u8]) -> Result<bool> {

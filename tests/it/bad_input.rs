@@ -2,7 +2,7 @@
 //! and `verify` reports all of them.
 
 use crate::util::*;
-use sheaf::format::{Catalog, CatalogRow, ContainerWriter};
+use sheaf::format::{Catalog, ContainerWriter};
 use sheaf::layout::{container_name, Layout};
 use sheaf::{Codec, Dataset, Entry, EntryKind};
 use std::collections::{BTreeSet, HashMap};
@@ -757,44 +757,6 @@ fn a_catalog_naming_a_container_outside_its_directory_is_refused() {
         .stderr_has("hostile container name");
 }
 
-/// Writes a one-container dataset by hand (body bytes, index rows as given, valid footer,
-/// checksums and catalog), the way a buggy or hostile writer could.
-fn handmade_dataset(root: &Path, body: &[u8], entries: &[Entry]) {
-    use sheaf::format::entry::encode_index;
-    use sheaf::format::footer::{FileKind, Footer};
-    let mut file = body.to_vec();
-    file.resize(body.len().div_ceil(64) * 64, 0);
-    let index = encode_index(entries).unwrap();
-    let footer = Footer {
-        index_offset: file.len() as u64,
-        index_len: index.len() as u64,
-        index_xxh3: xxhash_rust::xxh3::xxh3_64(&index),
-        entry_count: entries.len() as u64,
-        data_len: body.len() as u64,
-        version: sheaf::format::FORMAT_VERSION,
-        kind: FileKind::Container,
-    };
-    file.extend_from_slice(&index);
-    file.extend_from_slice(&footer.encode());
-    let layout = Layout::new(root);
-    let name = container_name(0, 0);
-    fs::create_dir_all(layout.containers_dir()).unwrap();
-    fs::write(layout.container(&name), &file).unwrap();
-    let row = CatalogRow {
-        name,
-        first_path: entries[0].path.clone(),
-        last_path: entries[entries.len() - 1].path.clone(),
-        entry_count: entries.len() as u64,
-        file_len: file.len() as u64,
-        index_xxh3: footer.index_xxh3,
-        content_id: xxhash_rust::xxh3::xxh3_128(&file),
-        generation: 0,
-        filter: Vec::new(),
-    };
-    let catalog = Catalog::new(vec![row], HashMap::new()).to_bytes().unwrap();
-    fs::write(layout.catalog(), catalog).unwrap();
-}
-
 fn stored_file(path: &str, offset: u64, content: &[u8], stored_len: u64) -> Entry {
     Entry {
         path: path.as_bytes().to_vec(),
@@ -815,7 +777,7 @@ fn index_entries_pointing_outside_the_container_data_are_refused_by_name() {
     let tmp = tempdir();
     let ds = tmp.path().join("outside");
     let body = b"hello, world";
-    handmade_dataset(
+    write_sealed_dataset(
         &ds,
         body,
         &[
@@ -866,7 +828,7 @@ fn an_index_out_of_path_order_or_with_duplicates_is_refused_by_name() {
             .iter()
             .map(|name| stored_file(name, 0, b"x", 1))
             .collect();
-        handmade_dataset(&ds, b"x", &entries);
+        write_sealed_dataset(&ds, b"x", &entries);
         run!("cat", ds, "a")
             .fails_with(1)
             .no_stdout()
@@ -1070,7 +1032,7 @@ fn entries_breaking_the_layout_rules_are_reported_and_extra_zstd_frames_refused(
         ),
     ];
     entries[2].mode = 0o040644;
-    handmade_dataset(&ds, &body, &entries);
+    write_sealed_dataset(&ds, &body, &entries);
     run!("cat", ds, "b-two-frames")
         .fails_with(1)
         .no_stdout()

@@ -4,6 +4,8 @@
 //! - `fold_behaviour`: new root and in place, determinism, compression, summaries, refusals.
 //! - `resume`: interrupted folds are completed by running them again.
 //! - `bad_input`: damaged containers and catalogs, hostile indexes, bad paths, changed files.
+//! - `crash`: every writing command killed at random moments: all or nothing, re-runs complete.
+//! - `hostile`: crafted, correctly sealed datasets against every reading command and the mount.
 //! - `full_disk`: a fold into a full filesystem fails cleanly.
 //! - `proptests`: random trees round-trip; damaged bytes never come back as data.
 //! - `cache`: preload, the cache-aware reader, quota, pins, faults in the cache and at the origin.
@@ -27,10 +29,12 @@ mod util;
 mod bad_input;
 mod cache;
 mod conformance;
+mod crash;
 mod fold_behaviour;
 mod full_disk;
 mod generations;
 mod hdfs_blocks;
+mod hostile;
 mod layers;
 mod mount;
 mod page_cache;

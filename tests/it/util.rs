@@ -629,3 +629,46 @@ pub fn running_as_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
 }
+
+/// Writes a one-container dataset by hand (body bytes, index rows as given and in the order
+/// given, valid footer, checksums and catalog), the way a buggy or hostile writer could.
+pub fn write_sealed_dataset(root: &Path, body: &[u8], entries: &[sheaf::Entry]) {
+    use sheaf::format::entry::encode_index;
+    use sheaf::format::footer::{FileKind, Footer};
+    use sheaf::format::{Catalog, CatalogRow};
+    use sheaf::layout::{container_name, Layout};
+    let mut file = body.to_vec();
+    file.resize(body.len().div_ceil(64) * 64, 0);
+    let index = encode_index(entries).unwrap();
+    let footer = Footer {
+        index_offset: file.len() as u64,
+        index_len: index.len() as u64,
+        index_xxh3: xxhash_rust::xxh3::xxh3_64(&index),
+        entry_count: entries.len() as u64,
+        data_len: body.len() as u64,
+        version: sheaf::format::FORMAT_VERSION,
+        kind: FileKind::Container,
+    };
+    file.extend_from_slice(&index);
+    file.extend_from_slice(&footer.encode());
+    let layout = Layout::new(root);
+    let name = container_name(0, 0);
+    fs::create_dir_all(layout.containers_dir()).unwrap();
+    fs::write(layout.container(&name), &file).unwrap();
+    let path_at = |row: Option<&sheaf::Entry>| row.map(|e| e.path.clone()).unwrap_or_default();
+    let row = CatalogRow {
+        name,
+        first_path: path_at(entries.first()),
+        last_path: path_at(entries.last()),
+        entry_count: entries.len() as u64,
+        file_len: file.len() as u64,
+        index_xxh3: footer.index_xxh3,
+        content_id: xxhash_rust::xxh3::xxh3_128(&file),
+        generation: 0,
+        filter: Vec::new(),
+    };
+    let catalog = Catalog::new(vec![row], std::collections::HashMap::new())
+        .to_bytes()
+        .unwrap();
+    fs::write(layout.catalog(), catalog).unwrap();
+}
