@@ -34,11 +34,15 @@ pub enum Counter {
     Fetches,
     /// Bytes fetched into the cache.
     FetchedBytes,
+    /// Cache lookups skipped because the cache tier kept failing (served by the origin).
+    TierBypassed,
+    /// Times a reader stopped using a cache tier that kept failing, for a back-off period.
+    TierTrips,
 }
 
 impl Counter {
     /// Every counter, in slot order.
-    pub const ALL: [Counter; 12] = [
+    pub const ALL: [Counter; 14] = [
         Counter::Hits,
         Counter::Misses,
         Counter::OriginReads,
@@ -51,6 +55,8 @@ impl Counter {
         Counter::EvictedBytes,
         Counter::Fetches,
         Counter::FetchedBytes,
+        Counter::TierBypassed,
+        Counter::TierTrips,
     ];
 
     /// The counter's name in reports and metrics.
@@ -68,6 +74,8 @@ impl Counter {
             Counter::EvictedBytes => "evicted_bytes",
             Counter::Fetches => "fetches",
             Counter::FetchedBytes => "fetched_bytes",
+            Counter::TierBypassed => "tier_bypassed",
+            Counter::TierTrips => "tier_trips",
         }
     }
 }
@@ -99,8 +107,11 @@ impl Latency {
 pub const BUCKETS: usize = 40;
 
 const HEADER_SLOTS: usize = 1;
-const COUNTER_SLOTS: usize = Counter::ALL.len();
-const SLOTS: usize = HEADER_SLOTS + COUNTER_SLOTS + Latency::ALL.len() * BUCKETS;
+/// The counters of the file's first layout, before the histograms; counters added later take
+/// slots after the histograms, so files written by older builds keep their meaning.
+const FIRST_COUNTERS: usize = 12;
+const HISTOGRAM_SLOTS: usize = Latency::ALL.len() * BUCKETS;
+const SLOTS: usize = HEADER_SLOTS + Counter::ALL.len() + HISTOGRAM_SLOTS;
 const MAGIC: u64 = u64::from_le_bytes(*b"SHFCNT01");
 
 /// The bytes of the shared counters file.
@@ -184,11 +195,14 @@ impl Counters {
     }
 
     fn counter_slot(counter: Counter) -> usize {
-        HEADER_SLOTS + counter as usize
+        match counter as usize {
+            i if i < FIRST_COUNTERS => HEADER_SLOTS + i,
+            i => HEADER_SLOTS + FIRST_COUNTERS + HISTOGRAM_SLOTS + (i - FIRST_COUNTERS),
+        }
     }
 
     fn bucket_slot(kind: Latency, bucket: usize) -> usize {
-        HEADER_SLOTS + COUNTER_SLOTS + kind as usize * BUCKETS + bucket
+        HEADER_SLOTS + FIRST_COUNTERS + kind as usize * BUCKETS + bucket
     }
 
     /// Adds `n` to a counter.
@@ -313,6 +327,30 @@ mod tests {
         assert_eq!(seen.get(Counter::Hits), 7);
         assert_eq!(seen.quantile(Latency::Origin, 0.5), Some(2048));
         assert_eq!(seen.quantile(Latency::Cache, 0.5), None);
+    }
+
+    #[test]
+    fn counters_added_later_leave_the_first_layout_where_it_was() {
+        let mut slots: Vec<usize> = Counter::ALL
+            .iter()
+            .map(|&c| Counters::counter_slot(c))
+            .collect();
+        slots.extend(
+            Latency::ALL
+                .iter()
+                .flat_map(|&k| (0..BUCKETS).map(move |b| Counters::bucket_slot(k, b))),
+        );
+        // The layout older builds wrote: hits at 1, fetched bytes at 12, the histograms after.
+        assert_eq!(Counters::counter_slot(Counter::Hits), 1);
+        assert_eq!(Counters::counter_slot(Counter::FetchedBytes), 12);
+        assert_eq!(Counters::bucket_slot(Latency::Cache, 0), 13);
+        assert_eq!(
+            Counters::counter_slot(Counter::TierBypassed),
+            13 + 2 * BUCKETS
+        );
+        let distinct: std::collections::HashSet<_> = slots.iter().collect();
+        assert_eq!(distinct.len(), slots.len());
+        assert!(slots.iter().all(|&s| s > 0 && s < SLOTS));
     }
 
     #[test]

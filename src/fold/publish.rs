@@ -36,7 +36,8 @@ pub fn check_new_root(src: &dyn Store, dst: &dyn Store) -> Result<()> {
             reason: format!("the destination and the source {} overlap", src.uri("")),
         });
     }
-    let unfinished_fold = dst.len(FOLD_LOCK_KEY)?.is_some()
+    let unfinished_fold = holds_only_empty_dirs_of_a_fold(dst)
+        || dst.len(FOLD_LOCK_KEY)?.is_some()
         || dst.len(PARAMS_KEY)?.is_some()
         || holds_containers(dst)?
         || !dst.list(&format!("{PLANS_KEY}/"))?.is_empty();
@@ -47,6 +48,32 @@ pub fn check_new_root(src: &dyn Store, dst: &dyn Store) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// True for a local destination holding nothing but a `.sheaf/` directory with no file
+/// anywhere below it: what a fold killed before it could create its lock file leaves.
+fn holds_only_empty_dirs_of_a_fold(dst: &dyn Store) -> bool {
+    fn no_files_below(dir: &Path) -> bool {
+        std::fs::read_dir(dir).is_ok_and(|children| {
+            children.into_iter().all(|child| {
+                child.is_ok_and(|c| {
+                    c.file_type().is_ok_and(|t| t.is_dir()) && no_files_below(&c.path())
+                })
+            })
+        })
+    }
+    let Some(root) = dst.local_root() else {
+        return false;
+    };
+    std::fs::read_dir(root).is_ok_and(|children| {
+        children.into_iter().all(|child| {
+            child.is_ok_and(|c| {
+                c.file_name() == crate::layout::SHEAF_DIR
+                    && c.file_type().is_ok_and(|t| t.is_dir())
+                    && no_files_below(&c.path())
+            })
+        })
+    })
 }
 
 /// True when the containers' directory holds at least one file named like a container.

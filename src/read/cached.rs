@@ -19,6 +19,67 @@ const FILL_AFTER_MISSES: u32 = 2;
 /// Containers fetched by read-through fill at once, per dataset.
 const MAX_FILLS: usize = 2;
 
+/// Cache faults in a row (no sound lookup between them) after which a reader stops using the
+/// cache tier for a while.
+const TRIP_AFTER_FAULTS: u32 = 8;
+
+/// The first pause in using a failing cache tier; each failed probe doubles it, up to
+/// [`LONGEST_PAUSE`].
+const FIRST_PAUSE: Duration = Duration::from_secs(1);
+const LONGEST_PAUSE: Duration = Duration::from_secs(300);
+
+/// A circuit breaker over the cache tier: a cache that keeps failing (a dying disk, a directory
+/// made unreadable, files damaged faster than they are refetched) costs a failed access on
+/// every read; after [`TRIP_AFTER_FAULTS`] in a row the reader serves from the origin alone for
+/// a pause, then lets lookups through again as probes. One sound lookup closes the breaker; a
+/// fault while probing opens it again for twice as long.
+#[derive(Debug)]
+struct Breaker {
+    faults_in_a_row: u32,
+    open_until: Option<Instant>,
+    pause: Duration,
+}
+
+impl Breaker {
+    fn new() -> Breaker {
+        Breaker {
+            faults_in_a_row: 0,
+            open_until: None,
+            pause: FIRST_PAUSE,
+        }
+    }
+
+    /// True while lookups must skip the cache.
+    fn is_open(&mut self) -> bool {
+        match self.open_until {
+            Some(until) if Instant::now() < until => true,
+            Some(_) => {
+                // Probing: the next fault opens the breaker again.
+                self.open_until = None;
+                self.faults_in_a_row = TRIP_AFTER_FAULTS - 1;
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Notes a fault; returns true when it opened the breaker.
+    fn fault(&mut self) -> bool {
+        self.faults_in_a_row += 1;
+        if self.faults_in_a_row < TRIP_AFTER_FAULTS || self.open_until.is_some() {
+            return false;
+        }
+        self.open_until = Some(Instant::now() + self.pause);
+        self.pause = (self.pause * 2).min(LONGEST_PAUSE);
+        true
+    }
+
+    fn sound(&mut self) {
+        self.faults_in_a_row = 0;
+        self.pause = FIRST_PAUSE;
+    }
+}
+
 /// What a reader knows of one container's cached copy.
 #[derive(Debug)]
 enum Slot {
@@ -41,6 +102,7 @@ pub(super) struct Tier {
     fill: bool,
     filling: Arc<Mutex<HashSet<u128>>>,
     policy: ReadPolicy,
+    breaker: Mutex<Breaker>,
 }
 
 impl Tier {
@@ -56,11 +118,38 @@ impl Tier {
             fill,
             filling: Arc::default(),
             policy,
+            breaker: Mutex::new(Breaker::new()),
         }
     }
 
     pub(super) fn cache(&self) -> &Arc<Cache> {
         &self.cache
+    }
+
+    fn breaker(&self) -> std::sync::MutexGuard<'_, Breaker> {
+        self.breaker.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// True while the tier is skipped after repeated faults (counted as bypassed).
+    fn bypassed(&self, stats: &Stats) -> bool {
+        let open = self.breaker().is_open();
+        if open {
+            stats.add(Counter::TierBypassed, 1);
+        }
+        open
+    }
+
+    /// Notes a cache fault, opening the breaker (counted) after too many in a row.
+    fn note_fault(&self, stats: &Stats) {
+        if self.breaker().fault() {
+            stats.add(Counter::TierTrips, 1);
+        }
+    }
+
+    /// True when the tier is in use: reads that found it skipped go to the origin without
+    /// asking it for anything (no fill either).
+    pub(super) fn in_use(&self) -> bool {
+        !self.breaker().is_open()
     }
 
     /// The cached copy of container `i`, if the cache holds a sound one. `accept` checks a
@@ -88,7 +177,11 @@ impl Tier {
                 self.cache.quarantine(row.content_id);
                 stats.add(Counter::Fallbacks, 1);
                 *slot = absent(0);
+                self.note_fault(stats);
             }
+            return None;
+        }
+        if self.bypassed(stats) {
             return None;
         }
         let mut slot = self.slots[i].lock().unwrap_or_else(|p| p.into_inner());
@@ -98,6 +191,7 @@ impl Tier {
             Slot::Absent { since, .. } if since.elapsed() < RECHECK_AFTER => None,
             _ => match self.cache.map(row.content_id, self.policy) {
                 Ok(Some(mapped)) if accept(&mapped) => {
+                    self.breaker().sound();
                     let mapped = Arc::new(mapped);
                     *slot = Slot::Cached {
                         mapped: mapped.clone(),
@@ -108,6 +202,7 @@ impl Tier {
                 Ok(Some(_)) => {
                     self.cache.quarantine(row.content_id);
                     *slot = absent(0);
+                    self.note_fault(stats);
                     None
                 }
                 Ok(None) => {
@@ -121,6 +216,7 @@ impl Tier {
                 Err(_) => {
                     // A damaged file was quarantined by `map`; either way the origin serves.
                     *slot = absent(0);
+                    self.note_fault(stats);
                     None
                 }
             },
@@ -142,14 +238,18 @@ impl Tier {
     }
 
     /// Drops the cached copy of container `i` after a fault and quarantines it.
-    pub(super) fn fault(&self, i: usize, row: &CatalogRow) {
+    pub(super) fn fault(&self, i: usize, row: &CatalogRow, stats: &Stats) {
         self.cache.quarantine(row.content_id);
         *self.slots[i].lock().unwrap_or_else(|p| p.into_inner()) = absent(0);
+        self.note_fault(stats);
     }
 
     /// Notes a miss of container `i`; with read-through fill on, a container that keeps
     /// missing is fetched whole in the background.
     pub(super) fn missed(&self, i: usize, row: &CatalogRow, origin: &Arc<dyn Store>) {
+        if !self.in_use() {
+            return;
+        }
         let misses = {
             let mut slot = self.slots[i].lock().unwrap_or_else(|p| p.into_inner());
             match &mut *slot {
@@ -223,5 +323,70 @@ impl Stats {
         if let Some(cache) = &self.shared {
             cache.counters().record(kind, nanos);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Ends the breaker's pause now, as time passing would.
+    fn pause_over(breaker: &mut Breaker) {
+        breaker.open_until = Some(Instant::now() - Duration::from_millis(1));
+    }
+
+    #[test]
+    fn the_breaker_opens_after_faults_in_a_row_and_a_sound_lookup_closes_it() {
+        let mut breaker = Breaker::new();
+        for _ in 1..TRIP_AFTER_FAULTS {
+            assert!(!breaker.fault());
+        }
+        assert!(!breaker.is_open());
+        assert!(breaker.fault(), "the eighth fault in a row opens it");
+        assert!(breaker.is_open());
+        assert!(!breaker.fault(), "faults while open do not open it again");
+
+        // Probing after the pause: one fault opens it again, for twice as long.
+        pause_over(&mut breaker);
+        assert!(!breaker.is_open());
+        assert!(breaker.fault());
+        let until = breaker.open_until.unwrap();
+        assert!(until > Instant::now() + FIRST_PAUSE);
+
+        // A sound lookup while probing closes it and resets the pause.
+        pause_over(&mut breaker);
+        assert!(!breaker.is_open());
+        breaker.sound();
+        assert_eq!(breaker.pause, FIRST_PAUSE);
+        assert!(
+            !breaker.fault(),
+            "a fault after a sound lookup starts a new count"
+        );
+    }
+
+    #[test]
+    fn a_sound_lookup_between_faults_keeps_the_breaker_closed() {
+        let mut breaker = Breaker::new();
+        for _ in 0..10 {
+            for _ in 1..TRIP_AFTER_FAULTS {
+                assert!(!breaker.fault());
+            }
+            breaker.sound();
+        }
+        assert!(!breaker.is_open());
+    }
+
+    #[test]
+    fn the_pause_doubles_up_to_its_longest() {
+        let mut breaker = Breaker::new();
+        for _ in 0..TRIP_AFTER_FAULTS {
+            breaker.fault();
+        }
+        for _ in 0..20 {
+            pause_over(&mut breaker);
+            assert!(!breaker.is_open());
+            assert!(breaker.fault());
+        }
+        assert_eq!(breaker.pause, LONGEST_PAUSE);
     }
 }

@@ -121,7 +121,11 @@ impl Dataset {
         }
         self.stats.add(Counter::Fallbacks, 1);
         if let Some(tier) = &self.tier {
-            tier.fault(at.container, &self.catalog.rows()[at.container]);
+            tier.fault(
+                at.container,
+                &self.catalog.rows()[at.container],
+                &self.stats,
+            );
         }
     }
 

@@ -351,6 +351,54 @@ fn a_cache_deleted_truncated_or_bit_flipped_under_a_live_reader_still_reads_righ
 }
 
 #[test]
+fn a_cache_tier_that_keeps_failing_is_skipped_for_a_while_then_probed_and_restored() {
+    let tmp = tempdir();
+    let files = small_tree(&tmp.path().join("src"), 600);
+    let local = Backend {
+        name: "local",
+        base: None,
+    };
+    let uri = fold_to(&local, &tmp.path().join("src"), tmp.path(), "failing");
+    let cache = tmp.path().join("failing-cache");
+    preload(&uri, &cache, &[]);
+    let held = cached_files(&cache);
+    assert!(held.len() > 20, "{} containers", held.len());
+    // Every cached copy cut short: each lookup is a fault.
+    for file in &held {
+        let cut = fs::OpenOptions::new().write(true).open(file).unwrap();
+        cut.set_len(fs::metadata(file).unwrap().len() / 2).unwrap();
+    }
+    let quarantined = || fs::read_dir(cache.join("quarantine")).map_or(0, |d| d.count());
+
+    // Eight faults in a row, then the origin alone: the rest of the cache is not even looked at.
+    let reader = open_cached(&uri, &cache);
+    read_all(&reader, &files);
+    let stats = reader.stats();
+    assert_eq!(stats.get(Counter::TierTrips), 1, "{stats:?}");
+    assert!(stats.get(Counter::TierBypassed) > 0, "{stats:?}");
+    assert_eq!(
+        quarantined(),
+        8,
+        "only the faults before the trip were looked at"
+    );
+
+    // After the pause, lookups go through as probes; the first fault stops them again, for longer.
+    std::thread::sleep(Duration::from_millis(1100));
+    read_all(&reader, &files);
+    assert_eq!(reader.stats().get(Counter::TierTrips), 2);
+
+    // The cache repaired: after the second pause, a sound lookup restores the tier.
+    run!("cache", "verify", "--cache", cache).fails_with(3);
+    preload(&uri, &cache, &[]);
+    std::thread::sleep(Duration::from_millis(2100));
+    let hits = reader.stats().get(Counter::Hits);
+    read_all(&reader, &files);
+    let stats = reader.stats();
+    assert!(stats.get(Counter::Hits) > hits, "{stats:?}");
+    assert_eq!(stats.get(Counter::TierTrips), 2, "{stats:?}");
+}
+
+#[test]
 fn with_a_cached_copy_reads_survive_the_origin_going_away_and_without_one_they_fail_clearly() {
     let tmp = tempdir();
     let files = small_tree(&tmp.path().join("src"), 120);

@@ -582,6 +582,32 @@ fn a_bare_sheaf_directory_does_not_make_a_non_empty_destination_acceptable() {
     assert_eq!(std::fs::read(dst.join("big.bin")).unwrap(), b"precious");
 }
 
+/// Regression (found by the crash harness): a fold killed after making `.sheaf/` but before
+/// its lock file left a destination its re-run refused. Empty directories alone are no one's
+/// data; a file anywhere below `.sheaf/` still makes the destination someone's.
+#[test]
+fn a_destination_holding_only_empty_sheaf_directories_is_folded_into() {
+    let tmp = tempdir();
+    let src = tmp.path().join("src");
+    Tree::new(&src).file("a.txt", b"a");
+    let dst = tmp.path().join("dst");
+    Tree::new(&dst).dir(".sheaf/containers");
+    fold(&src, &dst, &[]).success();
+    assert_eq!(run!("cat", dst, "a.txt").success().stdout, b"a");
+
+    let dst = tmp.path().join("dst-with-a-file");
+    let user = Tree::new(&dst);
+    user.dir(".sheaf/containers");
+    user.file(".sheaf/notes.txt", b"mine");
+    fold(&src, &dst, &[])
+        .fails_with(1)
+        .stderr_has("not empty and holds no unfinished fold");
+    assert_eq!(
+        std::fs::read(dst.join(".sheaf/notes.txt")).unwrap(),
+        b"mine"
+    );
+}
+
 #[test]
 fn an_in_place_fold_refuses_a_sheaf_symlink_instead_of_writing_through_it() {
     let tmp = tempdir();
