@@ -652,14 +652,17 @@ fn committed_as(store: &dyn Store, plan: &Plan) -> Result<Option<u64>> {
     Ok(None)
 }
 
-/// Deletes the plan's files, and the staging area when nothing else is left in it.
+/// Deletes the plan's files, then the plans' directory and the staging area when nothing else
+/// is left in them (another plan may be under way beside this one).
 fn remove_plan(store: &dyn Store, plan: &Plan) -> Result<()> {
     let dir = plan.dir_key();
     for object in store.list(&format!("{dir}/"))? {
         store.delete(&object.key)?;
     }
     store.remove_dir(&dir)?;
-    store.remove_dir(PLANS_KEY)?;
+    if store.list(&format!("{PLANS_KEY}/"))?.is_empty() {
+        store.remove_dir(PLANS_KEY)?;
+    }
     if store.list(&format!("{STAGING_KEY}/"))?.is_empty() {
         store.remove_dir(STAGING_KEY)?;
     }

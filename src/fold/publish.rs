@@ -12,7 +12,7 @@ use crate::format::catalog::RootMeta;
 use crate::format::container::WrittenContainer;
 use crate::format::generation::{self, Commit};
 use crate::format::{CatalogRow, Codec, Container, EntryKind};
-use crate::layout::{container_key, CONTAINERS_PREFIX, FOLD_LOCK_KEY, PLANS_KEY, STAGING_KEY};
+use crate::layout::{container_key, CONTAINERS_PREFIX, FOLD_LOCK_KEY, STAGING_KEY};
 use crate::progress::Progress;
 use crate::read::Dataset;
 use crate::store::{FileKind, ReadPolicy, Store, StoreLock};
@@ -36,12 +36,13 @@ pub fn check_new_root(src: &dyn Store, dst: &dyn Store) -> Result<()> {
             reason: format!("the destination and the source {} overlap", src.uri("")),
         });
     }
-    let unfinished_fold = holds_only_empty_dirs_of_a_fold(dst)
-        || dst.len(FOLD_LOCK_KEY)?.is_some()
+    // Only a fold writes under `.sheaf/staging/` (its settings, plans, and their temporary
+    // files while they are written).
+    let unfinished_fold = dst.len(FOLD_LOCK_KEY)?.is_some()
         || dst.len(PARAMS_KEY)?.is_some()
-        || holds_containers(dst)?
-        || !dst.list(&format!("{PLANS_KEY}/"))?.is_empty();
-    if !unfinished_fold && !dst.is_empty()? {
+        || !dst.list(&format!("{STAGING_KEY}/"))?.is_empty()
+        || holds_containers(dst)?;
+    if !unfinished_fold && !dst.is_empty()? && !holds_only_empty_sheaf_dirs(dst)? {
         return Err(Error::Refused {
             path: PathBuf::from(dst.uri("")),
             reason: "the destination is not empty and holds no unfinished fold: choose an empty or new directory or prefix".into(),
@@ -50,30 +51,16 @@ pub fn check_new_root(src: &dyn Store, dst: &dyn Store) -> Result<()> {
     Ok(())
 }
 
-/// True for a local destination holding nothing but a `.sheaf/` directory with no file
-/// anywhere below it: what a fold killed before it could create its lock file leaves.
-fn holds_only_empty_dirs_of_a_fold(dst: &dyn Store) -> bool {
-    fn no_files_below(dir: &Path) -> bool {
-        std::fs::read_dir(dir).is_ok_and(|children| {
-            children.into_iter().all(|child| {
-                child.is_ok_and(|c| {
-                    c.file_type().is_ok_and(|t| t.is_dir()) && no_files_below(&c.path())
-                })
-            })
-        })
+/// True when the destination holds nothing but directories under `.sheaf/`, with no file in
+/// them: what a fold killed before it wrote its first file leaves.
+fn holds_only_empty_sheaf_dirs(dst: &dyn Store) -> Result<bool> {
+    let top = dst.list_dir("")?;
+    if !top.objects.is_empty() || top.dirs.iter().any(|dir| dir != crate::layout::SHEAF_DIR) {
+        return Ok(false);
     }
-    let Some(root) = dst.local_root() else {
-        return false;
-    };
-    std::fs::read_dir(root).is_ok_and(|children| {
-        children.into_iter().all(|child| {
-            child.is_ok_and(|c| {
-                c.file_name() == crate::layout::SHEAF_DIR
-                    && c.file_type().is_ok_and(|t| t.is_dir())
-                    && no_files_below(&c.path())
-            })
-        })
-    })
+    Ok(dst
+        .list(&format!("{}/", crate::layout::SHEAF_DIR))?
+        .is_empty())
 }
 
 /// True when the containers' directory holds at least one file named like a container.

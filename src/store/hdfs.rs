@@ -379,6 +379,16 @@ impl Store for HdfsBackend {
             Err(e) => Err(self.error(key, e)),
         }
     }
+
+    /// HDFS has directories: a staging area goes with whatever a killed writer left in it
+    /// (temporary files included), as on a local disk.
+    fn remove_dir(&self, key: &str) -> Result<()> {
+        match block_on(self.client.delete(&self.path(key), true)) {
+            Ok(_) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(self.error(key, e)),
+        }
+    }
 }
 
 /// A write to a temporary name, renamed over the key when closed.
