@@ -8,7 +8,7 @@ use crate::format::generation::{self, Commit};
 use crate::format::{CatalogRow, ContainerWriter, Entry};
 use crate::layout::{
     container_key, generation_key, txn_container_name, CATALOG_KEY, CONTAINERS_PREFIX,
-    GENERATIONS_PREFIX,
+    FOLD_PARAMS_KEY, GENERATIONS_PREFIX,
 };
 use crate::progress::Progress;
 use crate::read::Dataset;
@@ -250,6 +250,9 @@ pub fn gc(root: &Path, keep: Duration, progress: &dyn Progress) -> Result<GcSumm
         summary.generations_deleted += 1;
         progress.advance(1, 0);
     }
+    // The settings of the fold that made this dataset: a fold killed between its commit and
+    // their removal leaves them, and no fold of a new root can run on a published dataset.
+    store.delete(FOLD_PARAMS_KEY)?;
     // A generation file's commit writes a temporary file first: one a killed writer left.
     for object in store.list(GENERATIONS_PREFIX)? {
         let name = object.key.trim_start_matches(GENERATIONS_PREFIX);
