@@ -53,13 +53,13 @@ fn wait_until(what: &str, done: impl Fn() -> bool) {
 }
 
 /// A foreground mount in a child process; unmounted with SIGTERM when dropped.
-pub(crate) struct Mount {
+struct Mount {
     child: Option<Child>,
     point: PathBuf,
 }
 
 impl Mount {
-    pub(crate) fn start(dataset: &str, point: &Path, extra: &[&str]) -> Mount {
+    fn start(dataset: &str, point: &Path, extra: &[&str]) -> Mount {
         fs::create_dir_all(point).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_sheaf"))
             .args(["mount", dataset])
@@ -88,7 +88,7 @@ impl Mount {
     }
 
     /// Sends SIGTERM and checks the mount went away cleanly.
-    pub(crate) fn stop(mut self) {
+    fn stop(mut self) {
         let mut child = self.child.take().unwrap();
         // SAFETY: signalling our own child process.
         unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
