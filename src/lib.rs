@@ -23,4 +23,5 @@ pub mod time;
 
 pub use error::{Error, KindProblem, Result, Setting};
 pub use format::{Codec, Entry, EntryKind};
+pub use read::routes::Routes;
 pub use read::{Dataset, Location, ReadOptions};

@@ -16,10 +16,16 @@ use std::sync::Arc;
 
 #[derive(Args, Clone)]
 pub struct MountArgs {
-    /// The dataset (a path or a store URI).
+    /// The dataset (a path or a store URI); with --routes, the mountpoint.
     dataset: PathBuf,
     /// An empty directory to mount it on.
-    mountpoint: PathBuf,
+    #[arg(required_unless_present = "routes")]
+    mountpoint: Option<PathBuf>,
+    /// Mount the tree a routes table joins (see `sheaf route`) instead of one dataset: each
+    /// rule's dataset is opened when first used, and with --refresh (or on SIGHUP) the table
+    /// is reloaded and the datasets' new generations followed.
+    #[arg(long, value_name = "ROUTES", conflicts_with_all = ["generation", "metrics"])]
+    routes: Option<PathBuf>,
     /// Read containers from this cache directory when it holds them (see `sheaf preload`).
     #[arg(long, value_name = "DIR")]
     cache: Option<PathBuf>,
@@ -75,8 +81,18 @@ impl AccessArg {
     }
 }
 
+impl MountArgs {
+    /// Where to mount: with --routes the one positional argument.
+    fn mountpoint(&self) -> &Path {
+        self.mountpoint.as_deref().unwrap_or(&self.dataset)
+    }
+}
+
 pub fn mount(args: MountArgs) -> Result<ExitCode> {
-    check_mountpoint(&args.mountpoint)?;
+    if args.routes.is_some() && args.mountpoint.is_some() {
+        bail!("with --routes, give only the mountpoint (the table names the datasets)");
+    }
+    check_mountpoint(args.mountpoint())?;
     if args.foreground {
         block_stop_signals();
         return serve(&args, None);
@@ -163,15 +179,11 @@ fn detach_and_serve(args: &MountArgs) -> Result<ExitCode> {
     }
 }
 
-/// Opens the dataset, mounts it, says so through `ready`, and answers requests until unmounted.
-fn serve(args: &MountArgs, ready: Option<OwnedFd>) -> Result<ExitCode> {
-    let dataset = Arc::new(open(args)?);
-    if let Some(addr) = args.metrics {
-        serve_metrics(addr, Arc::clone(&dataset))?;
-    }
+/// The FUSE session's settings.
+fn session_config(args: &MountArgs, source: String) -> fuser::Config {
     let options = vec![
         fuser::MountOption::RO,
-        fuser::MountOption::FSName(format!("sheaf:{}", args.dataset.display())),
+        fuser::MountOption::FSName(format!("sheaf:{source}")),
         fuser::MountOption::Subtype("sheaf".into()),
         fuser::MountOption::NoAtime,
     ];
@@ -185,6 +197,19 @@ fn serve(args: &MountArgs, ready: Option<OwnedFd>) -> Result<ExitCode> {
     };
     config.n_threads = Some(args.threads);
     config.clone_fd = true;
+    config
+}
+
+/// Opens the dataset, mounts it, says so through `ready`, and answers requests until unmounted.
+fn serve(args: &MountArgs, ready: Option<OwnedFd>) -> Result<ExitCode> {
+    if let Some(routes) = &args.routes {
+        return serve_routes(args, routes, ready);
+    }
+    let dataset = Arc::new(open(args)?);
+    if let Some(addr) = args.metrics {
+        serve_metrics(addr, Arc::clone(&dataset))?;
+    }
+    let config = session_config(args, args.dataset.display().to_string());
     let fs = match args.refresh {
         // Entries are re-checked at least as often as the mount looks for a new generation,
         // so a name whose change a notification missed (its generation already collected)
@@ -193,8 +218,41 @@ fn serve(args: &MountArgs, ready: Option<OwnedFd>) -> Result<ExitCode> {
         None => SheafFs::new(dataset),
     };
     let refresher = fs.refresher();
-    let mut session = fuser::Session::new(fs, &args.mountpoint, &config)
-        .with_context(|| format!("mounting on {}", args.mountpoint.display()))?;
+    let mut session = fuser::Session::new(fs, args.mountpoint(), &config)
+        .with_context(|| format!("mounting on {}", args.mountpoint().display()))?;
+    let woken = listen_for_signals(&mut session);
+    if args.generation.is_none() {
+        let notifier = session.notifier();
+        let reopen = args.clone();
+        std::thread::spawn(move || follow(&reopen, &refresher, &notifier, &woken));
+    }
+    run_session(session, ready)
+}
+
+/// Mounts the tree a routes table joins; the table is read now, each dataset when first used.
+fn serve_routes(args: &MountArgs, location: &Path, ready: Option<OwnedFd>) -> Result<ExitCode> {
+    let routes = sheaf::Routes::open(location, read_options(args, cache_of(args)?))
+        .with_context(|| format!("opening routes table {}", location.display()))?;
+    let config = session_config(args, format!("routes:{}", location.display()));
+    let ttl = args
+        .refresh
+        .unwrap_or(std::time::Duration::from_secs(24 * 3600));
+    let fs = sheaf::fs::RoutedFs::new(Arc::new(routes), ttl);
+    let refresher = fs.refresher();
+    let mut session = fuser::Session::new(fs, args.mountpoint(), &config)
+        .with_context(|| format!("mounting on {}", args.mountpoint().display()))?;
+    let woken = listen_for_signals(&mut session);
+    let notifier = session.notifier();
+    let every = args.refresh;
+    std::thread::spawn(move || follow_routes(every, &refresher, &notifier, &woken));
+    run_session(session, ready)
+}
+
+/// Starts the thread that takes SIGINT and SIGTERM (unmount) and SIGHUP (refresh now, sent
+/// on the returned channel).
+fn listen_for_signals<FS: fuser::Filesystem>(
+    session: &mut fuser::Session<FS>,
+) -> std::sync::mpsc::Receiver<()> {
     let mut unmounter = session.unmount_callable();
     let (wake, woken) = std::sync::mpsc::channel::<()>();
     std::thread::spawn(move || loop {
@@ -210,11 +268,15 @@ fn serve(args: &MountArgs, ready: Option<OwnedFd>) -> Result<ExitCode> {
             },
         }
     });
-    if args.generation.is_none() {
-        let notifier = session.notifier();
-        let reopen = args.clone();
-        std::thread::spawn(move || follow(&reopen, &refresher, &notifier, &woken));
-    }
+    woken
+}
+
+/// Says "ready" through the pipe a detached mount's parent waits on, then serves requests
+/// until unmounted.
+fn run_session<FS: fuser::Filesystem>(
+    session: fuser::Session<FS>,
+    ready: Option<OwnedFd>,
+) -> Result<ExitCode> {
     if let Some(ready) = ready {
         let mut pipe = std::fs::File::from(ready);
         pipe.write_all(b"ready\n")
@@ -226,18 +288,56 @@ fn serve(args: &MountArgs, ready: Option<OwnedFd>) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn open(args: &MountArgs) -> Result<Dataset> {
-    let cache = match &args.cache {
-        Some(dir) => Some(Arc::new(
+/// Reloads the routes table and follows the datasets' generations every `--refresh` interval
+/// and on SIGHUP; what fails is reported and the mount keeps serving what it had.
+fn follow_routes(
+    every: Option<std::time::Duration>,
+    refresher: &sheaf::fs::RoutedRefresher,
+    notifier: &fuser::Notifier,
+    woken: &std::sync::mpsc::Receiver<()>,
+) {
+    use std::sync::mpsc::RecvTimeoutError;
+    loop {
+        let waited = match every {
+            Some(every) => woken.recv_timeout(every),
+            None => woken.recv().map_err(|_| RecvTimeoutError::Disconnected),
+        };
+        if waited == Err(RecvTimeoutError::Disconnected) {
+            return;
+        }
+        let done = refresher.refresh(Some(notifier));
+        if let Some(version) = done.table {
+            eprintln!("sheaf mount: now routing by version {version} of the routes table");
+        }
+        for failure in &done.failures {
+            eprintln!("sheaf mount: refresh: {failure}");
+        }
+    }
+}
+
+/// The cache directory the mount reads through, when one is given.
+fn cache_of(args: &MountArgs) -> Result<Option<Arc<sheaf::cache::Cache>>> {
+    match &args.cache {
+        Some(dir) => Ok(Some(Arc::new(
             sheaf::cache::Cache::open(dir)
                 .with_context(|| format!("opening cache {}", dir.display()))?,
-        )),
-        None => None,
-    };
+        ))),
+        None => Ok(None),
+    }
+}
+
+fn open(args: &MountArgs) -> Result<Dataset> {
+    let options = read_options(args, cache_of(args)?);
+    Dataset::open_uri_with(&args.dataset, options)
+        .with_context(|| format!("opening dataset {}", args.dataset.display()))
+}
+
+/// How the mount reads its datasets.
+fn read_options(args: &MountArgs, cache: Option<Arc<sheaf::cache::Cache>>) -> ReadOptions {
     // The kernel caches the pages of the files the mount serves; when the dataset is larger
     // than memory, the containers' pages those reads brought in are dropped, so the page cache
     // holds one copy of the dataset, not two (one that fits keeps both: `ReadPolicy::for_data`).
-    let options = ReadOptions {
+    ReadOptions {
         cache,
         fill: args.fill,
         generation: args.generation,
@@ -248,9 +348,7 @@ fn open(args: &MountArgs) -> Result<Dataset> {
                 _ => Pages::DropAfterRead,
             },
         },
-    };
-    Dataset::open_uri_with(&args.dataset, options)
-        .with_context(|| format!("opening dataset {}", args.dataset.display()))
+    }
 }
 
 /// Answers every HTTP request on `addr` with the reader's counters in Prometheus text format.

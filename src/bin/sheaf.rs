@@ -6,6 +6,7 @@ mod cache_cmd;
 mod mount_cmd;
 mod output;
 mod progress;
+mod route_cmd;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -67,27 +68,30 @@ enum Command {
     /// `fusermount3 -u MOUNTPOINT`, or SIGINT/SIGTERM to a foreground mount.
     #[cfg(feature = "fuse")]
     Mount(mount_cmd::MountArgs),
+    /// Join many datasets into one tree: route path prefixes to datasets (a routes table
+    /// that `ls`, `stat`, `cat` and `mount` read with --routes).
+    Route(route_cmd::RouteArgs),
 }
 
 /// Reading through an SSD cache.
 #[derive(Args)]
-struct ReadCacheArgs {
+pub(crate) struct ReadCacheArgs {
     /// Read containers from this cache directory when it holds them (see `sheaf preload`).
     #[arg(long, value_name = "DIR")]
-    cache: Option<PathBuf>,
+    pub(crate) cache: Option<PathBuf>,
     /// With --cache: fetch containers that keep missing into the cache in the background.
     #[arg(long, requires = "cache")]
-    fill: bool,
+    pub(crate) fill: bool,
     #[command(flatten)]
-    generation: GenerationArg,
+    pub(crate) generation: GenerationArg,
 }
 
 /// Which snapshot of a dataset to read.
 #[derive(Args)]
-struct GenerationArg {
+pub(crate) struct GenerationArg {
     /// Read this generation instead of the newest (`sheaf log` lists them).
     #[arg(long, value_name = "N")]
-    generation: Option<u64>,
+    pub(crate) generation: Option<u64>,
 }
 
 #[derive(Args)]
@@ -214,13 +218,17 @@ struct FoldArgs {
 
 #[derive(Args)]
 struct LsArgs {
-    /// The dataset root.
-    dataset: PathBuf,
+    /// The dataset root (omitted with --routes: the one argument is then PATH).
+    #[arg(required_unless_present = "routes")]
+    dataset: Option<PathBuf>,
     #[command(flatten)]
     read: ReadCacheArgs,
     /// A directory or file inside the dataset (default: the root).
     #[arg(default_value = "")]
     path: OsString,
+    /// Read the tree a routes table joins (see `sheaf route`) instead of one dataset.
+    #[arg(long, value_name = "ROUTES")]
+    routes: Option<PathBuf>,
     /// Long listing: mode, size, mtime.
     #[arg(short, long)]
     long: bool,
@@ -234,12 +242,17 @@ struct LsArgs {
 
 #[derive(Args)]
 struct StatArgs {
-    /// The dataset root.
-    dataset: PathBuf,
+    /// The dataset root (omitted with --routes: the one argument is then PATH).
+    #[arg(required_unless_present = "routes")]
+    dataset: Option<PathBuf>,
     #[command(flatten)]
     read: ReadCacheArgs,
     /// The entry.
-    path: OsString,
+    #[arg(required_unless_present = "routes")]
+    path: Option<OsString>,
+    /// Read the tree a routes table joins (see `sheaf route`) instead of one dataset.
+    #[arg(long, value_name = "ROUTES")]
+    routes: Option<PathBuf>,
     /// Print as JSON.
     #[arg(long)]
     json: bool,
@@ -247,13 +260,17 @@ struct StatArgs {
 
 #[derive(Args)]
 struct CatArgs {
-    /// The dataset root.
-    dataset: PathBuf,
+    /// The dataset root (omitted with --routes: every argument is then a path).
+    #[arg(required_unless_present = "routes")]
+    dataset: Option<PathBuf>,
     #[command(flatten)]
     read: ReadCacheArgs,
     /// Files to print, in order.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "routes")]
     paths: Vec<OsString>,
+    /// Read the tree a routes table joins (see `sheaf route`) instead of one dataset.
+    #[arg(long, value_name = "ROUTES")]
+    routes: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -345,7 +362,7 @@ fn is_remote_failure(e: &anyhow::Error) -> bool {
     })
 }
 
-fn is_broken_pipe(e: &anyhow::Error) -> bool {
+pub(crate) fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|cause| {
         let io_pipe = cause
             .downcast_ref::<io::Error>()
@@ -373,6 +390,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Cache(args) => cache_cmd::cache_command(args),
         #[cfg(feature = "fuse")]
         Command::Mount(args) => mount_cmd::mount(args),
+        Command::Route(args) => route_cmd::route(args),
     }
 }
 
@@ -392,17 +410,22 @@ fn open_dataset(dataset: &PathBuf, options: sheaf::ReadOptions) -> sheaf::Result
     Dataset::open_in_with(sheaf::store::open(dataset)?, options)
 }
 
+/// The cache `--cache` names, opened.
+pub(crate) fn open_cache(
+    read: &ReadCacheArgs,
+) -> Result<Option<std::sync::Arc<sheaf::cache::Cache>>> {
+    let Some(dir) = &read.cache else {
+        return Ok(None);
+    };
+    let cache = sheaf::cache::Cache::open(dir)
+        .with_context(|| format!("opening cache {}", dir.display()))?;
+    Ok(Some(std::sync::Arc::new(cache)))
+}
+
 /// Opens a dataset to read, through a cache when one is given.
 fn open_reading(dataset: &PathBuf, read: &ReadCacheArgs) -> Result<Dataset> {
-    let cache = match &read.cache {
-        Some(dir) => Some(std::sync::Arc::new(
-            sheaf::cache::Cache::open(dir)
-                .with_context(|| format!("opening cache {}", dir.display()))?,
-        )),
-        None => None,
-    };
     let options = sheaf::ReadOptions {
-        cache,
+        cache: open_cache(read)?,
         fill: read.fill,
         generation: read.generation.generation,
         ..Default::default()
@@ -500,8 +523,28 @@ fn planned_fold(args: FoldArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// With --routes the dataset argument is absent and every positional argument is a path of
+/// the routed tree: clap puts the first one where the dataset goes.
+fn routed_paths(dataset: Option<PathBuf>, rest: Vec<OsString>) -> Vec<OsString> {
+    dataset
+        .map(PathBuf::into_os_string)
+        .into_iter()
+        .chain(rest)
+        .filter(|p| !p.is_empty())
+        .collect()
+}
+
 fn ls(args: LsArgs) -> Result<ExitCode> {
-    let dataset = open_reading(&args.dataset, &args.read)?;
+    if let Some(location) = &args.routes {
+        let routes = route_cmd::open_routes(location, &args.read)?;
+        let paths = routed_paths(args.dataset, vec![args.path]);
+        if paths.len() > 1 {
+            bail!("with --routes, give one PATH of the routed tree (not a dataset)");
+        }
+        let path = paths.first().map_or(&b""[..], |p| p.as_bytes());
+        return route_cmd::ls_routed(&routes, path, args.long, args.recursive, args.json);
+    }
+    let dataset = open_reading(args.dataset.as_ref().expect("clap requires it"), &args.read)?;
     let path = args.path.as_bytes();
     let target = dataset.stat(path)?;
     let entries = if target.kind != EntryKind::Dir {
@@ -533,8 +576,16 @@ fn ls(args: LsArgs) -> Result<ExitCode> {
 }
 
 fn stat(args: StatArgs) -> Result<ExitCode> {
-    let dataset = open_reading(&args.dataset, &args.read)?;
-    let path = args.path.as_bytes();
+    if let Some(location) = &args.routes {
+        let routes = route_cmd::open_routes(location, &args.read)?;
+        let paths = routed_paths(args.dataset, args.path.into_iter().collect());
+        if paths.len() != 1 {
+            bail!("with --routes, give one PATH of the routed tree (not a dataset)");
+        }
+        return route_cmd::stat_routed(&routes, paths[0].as_bytes(), args.json);
+    }
+    let dataset = open_reading(args.dataset.as_ref().expect("clap requires it"), &args.read)?;
+    let path = args.path.as_ref().expect("clap requires it").as_bytes();
     let entry = dataset.stat(path)?;
     let location = dataset.lookup(&entry.path)?.map(|(at, _)| at);
     let container = location.map(|at| dataset.catalog().rows()[at.container].name.clone());
@@ -555,7 +606,18 @@ fn stat(args: StatArgs) -> Result<ExitCode> {
 }
 
 fn cat(args: CatArgs) -> Result<ExitCode> {
-    let dataset = open_reading(&args.dataset, &args.read)?;
+    if let Some(location) = &args.routes {
+        let routes = route_cmd::open_routes(location, &args.read)?;
+        let paths = routed_paths(args.dataset, args.paths);
+        if paths.is_empty() {
+            bail!("give the paths to print");
+        }
+        return route_cmd::cat_routed(&routes, &paths);
+    }
+    if args.paths.is_empty() {
+        bail!("give the files to print after the dataset");
+    }
+    let dataset = open_reading(args.dataset.as_ref().expect("clap requires it"), &args.read)?;
     let mut out = io::stdout().lock();
     let mut failed = false;
     for path in &args.paths {

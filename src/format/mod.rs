@@ -11,6 +11,7 @@ pub mod generation;
 mod hashed;
 mod ipc;
 pub mod path;
+pub mod routes;
 
 pub use catalog::{Catalog, CatalogRow};
 pub use container::{Container, ContainerWriter};

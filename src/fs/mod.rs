@@ -37,6 +37,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+mod routed;
+pub use routed::{Refreshed, RoutedFs, RoutedRefresher, RoutedShared};
+
 /// How long the kernel may trust entries and attributes: a published dataset never changes.
 const TTL: Duration = Duration::from_secs(24 * 3600);
 
@@ -125,6 +128,10 @@ pub struct Shared {
     /// How long the kernel may keep entries and attributes.
     ttl: Duration,
     synthetic: Mutex<HashMap<u64, Vec<u8>>>,
+    /// Where the numbers of directories an index implies start (every entry's is below).
+    synthetic_base: u64,
+    /// Operations that failed because the dataset's store could not be reached.
+    unreachable: AtomicU64,
     /// Open directories.
     handles: RwLock<HashMap<u64, Arc<Listing>>>,
     /// Folded entries read and checked whole, by inode, until their last byte is served.
@@ -143,24 +150,35 @@ impl SheafFs {
     /// A filesystem serving `dataset` that may move to newer generations (see
     /// [`SheafFs::refresher`]); the kernel keeps entries and attributes for `ttl` at most.
     pub fn following(dataset: Arc<Dataset>, ttl: Duration) -> SheafFs {
+        SheafFs {
+            shared: Arc::new(Shared::new(dataset, ttl, SYNTHETIC_BASE)),
+        }
+    }
+}
+
+impl Shared {
+    /// The state of a filesystem serving `dataset`, numbering the directories its indexes
+    /// imply from `synthetic_base` up.
+    fn new(dataset: Arc<Dataset>, ttl: Duration, synthetic_base: u64) -> Shared {
         // SAFETY: getuid and getgid cannot fail.
         let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-        let shared = Shared {
+        Shared {
             served: RwLock::new(Arc::new(Served::new(dataset, 0))),
             retired: RwLock::default(),
             ttl: ttl.min(TTL),
             synthetic: Mutex::default(),
+            synthetic_base,
+            unreachable: AtomicU64::new(0),
             handles: RwLock::default(),
             recent: Mutex::default(),
             next_handle: AtomicU64::new(1),
             uid,
             gid,
-        };
-        SheafFs {
-            shared: Arc::new(shared),
         }
     }
+}
 
+impl SheafFs {
     /// The generation served now.
     pub fn dataset(&self) -> Arc<Dataset> {
         self.shared.current().dataset.clone()
@@ -210,7 +228,7 @@ impl Shared {
                 if let Some((&ino, _)) = synthetic.iter().find(|(_, p)| **p == entry.path) {
                     return ino;
                 }
-                let ino = SYNTHETIC_BASE + synthetic.len() as u64;
+                let ino = self.synthetic_base + synthetic.len() as u64;
                 synthetic.insert(ino, entry.path.clone());
                 ino
             }
@@ -222,7 +240,7 @@ impl Shared {
         if ino == ROOT {
             return Ok(self.current().dataset.root());
         }
-        if ino >= SYNTHETIC_BASE {
+        if ino >= self.synthetic_base {
             let synthetic = self.synthetic.lock().unwrap_or_else(|p| p.into_inner());
             let path = synthetic.get(&ino).ok_or(Errno::ENOENT)?;
             return Ok(Entry {
@@ -231,7 +249,7 @@ impl Shared {
             });
         }
         let (served, at) = self.locate(ino).ok_or(Errno::ENOENT)?;
-        served.dataset.entry_at(at).map_err(errno)
+        served.dataset.entry_at(at).map_err(|e| self.fail(e))
     }
 
     fn attr(&self, ino: u64, entry: &Entry) -> FileAttr {
@@ -286,7 +304,10 @@ impl Shared {
 
     fn listing(&self, ino: u64, dir: &Entry) -> Result<Listing, Errno> {
         let served = self.current();
-        let children = served.dataset.list_located(&dir.path).map_err(errno)?;
+        let children = served
+            .dataset
+            .list_located(&dir.path)
+            .map_err(|e| self.fail(e))?;
         let parent = match dir.path.is_empty() {
             true => ROOT,
             false => self.parent_ino(&served, &dir.path),
@@ -330,7 +351,7 @@ impl Shared {
             Some(bytes) => bytes,
             None => {
                 let (served, at) = self.locate(ino).ok_or(Errno::ENOENT)?;
-                served.dataset.read_at(at).map_err(errno)?
+                served.dataset.read_at(at).map_err(|e| self.fail(e))?
             }
         };
         let len = bytes.len() as u64;
@@ -354,7 +375,7 @@ impl Shared {
         self.current()
             .dataset
             .read_external_range(entry, offset..end)
-            .map_err(errno)
+            .map_err(|e| self.fail(e))
     }
 }
 
@@ -387,60 +408,140 @@ fn child_path(parent: &Entry, name: &OsStr) -> Vec<u8> {
     child
 }
 
+impl Shared {
+    /// The errno a reader error becomes, counting failures to reach the dataset's store.
+    fn fail(&self, e: Error) -> Errno {
+        if matches!(e, Error::Remote { .. }) {
+            self.unreachable.fetch_add(1, Ordering::Relaxed);
+        }
+        errno(e)
+    }
+
+    /// How many operations failed because the dataset's store could not be reached.
+    pub(crate) fn unreachable_count(&self) -> u64 {
+        self.unreachable.load(Ordering::Relaxed)
+    }
+
+    /// The entry `path` (index form; empty for the root) names, its inode and attributes.
+    fn lookup_path(&self, path: &[u8]) -> Result<(u64, FileAttr), Errno> {
+        if path.is_empty() {
+            return self.getattr_of(ROOT).map(|attr| (ROOT, attr));
+        }
+        let served = self.current();
+        let (at, entry) = match served.dataset.lookup(path) {
+            Ok(Some(found)) => found,
+            Ok(None) => return Err(Errno::ENOENT),
+            Err(e) => return Err(self.fail(e)),
+        };
+        // A file looked up is about to be opened and read: its bytes start coming from the
+        // device now, while the kernel and the reader make their next round trips (measured:
+        // asked before this reply, not after, where the request would still be in the making
+        // when the read arrives).
+        if entry.kind == EntryKind::File {
+            served.dataset.prefetch(at);
+        }
+        let ino = self.ino_of(&served, Some(at), &entry);
+        Ok((ino, self.attr(ino, &entry)))
+    }
+
+    /// The child `name` of directory `parent`.
+    fn lookup_child(&self, parent: u64, name: &OsStr) -> Result<(u64, FileAttr), Errno> {
+        let dir = self.node(parent)?;
+        if dir.kind != EntryKind::Dir {
+            return Err(Errno::ENOTDIR);
+        }
+        self.lookup_path(&child_path(&dir, name))
+    }
+
+    fn getattr_of(&self, ino: u64) -> Result<FileAttr, Errno> {
+        self.node(ino).map(|entry| self.attr(ino, &entry))
+    }
+
+    fn readlink_of(&self, ino: u64) -> Result<Buffer, Errno> {
+        let (served, at) = self.locate(ino).ok_or(Errno::EINVAL)?;
+        served.dataset.read_link(at).map_err(|e| self.fail(e))
+    }
+
+    fn read_of(&self, ino: u64, offset: u64, size: u32) -> Result<Buffer, Errno> {
+        let entry = self.node(ino)?;
+        match entry.kind {
+            EntryKind::File => self.read_stored(ino, offset, size),
+            EntryKind::External => self
+                .read_external(&entry, offset, size)
+                .map(Buffer::from_vec),
+            EntryKind::Dir => Err(Errno::EISDIR),
+            EntryKind::Symlink => Err(Errno::EINVAL),
+            EntryKind::Tombstone => Err(Errno::ENOENT),
+        }
+    }
+
+    /// The listing of directory `ino`, `.` and `..` first.
+    fn listing_of(&self, ino: u64) -> Result<Listing, Errno> {
+        let dir = self.node(ino)?;
+        match dir.kind {
+            EntryKind::Dir => self.listing(ino, &dir),
+            _ => Err(Errno::ENOTDIR),
+        }
+    }
+
+    /// Blocks of 4 KiB and entries the served generation holds.
+    fn usage(&self) -> (u64, u64) {
+        let served = self.current();
+        let bytes: u64 = served
+            .dataset
+            .catalog()
+            .rows()
+            .iter()
+            .map(|r| r.file_len)
+            .sum();
+        (bytes.div_ceil(4096), served.dataset.entry_count())
+    }
+}
+
+/// Answers `readdir` from a listing taken at `opendir`, from the kernel's offset on.
+fn reply_listing(children: &Listing, offset: u64, mut reply: ReplyDirectory) {
+    for (i, (ino, kind, name)) in children.iter().enumerate().skip(offset as usize) {
+        if reply.add(INodeNo(*ino), i as u64 + 1, *kind, name) {
+            break;
+        }
+    }
+    reply.ok();
+}
+
+/// Refuses writable opens; answers every other with "not implemented", which makes the kernel
+/// open files itself from now on, with their page cache kept (see the module comment); reads
+/// then arrive without a handle.
+fn reply_open(flags: OpenFlags, reply: ReplyOpen) {
+    if flags.0 & libc::O_ACCMODE != libc::O_RDONLY {
+        return reply.error(Errno::EROFS);
+    }
+    reply.error(Errno::ENOSYS);
+}
+
 impl Filesystem for SheafFs {
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        let served = self.current();
-        let found = self.node(parent.into()).and_then(|dir| {
-            if dir.kind != EntryKind::Dir {
-                return Err(Errno::ENOTDIR);
-            }
-            let path = child_path(&dir, name);
-            match served.dataset.lookup(&path) {
-                Ok(Some((at, entry))) => Ok((at, entry)),
-                Ok(None) => Err(Errno::ENOENT),
-                Err(e) => Err(errno(e)),
-            }
-        });
-        match found {
-            Ok((at, entry)) => {
-                // A file looked up is about to be opened and read: its bytes start coming from
-                // the device now, while the kernel and the reader make their next round trips
-                // (measured: asked before this reply, not after, where the request would still
-                // be in the making when the read arrives).
-                if entry.kind == EntryKind::File {
-                    served.dataset.prefetch(at);
-                }
-                let ino = self.ino_of(&served, Some(at), &entry);
-                reply.entry(&self.ttl, &self.attr(ino, &entry), Generation(0));
-            }
+        match self.lookup_child(parent.into(), name) {
+            Ok((_, attr)) => reply.entry(&self.ttl, &attr, Generation(0)),
             Err(e) => reply.error(e),
         }
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        match self.node(ino.into()) {
-            Ok(entry) => reply.attr(&self.ttl, &self.attr(ino.into(), &entry)),
+        match self.getattr_of(ino.into()) {
+            Ok(attr) => reply.attr(&self.ttl, &attr),
             Err(e) => reply.error(e),
         }
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        let Some((served, at)) = self.locate(ino.into()) else {
-            return reply.error(Errno::EINVAL);
-        };
-        match served.dataset.read_link(at) {
+        match self.readlink_of(ino.into()) {
             Ok(target) => reply.data(&target),
-            Err(e) => reply.error(errno(e)),
+            Err(e) => reply.error(e),
         }
     }
 
     fn open(&self, _req: &Request, _ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        if flags.0 & libc::O_ACCMODE != libc::O_RDONLY {
-            return reply.error(Errno::EROFS);
-        }
-        // "Not implemented" makes the kernel open files itself from now on, with their page
-        // cache kept (see the module comment); reads then arrive without a handle.
-        reply.error(Errno::ENOSYS);
+        reply_open(flags, reply);
     }
 
     fn read(
@@ -454,32 +555,14 @@ impl Filesystem for SheafFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        let ino = u64::from(ino);
-        let entry = match self.node(ino) {
-            Ok(entry) => entry,
-            Err(e) => return reply.error(e),
-        };
-        let read = match entry.kind {
-            EntryKind::File => self.read_stored(ino, offset, size),
-            EntryKind::External => self
-                .read_external(&entry, offset, size)
-                .map(Buffer::from_vec),
-            EntryKind::Dir => Err(Errno::EISDIR),
-            EntryKind::Symlink => Err(Errno::EINVAL),
-            EntryKind::Tombstone => Err(Errno::ENOENT),
-        };
-        match read {
+        match self.read_of(ino.into(), offset, size) {
             Ok(bytes) => reply.data(&bytes),
             Err(e) => reply.error(e),
         }
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        let listed = self.node(ino.into()).and_then(|dir| match dir.kind {
-            EntryKind::Dir => self.listing(ino.into(), &dir),
-            _ => Err(Errno::ENOTDIR),
-        });
-        match listed {
+        match self.listing_of(ino.into()) {
             Ok(children) => reply.opened(
                 self.add_handle(children),
                 FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_CACHE_DIR,
@@ -494,17 +577,12 @@ impl Filesystem for SheafFs {
         _ino: INodeNo,
         fh: FileHandle,
         offset: u64,
-        mut reply: ReplyDirectory,
+        reply: ReplyDirectory,
     ) {
-        let Some(children) = self.handle(fh) else {
-            return reply.error(Errno::EBADF);
-        };
-        for (i, (ino, kind, name)) in children.iter().enumerate().skip(offset as usize) {
-            if reply.add(INodeNo(*ino), i as u64 + 1, *kind, name) {
-                break;
-            }
+        match self.handle(fh) {
+            Some(children) => reply_listing(&children, offset, reply),
+            None => reply.error(Errno::EBADF),
         }
-        reply.ok();
     }
 
     fn releasedir(
@@ -520,16 +598,8 @@ impl Filesystem for SheafFs {
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        let served = self.current();
-        let bytes: u64 = served
-            .dataset
-            .catalog()
-            .rows()
-            .iter()
-            .map(|r| r.file_len)
-            .sum();
-        let files = served.dataset.entry_count();
-        reply.statfs(bytes.div_ceil(4096), 0, 0, files, 0, 4096, 255, 4096);
+        let (blocks, files) = self.usage();
+        reply.statfs(blocks, 0, 0, files, 0, 4096, 255, 4096);
     }
 }
 
@@ -555,6 +625,24 @@ impl Refresher {
         newer: Dataset,
         notifier: Option<&fuser::Notifier>,
     ) -> crate::error::Result<usize> {
+        self.serve_with(newer, &mut |forget| {
+            // The kernel may not hold the name: nothing to forget is not an error.
+            if let Some(notifier) = notifier {
+                let _ = match forget {
+                    Forget::Entry(parent, name) => notifier.inval_entry(INodeNo(parent), name),
+                    Forget::Inode(ino) => notifier.inval_inode(INodeNo(ino), 0, 0),
+                };
+            }
+        })
+    }
+
+    /// [`Refresher::serve`], telling `forget` (in this filesystem's inode numbers) what the
+    /// kernel must forget.
+    pub(crate) fn serve_with(
+        &self,
+        newer: Dataset,
+        forget: &mut dyn FnMut(Forget),
+    ) -> crate::error::Result<usize> {
         let shared = &self.shared;
         let old = shared.current();
         if newer.generation() <= old.dataset.generation() {
@@ -578,33 +666,40 @@ impl Refresher {
                 .unwrap_or_else(|p| p.into_inner())
                 .push(previous);
         }
-        if let Some(notifier) = notifier {
-            let mut parents = std::collections::HashSet::new();
-            // A deleted path's directory may be gone too: its number is the old generation's.
-            let parent_of = |path: &[u8]| {
-                let parent = path::parent(path);
-                let in_served = |served: &Served| match served.dataset.lookup(parent) {
-                    Ok(Some((at, _))) => Some(served.ino(at)),
-                    _ => None,
-                };
-                match parent.is_empty() {
-                    true => ROOT,
-                    false => in_served(&new).or_else(|| in_served(&old)).unwrap_or(ROOT),
-                }
+        let mut parents = std::collections::HashSet::new();
+        // A deleted path's directory may be gone too: its number is the old generation's.
+        let parent_of = |path: &[u8]| {
+            let parent = path::parent(path);
+            let in_served = |served: &Served| match served.dataset.lookup(parent) {
+                Ok(Some((at, _))) => Some(served.ino(at)),
+                _ => None,
             };
-            for path in &changed {
-                let parent = parent_of(path);
-                // The kernel may not hold the name: nothing to forget is not an error.
-                let _ =
-                    notifier.inval_entry(INodeNo(parent), OsStr::from_bytes(path::file_name(path)));
-                parents.insert(parent);
+            match parent.is_empty() {
+                true => ROOT,
+                false => in_served(&new).or_else(|| in_served(&old)).unwrap_or(ROOT),
             }
-            for parent in parents {
-                let _ = notifier.inval_inode(INodeNo(parent), 0, 0);
-            }
+        };
+        for path in &changed {
+            let parent = parent_of(path);
+            forget(Forget::Entry(
+                parent,
+                OsStr::from_bytes(path::file_name(path)),
+            ));
+            parents.insert(parent);
+        }
+        for parent in parents {
+            forget(Forget::Inode(parent));
         }
         Ok(changed.len())
     }
+}
+
+/// What the kernel is told to forget when the tree changes.
+pub(crate) enum Forget<'a> {
+    /// The name `.1` in directory `.0`.
+    Entry(u64, &'a OsStr),
+    /// The attributes and listing of an inode.
+    Inode(u64),
 }
 
 /// Every path the generations after `old`'s, up to `new`'s, wrote an entry or a tombstone for:

@@ -30,7 +30,7 @@ pub(crate) struct Backend {
 
 impl Backend {
     /// For a back-end spoken to over HTTP, the variable that holds its endpoint URL.
-    fn http_endpoint_var(&self) -> Option<&'static str> {
+    pub(crate) fn http_endpoint_var(&self) -> Option<&'static str> {
         match self.name {
             "s3" => Some("AWS_ENDPOINT_URL"),
             "azure" => Some("AZURITE_BLOB_STORAGE_URL"),

@@ -14,6 +14,7 @@
 //! - `conformance`: the same fold, read, publish and fault cases on local, S3 and HDFS stores.
 //! - `hdfs_blocks`: writes across many HDFS blocks on a cluster that reports blocks late.
 //! - `planned_fold`: a fold planned, folded by parts in any order and committed as one.
+//! - `routes`: datasets on every store joined by a routes table: CLI, mount, changes, faults.
 //! - `layers`: src/'s modules keep the layers ARCHITECTURE.md draws.
 
 /// Runs the built binary with arguments of any path-like type: `run!("ls", dataset, "-l")`.
@@ -42,3 +43,4 @@ mod planned_fold;
 mod proptests;
 mod resume;
 mod roundtrip;
+mod routes;

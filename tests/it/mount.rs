@@ -31,7 +31,7 @@ pub(crate) fn fuse_skipped() -> bool {
     false
 }
 
-fn is_mounted(mountpoint: &Path) -> bool {
+pub(crate) fn is_mounted(mountpoint: &Path) -> bool {
     let wanted = mountpoint
         .canonicalize()
         .unwrap_or(mountpoint.to_path_buf());
@@ -41,7 +41,7 @@ fn is_mounted(mountpoint: &Path) -> bool {
         .any(|line| line.split(' ').nth(4) == Some(wanted.to_str().unwrap()))
 }
 
-fn wait_until(what: &str, done: impl Fn() -> bool) {
+pub(crate) fn wait_until(what: &str, done: impl Fn() -> bool) {
     let started = Instant::now();
     while !done() {
         assert!(
@@ -53,19 +53,25 @@ fn wait_until(what: &str, done: impl Fn() -> bool) {
 }
 
 /// A foreground mount in a child process; unmounted with SIGTERM when dropped.
-struct Mount {
+pub(crate) struct Mount {
     child: Option<Child>,
     point: PathBuf,
 }
 
 impl Mount {
     fn start(dataset: &str, point: &Path, extra: &[&str]) -> Mount {
+        let mut args = vec![dataset, point.to_str().unwrap(), "-f"];
+        args.extend(extra);
+        Mount::start_with(&args, point, &[])
+    }
+
+    /// `sheaf mount ARGS` in the foreground with `env` set; returns once `point` is mounted.
+    pub(crate) fn start_with(args: &[&str], point: &Path, env: &[(&str, String)]) -> Mount {
         fs::create_dir_all(point).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_sheaf"))
-            .args(["mount", dataset])
-            .arg(point)
-            .arg("-f")
-            .args(extra)
+            .arg("mount")
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::null())
             .spawn()
             .unwrap();
@@ -88,7 +94,7 @@ impl Mount {
     }
 
     /// Sends SIGTERM and checks the mount went away cleanly.
-    fn stop(mut self) {
+    pub(crate) fn stop(mut self) {
         let mut child = self.child.take().unwrap();
         // SAFETY: signalling our own child process.
         unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
