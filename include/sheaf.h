@@ -63,7 +63,8 @@ typedef enum {
   SHEAF_SYMLINK = 2,
 } sheaf_kind;
 
-// An open dataset. Opaque: obtained from `sheaf_open`, released by `sheaf_close`.
+// An open dataset, or the tree a routes table joins. Opaque: obtained from `sheaf_open` or
+// `sheaf_open_routes`, released by `sheaf_close`.
 typedef struct sheaf_dataset sheaf_dataset;
 
 // The children of one directory, in path order. Opaque: from `sheaf_list`, released by
@@ -126,7 +127,21 @@ sheaf_status sheaf_open_generation(const char *uri,
                                    uint64_t generation,
                                    sheaf_dataset **out);
 
-// The generation the dataset handle reads (0 for a dataset written before generations).
+// Opens the tree the routes table at `location` joins (see `sheaf route`): every path is
+// routed to the dataset of the longest prefix holding it, each dataset opened on first use,
+// and the handle is used like a dataset's (paths are those of the joined tree). `cache_dir`
+// and `flags` serve every rule that names no cache of its own. `sheaf_generation` gives the
+// table's version, `sheaf_refresh` reloads it and moves the datasets to their newest
+// generations. A dataset whose store cannot be reached fails its paths with
+// `SHEAF_ORIGIN`, at once for a few seconds after the first failure, and is tried again
+// after that.
+sheaf_status sheaf_open_routes(const char *location,
+                               const char *cache_dir,
+                               uint32_t flags,
+                               sheaf_dataset **out);
+
+// The generation the dataset handle reads (0 for a dataset written before generations); for
+// a routed tree, the routes table's version.
 sheaf_status sheaf_generation(const sheaf_dataset *dataset, uint64_t *out);
 
 // Moves the handle to the dataset's newest generation, if it is newer than the one read:

@@ -23,21 +23,95 @@ pub use listing::*;
 pub use status::*;
 
 use sheaf::cache::{Cache, Counter};
-use sheaf::{Dataset, Entry, EntryKind, ReadOptions};
+use sheaf::{Dataset, Entry, EntryKind, ReadOptions, Routes};
 use status::sheaf_status::*;
 use std::ffi::{c_char, c_void, CStr, CString, OsStr};
 use std::os::unix::ffi::OsStrExt;
 use std::sync::{Arc, OnceLock, RwLock};
 
-/// An open dataset. Opaque: obtained from `sheaf_open`, released by `sheaf_close`.
+/// An open dataset, or the tree a routes table joins. Opaque: obtained from `sheaf_open` or
+/// `sheaf_open_routes`, released by `sheaf_close`.
 pub struct sheaf_dataset {
-    /// The generation being read. Each call takes its own reference, so `sheaf_refresh` can
-    /// move the handle to a newer generation while other threads finish their calls on the
-    /// one they started with.
-    inner: RwLock<Arc<Dataset>>,
-    /// How it was opened, to open the newest generation the same way.
-    uri: std::ffi::OsString,
-    options: ReadOptions,
+    source: Source,
+}
+
+enum Source {
+    One {
+        /// The generation being read. Each call takes its own reference, so `sheaf_refresh`
+        /// can move the handle to a newer generation while other threads finish their calls
+        /// on the one they started with.
+        inner: RwLock<Arc<Dataset>>,
+        /// How it was opened, to open the newest generation the same way.
+        uri: std::ffi::OsString,
+        options: ReadOptions,
+    },
+    Routes(Arc<Routes>),
+}
+
+/// What one call reads: one generation of a dataset, or a routed tree.
+#[derive(Clone)]
+enum Reader {
+    One(Arc<Dataset>),
+    Routes(Arc<Routes>),
+}
+
+impl Reader {
+    fn stat(&self, path: &[u8]) -> sheaf::Result<Entry> {
+        match self {
+            Reader::One(d) => d.stat(path),
+            Reader::Routes(r) => r.stat(path),
+        }
+    }
+
+    fn resolve(&self, path: &[u8]) -> sheaf::Result<Entry> {
+        match self {
+            Reader::One(d) => d.resolve(path).map(|(_, entry)| entry),
+            Reader::Routes(r) => r.resolve(path),
+        }
+    }
+
+    fn read(&self, path: &[u8]) -> sheaf::Result<sheaf::read::Buffer> {
+        match self {
+            Reader::One(d) => d.read(path),
+            Reader::Routes(r) => r.read(path),
+        }
+    }
+
+    fn read_placed<'b>(
+        &self,
+        path: &[u8],
+        place: impl FnOnce(usize) -> Option<&'b mut [u8]>,
+    ) -> sheaf::Result<usize> {
+        match self {
+            Reader::One(d) => d.read_placed(path, place),
+            Reader::Routes(r) => r.read_placed(path, place),
+        }
+    }
+
+    fn list(&self, path: &[u8]) -> sheaf::Result<Vec<Entry>> {
+        match self {
+            Reader::One(d) => d.list(path),
+            Reader::Routes(r) => r.list(path),
+        }
+    }
+
+    fn entry_count(&self) -> sheaf::Result<u64> {
+        match self {
+            Reader::One(d) => Ok(d.entry_count()),
+            Reader::Routes(r) => r.entry_count(),
+        }
+    }
+
+    /// The reader's counters (a routed tree's: the sum over the datasets it opened).
+    fn counter(&self, counter: Counter) -> u64 {
+        match self {
+            Reader::One(d) => d.stats().get(counter),
+            Reader::Routes(r) => r
+                .opened()
+                .iter()
+                .fold(0u64, |sum, d| sum.saturating_add(d.stats().get(counter))),
+        }
+    }
 }
 
 /// What kind of entry a path names.
@@ -137,44 +211,83 @@ pub unsafe extern "C" fn sheaf_open_generation(
         let out = unsafe { required(out, "out") }?;
         *out = std::ptr::null_mut();
         let uri = unsafe { c_os_text(uri, "uri") }?;
-        if flags & !SHEAF_OPEN_FILL != 0 {
-            return Err(Failure::new(
-                SHEAF_INVALID_ARGUMENT,
-                format!("unknown sheaf_open flags {flags:#x}"),
-            ));
-        }
-        let cache = match cache_dir.is_null() {
-            true => None,
-            false => Some(Arc::new(Cache::open(unsafe {
-                c_os_text(cache_dir, "cache_dir")
-            }?)?)),
-        };
         let options = ReadOptions {
-            cache,
-            fill: flags & SHEAF_OPEN_FILL != 0,
             generation: (generation != SHEAF_NEWEST).then_some(generation),
-            ..Default::default()
+            ..unsafe { open_options(cache_dir, flags) }?
         };
         let inner = Dataset::open_uri_with(uri, options.clone())?;
-        *out = Box::into_raw(Box::new(sheaf_dataset {
+        let source = Source::One {
             inner: RwLock::new(Arc::new(inner)),
             uri: uri.to_owned(),
             options,
-        }));
+        };
+        *out = Box::into_raw(Box::new(sheaf_dataset { source }));
         Ok(SHEAF_OK)
     })
 }
 
-/// The generation the dataset handle reads (0 for a dataset written before generations).
+/// Opens the tree the routes table at `location` joins (see `sheaf route`): every path is
+/// routed to the dataset of the longest prefix holding it, each dataset opened on first use,
+/// and the handle is used like a dataset's (paths are those of the joined tree). `cache_dir`
+/// and `flags` serve every rule that names no cache of its own. `sheaf_generation` gives the
+/// table's version, `sheaf_refresh` reloads it and moves the datasets to their newest
+/// generations. A dataset whose store cannot be reached fails its paths with
+/// `SHEAF_ORIGIN`, at once for a few seconds after the first failure, and is tried again
+/// after that.
+#[no_mangle]
+pub unsafe extern "C" fn sheaf_open_routes(
+    location: *const c_char,
+    cache_dir: *const c_char,
+    flags: u32,
+    out: *mut *mut sheaf_dataset,
+) -> sheaf_status {
+    guard(|| {
+        let out = unsafe { required(out, "out") }?;
+        *out = std::ptr::null_mut();
+        let location = unsafe { c_os_text(location, "location") }?;
+        let options = unsafe { open_options(cache_dir, flags) }?;
+        let routes = Routes::open(location, options)?;
+        let source = Source::Routes(Arc::new(routes));
+        *out = Box::into_raw(Box::new(sheaf_dataset { source }));
+        Ok(SHEAF_OK)
+    })
+}
+
+/// The read options `cache_dir` and `flags` of an open call ask for.
+unsafe fn open_options(cache_dir: *const c_char, flags: u32) -> Result<ReadOptions, Failure> {
+    if flags & !SHEAF_OPEN_FILL != 0 {
+        return Err(Failure::new(
+            SHEAF_INVALID_ARGUMENT,
+            format!("unknown sheaf_open flags {flags:#x}"),
+        ));
+    }
+    let cache = match cache_dir.is_null() {
+        true => None,
+        false => Some(Arc::new(Cache::open(unsafe {
+            c_os_text(cache_dir, "cache_dir")
+        }?)?)),
+    };
+    Ok(ReadOptions {
+        cache,
+        fill: flags & SHEAF_OPEN_FILL != 0,
+        ..Default::default()
+    })
+}
+
+/// The generation the dataset handle reads (0 for a dataset written before generations); for
+/// a routed tree, the routes table's version.
 #[no_mangle]
 pub unsafe extern "C" fn sheaf_generation(
     dataset: *const sheaf_dataset,
     out: *mut u64,
 ) -> sheaf_status {
     guard(|| {
-        let dataset = unsafe { handle(dataset) }?;
+        let reader = unsafe { handle(dataset) }?;
         let out = unsafe { required(out, "out") }?;
-        *out = dataset.generation();
+        *out = match reader {
+            Reader::One(d) => d.generation(),
+            Reader::Routes(r) => r.routing().table().number.unwrap_or(0),
+        };
         Ok(SHEAF_OK)
     })
 }
@@ -192,15 +305,27 @@ pub unsafe extern "C" fn sheaf_refresh(
         let dataset = unsafe { required_ref(dataset, "dataset") }?;
         let moved = unsafe { required(moved, "moved") }?;
         *moved = 0;
+        let (inner, uri, options) = match &dataset.source {
+            Source::One {
+                inner,
+                uri,
+                options,
+            } => (inner, uri, options),
+            Source::Routes(routes) => {
+                let (table_changed, datasets_moved) = routes.refresh()?;
+                *moved = i32::from(table_changed || datasets_moved > 0);
+                return Ok(SHEAF_OK);
+            }
+        };
         let options = ReadOptions {
             generation: None,
-            ..dataset.options.clone()
+            ..options.clone()
         };
-        let current = read_lock(&dataset.inner).generation();
-        let newest = sheaf::format::generation::newest(sheaf::store::open(&dataset.uri)?.as_ref())?;
+        let current = read_lock(inner).generation();
+        let newest = sheaf::format::generation::newest(sheaf::store::open(uri)?.as_ref())?;
         if newest.is_some_and(|n| n > current) {
-            let opened = Dataset::open_uri_with(&dataset.uri, options)?;
-            *dataset.inner.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(opened);
+            let opened = Dataset::open_uri_with(uri, options)?;
+            *inner.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(opened);
             *moved = 1;
         }
         Ok(SHEAF_OK)
@@ -229,7 +354,7 @@ pub unsafe extern "C" fn sheaf_stat_path(
         let out = unsafe { required(out, "out") }?;
         let mut entry = dataset.stat(path)?;
         if follow != 0 && entry.kind == EntryKind::Symlink {
-            entry = dataset.resolve(path)?.1;
+            entry = dataset.resolve(path)?;
         }
         *out = sheaf_stat::from(&entry);
         Ok(SHEAF_OK)
@@ -366,7 +491,7 @@ pub unsafe extern "C" fn sheaf_entry_count(
     guard(|| {
         let dataset = unsafe { handle(dataset) }?;
         let count = unsafe { required(count, "count") }?;
-        *count = dataset.entry_count();
+        *count = dataset.entry_count()?;
         Ok(SHEAF_OK)
     })
 }
@@ -406,10 +531,9 @@ pub unsafe extern "C" fn sheaf_stats(
         if values.is_null() && capacity > 0 {
             return Err(Failure::null("values"));
         }
-        let snapshot = dataset.stats();
         let count = capacity.min(Counter::ALL.len());
         for (i, counter) in Counter::ALL.iter().take(count).enumerate() {
-            unsafe { *values.add(i) = snapshot.get(*counter) };
+            unsafe { *values.add(i) = dataset.counter(*counter) };
         }
         *written = count;
         Ok(SHEAF_OK)
@@ -436,10 +560,13 @@ unsafe fn required_ref<'a, T>(ptr: *const T, what: &str) -> Result<&'a T, Failur
     unsafe { ptr.as_ref() }.ok_or_else(|| Failure::null(what))
 }
 
-/// The dataset behind a handle.
-/// The generation a handle reads now, held for the length of one call.
-unsafe fn handle(dataset: *const sheaf_dataset) -> Result<Arc<Dataset>, Failure> {
-    unsafe { required_ref(dataset, "dataset") }.map(|d| Arc::clone(&read_lock(&d.inner)))
+/// What a handle reads now (for a dataset, the generation), held for the length of one call.
+unsafe fn handle(dataset: *const sheaf_dataset) -> Result<Reader, Failure> {
+    let dataset = unsafe { required_ref(dataset, "dataset") }?;
+    Ok(match &dataset.source {
+        Source::One { inner, .. } => Reader::One(Arc::clone(&read_lock(inner))),
+        Source::Routes(routes) => Reader::Routes(Arc::clone(routes)),
+    })
 }
 
 /// A read lock that a panic elsewhere does not poison (the value is a whole `Arc`).

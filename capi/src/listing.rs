@@ -2,9 +2,11 @@
 
 use crate::status::sheaf_status::*;
 use crate::status::{guard, sheaf_status, Failure};
-use crate::{bytes_arg, free_boxed, handle, required, required_ref, sheaf_dataset, sheaf_stat};
+use crate::{
+    bytes_arg, free_boxed, handle, required, required_ref, sheaf_dataset, sheaf_stat, Reader,
+};
 use sheaf::format::path::file_name;
-use sheaf::{Dataset, Entry, EntryKind, Location, Result};
+use sheaf::{Dataset, Entry, EntryKind, Result};
 use std::sync::Arc;
 
 /// The children of one directory, in path order. Opaque: from `sheaf_list`, released by
@@ -16,10 +18,10 @@ pub struct sheaf_listing {
 /// Every entry below a directory, in path order. Opaque: from `sheaf_walk_open`, released by
 /// `sheaf_walk_free` before its dataset is closed.
 pub struct sheaf_walk {
-    entries: Box<dyn Iterator<Item = Result<(Location, Entry)>>>,
+    entries: Box<dyn Iterator<Item = Result<Entry>>>,
     current: Option<Entry>,
     /// The generation walked, kept alive for `entries`, which borrow it (dropped after them).
-    _dataset: Arc<Dataset>,
+    _dataset: Option<Arc<Dataset>>,
 }
 
 /// Lists the directory `path` (following symlinks; the root is `""`).
@@ -94,7 +96,7 @@ pub unsafe extern "C" fn sheaf_walk_open(
         *out = std::ptr::null_mut();
         let mut dir = dataset.stat(path)?;
         if dir.kind == EntryKind::Symlink {
-            dir = dataset.resolve(path)?.1;
+            dir = dataset.resolve(path)?;
         }
         if dir.kind != EntryKind::Dir {
             return Err(Failure::new(
@@ -102,15 +104,27 @@ pub unsafe extern "C" fn sheaf_walk_open(
                 format!("{}: is not a directory", String::from_utf8_lossy(path)),
             ));
         }
-        // SAFETY: the walk holds `dataset` (an Arc: its target never moves) and drops it
-        // after `entries`, so the borrow outlives every use of the iterator.
-        let borrowed: &'static Dataset = unsafe { &*Arc::as_ptr(&dataset) };
-        let entries = Box::new(borrowed.walk_under(&dir.path)?);
-        *out = Box::into_raw(Box::new(sheaf_walk {
-            entries,
-            current: None,
-            _dataset: dataset,
-        }));
+        let walk = match dataset {
+            Reader::One(dataset) => {
+                // SAFETY: the walk holds `dataset` (an Arc: its target never moves) and drops
+                // it after `entries`, so the borrow outlives every use of the iterator.
+                let borrowed: &'static Dataset = unsafe { &*Arc::as_ptr(&dataset) };
+                let entries = borrowed
+                    .walk_under(&dir.path)?
+                    .map(|item| item.map(|(_, e)| e));
+                sheaf_walk {
+                    entries: Box::new(entries),
+                    current: None,
+                    _dataset: Some(dataset),
+                }
+            }
+            Reader::Routes(routes) => sheaf_walk {
+                entries: Box::new(routes.walk_under(&dir.path)?.into_iter().map(Ok)),
+                current: None,
+                _dataset: None,
+            },
+        };
+        *out = Box::into_raw(Box::new(walk));
         Ok(SHEAF_OK)
     })
 }
@@ -131,7 +145,7 @@ pub unsafe extern "C" fn sheaf_walk_next(
         let Some(item) = walk.entries.next() else {
             return Ok(SHEAF_END);
         };
-        let entry = walk.current.insert(item?.1);
+        let entry = walk.current.insert(item?);
         unsafe { write_entry(entry, &entry.path, path, path_len, stat) }
     })
 }

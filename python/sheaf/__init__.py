@@ -13,7 +13,7 @@ and pickling, so PyTorch DataLoader workers started either way get a working dat
 
 from __future__ import annotations
 
-from ._dataset import Dataset, File, StatResult, open
+from ._dataset import Dataset, File, Routes, StatResult, open, open_routes
 from .errors import (
     BufferTooSmall,
     CorruptData,
@@ -46,9 +46,11 @@ __all__ = [
     "NotADirectory",
     "NotFound",
     "OriginError",
+    "Routes",
     "StatResult",
     "StorageError",
     "UnsupportedVersion",
     "WrongKind",
     "open",
+    "open_routes",
 ]

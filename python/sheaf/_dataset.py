@@ -469,6 +469,41 @@ def _reopen(uri: str, cache: Optional[str], fill: bool, generation: Optional[int
     return Dataset(uri, cache=cache, fill=fill, generation=generation)
 
 
+class Routes(Dataset):
+    """The tree a routes table joins (see `sheaf route`), read like one dataset: every path is
+    served by the dataset of the longest prefix holding it, and the directories above the
+    prefixes list the union of what the rules put there. Use `sheaf.open_routes` to make one.
+
+    Datasets are opened on first use. A dataset whose store cannot be reached raises
+    `OriginError` for its paths (at once, for a few seconds after a first failure) while the
+    others keep serving, and is tried again after that. `refresh()` reloads the table and
+    moves every opened dataset to its newest generation; `generation` is the table's version.
+    Like a `Dataset`, it survives `fork` and pickling."""
+
+    def __init__(self, location: PathArg, *, cache: Optional[PathArg] = None, fill: bool = False):
+        super().__init__(location, cache=cache, fill=fill)
+
+    def _open_native(self) -> int:
+        out = c_void_p()
+        cache = _encode(self._cache) if self._cache is not None else None
+        flags = _native.OPEN_FILL if self._fill else 0
+        status = lib.sheaf_open_routes(_encode(self._uri), cache, flags, byref(out))
+        if status:
+            _raise(status)
+        return out.value
+
+    def __reduce__(self):
+        return (_reopen_routes, (self._uri, self._cache, self._fill))
+
+    def __repr__(self) -> str:
+        cache = f", cache={self._cache!r}" if self._cache else ""
+        return f"sheaf.Routes({self._uri!r}{cache})"
+
+
+def _reopen_routes(location: str, cache: Optional[str], fill: bool) -> Routes:
+    return Routes(location, cache=cache, fill=fill)
+
+
 class File(io.RawIOBase):
     """A read-only binary file over one entry's bytes, held by the native library."""
 
@@ -549,3 +584,16 @@ def open(
     newest (`sheaf log` lists them). Raises `NotADataset` when nothing is published there,
     `NotFound` when it has no generation N."""
     return Dataset(uri, cache=cache, fill=fill, generation=generation)
+
+
+def open_routes(
+    location: PathArg,
+    *,
+    cache: Optional[PathArg] = None,
+    fill: bool = False,
+) -> Routes:
+    """Opens the tree the routes table at `location` joins (a local directory or a store URI,
+    as `sheaf route add` made it): a `Routes` with a `Dataset`'s methods over the joined paths
+    (`/images/2026/a.jpg`). `cache` and `fill` serve every rule that names no cache of its
+    own. Raises `StorageError` when the location holds no routes table."""
+    return Routes(location, cache=cache, fill=fill)

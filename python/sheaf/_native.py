@@ -64,6 +64,7 @@ SIGNATURES = {
     "sheaf_open": (_STATUS, [c_char_p, c_char_p, c_uint32, POINTER(c_void_p)]),
     "sheaf_open_generation": (_STATUS, [c_char_p, c_char_p, c_uint32, c_uint64,
                                         POINTER(c_void_p)]),
+    "sheaf_open_routes": (_STATUS, [c_char_p, c_char_p, c_uint32, POINTER(c_void_p)]),
     "sheaf_generation": (_STATUS, [c_void_p, POINTER(c_uint64)]),
     "sheaf_refresh": (_STATUS, [c_void_p, POINTER(c_int32)]),
     "sheaf_close": (None, [c_void_p]),

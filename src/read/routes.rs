@@ -433,6 +433,54 @@ impl Routes {
         }
     }
 
+    /// The entry a path of the routed tree leads to, symlinks followed inside its dataset (a
+    /// directory above the prefixes is itself). The entry's path is its routed path.
+    pub fn resolve(&self, user_path: &[u8]) -> Result<Entry> {
+        let path = normalize(user_path)?;
+        let routing = self.routing();
+        match routing.target(&path) {
+            Some(Target::Dir { .. }) => Ok(router_dir_entry(path, routing.table())),
+            Some(Target::Inside { rule, rel }) => {
+                let (_, entry) = rule.with_dataset(|d| d.resolve(&rel))?;
+                Ok(Entry {
+                    path: join(rule.key(), &entry.path),
+                    ..entry
+                })
+            }
+            None => Err(not_found(&path)),
+        }
+    }
+
+    /// [`Dataset::read_placed`] on the routed tree: the file's bytes, checked, written into the
+    /// memory `place` gives once it knows their length; returns the length.
+    pub fn read_placed<'b>(
+        &self,
+        user_path: &[u8],
+        place: impl FnOnce(usize) -> Option<&'b mut [u8]>,
+    ) -> Result<usize> {
+        let (rule, rel) = self.locate(user_path)?;
+        rule.with_dataset(|d| d.read_placed(&rel, place))
+    }
+
+    /// The datasets opened so far (their counters, for a reader's statistics).
+    pub fn opened(&self) -> Vec<Arc<Dataset>> {
+        self.routing()
+            .rules
+            .iter()
+            .filter_map(|rule| rule.opened())
+            .collect()
+    }
+
+    /// Entries every routed dataset's catalog records (each dataset opened to count them).
+    pub fn entry_count(&self) -> Result<u64> {
+        let routing = self.routing();
+        let mut total = 0u64;
+        for rule in &routing.rules {
+            total = total.saturating_add(rule.with_dataset(|d| Ok(d.entry_count()))?);
+        }
+        Ok(total)
+    }
+
     /// The dataset serving a path, and the path there (resolving symlinks, reading external
     /// files and the like go to it).
     pub fn locate(&self, user_path: &[u8]) -> Result<(Arc<Rule>, Vec<u8>)> {
