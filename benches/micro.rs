@@ -1,8 +1,9 @@
 //! Criterion micro-benchmarks of the hot paths: opening a dataset (its catalog), opening a
 //! container's index, looking a path up (through the dataset, and in one index by hash and by
 //! binary search), reading an entry from a mapped container, the entry
-//! checksum, writing a container, and lookups and listings through 1, 4 and 16 overlapping
-//! generations.
+//! checksum, writing a container, lookups and listings through 1, 4 and 16 overlapping
+//! generations, and reads through a routes table of 10,000 rules against the same reads
+//! without one.
 //!
 //! ```text
 //! cargo bench --bench micro                 # all of them
@@ -316,12 +317,81 @@ fn writer_benches(c: &mut Criterion) {
     group.finish();
 }
 
+/// How many rules the routes benchmark's table holds.
+const ROUTE_RULES: usize = 10_000;
+
+/// A routes table at `table` of [`ROUTE_RULES`] rules two components deep, one of them
+/// (`/bench/data`) routing to `dataset`, the others to datasets never opened.
+fn make_routes_table(table: &Path, dataset: &Path) {
+    let mut routes: Vec<serde_json::Value> = (0..ROUTE_RULES - 1)
+        .map(|i| {
+            serde_json::json!({
+                "prefix": format!("/team{:03}/set{i:05}", i % 1000),
+                "dataset": format!("/nonexistent/{i}"),
+            })
+        })
+        .collect();
+    routes.push(serde_json::json!({"prefix": "/bench/data", "dataset": dataset}));
+    let version = serde_json::json!({
+        "format": "sheaf-routes", "version": 1, "number": 0, "txn": "bench",
+        "time_ns": 0, "operation": "bench", "routes": routes,
+    });
+    std::fs::create_dir_all(table).unwrap();
+    let bytes = serde_json::to_vec(&version).unwrap();
+    std::fs::write(table.join(sheaf::format::routes::version_key(0)), bytes).unwrap();
+}
+
+/// The same 64-byte reads straight from a dataset and through a routes table of 10,000
+/// rules (the difference is what routing adds), and routing a path alone.
+fn route_benches(c: &mut Criterion) {
+    let n = entry_count().min(100_000);
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("dataset");
+    make_dataset(&root, n);
+    let table = dir.path().join("routes");
+    make_routes_table(&table, &root);
+    let dataset = Dataset::open(&root).unwrap();
+    let routes = sheaf::Routes::open(&table, sheaf::ReadOptions::default()).unwrap();
+    let paths = warmed_paths(&dataset, n);
+    let routed: Vec<Vec<u8>> = paths
+        .iter()
+        .map(|p| [&b"/bench/data/"[..], p].concat())
+        .collect();
+    for path in &routed {
+        routes.read(path).unwrap();
+    }
+    let mut group = c.benchmark_group(format!("routes/{ROUTE_RULES}"));
+    let mut next = 0;
+    group.bench_function("read_64B_direct", |b| {
+        b.iter(|| {
+            next = (next + 1) % paths.len();
+            black_box(dataset.read(&paths[next]).unwrap())
+        })
+    });
+    group.bench_function("read_64B_routed", |b| {
+        b.iter(|| {
+            next = (next + 1) % routed.len();
+            black_box(routes.read(&routed[next]).unwrap())
+        })
+    });
+    let routing = routes.routing();
+    let index_form: Vec<Vec<u8>> = routed.iter().map(|p| p[1..].to_vec()).collect();
+    group.bench_function("route_only", |b| {
+        b.iter(|| {
+            next = (next + 1) % index_form.len();
+            black_box(routing.target(&index_form[next]).is_some())
+        })
+    });
+    group.finish();
+}
+
 criterion_group!(
     benches,
     reader_benches,
     index_find_benches,
     checksum_benches,
     writer_benches,
-    generation_benches
+    generation_benches,
+    route_benches
 );
 criterion_main!(benches);

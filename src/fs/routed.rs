@@ -264,7 +264,7 @@ impl RoutedShared {
             Some(Target::Dir { .. }) => Ok(self.dir_attr(self.dir_ino(path))),
             Some(Target::Inside { rule, rel }) => {
                 let slot = self.slot_for(rule);
-                let (inner, attr) = self.in_slot(&slot, |fs| fs.lookup_path(&rel))?;
+                let (inner, attr) = self.in_slot(&slot, |fs| fs.lookup_path(rel))?;
                 Ok(FileAttr {
                     ino: INodeNo(self.outward(&routing, &slot, inner)),
                     ..attr
@@ -331,7 +331,7 @@ impl RoutedShared {
         if let Some((rule, rel)) = covering {
             let slot = self.slot_for(rule);
             let held = self.in_slot(&slot, |fs| {
-                let (inner, attr) = fs.lookup_path(&rel)?;
+                let (inner, attr) = fs.lookup_path(rel)?;
                 match attr.kind {
                     FileType::Directory => fs.listing_of(inner),
                     _ => Ok(Vec::new()),

@@ -17,11 +17,32 @@ use crate::format::{Entry, EntryKind};
 use crate::read::{root_entry, Buffer, Dataset, ReadOptions};
 use crate::store::Store;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 /// How long a dataset whose store could not be reached fails at once before it is tried again.
 pub const RETRY_AFTER: Duration = Duration::from_secs(2);
+
+/// Hashes the byte-string keys of the routing map with xxh3 (a path is hashed once per
+/// depth probed, so SipHash's cost showed in every routed read).
+#[derive(Default)]
+struct PathHasher(u64);
+
+impl std::hash::Hasher for PathHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0 = self.0.rotate_left(29) ^ crate::checksum::xxh3_64(bytes);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.0 = self.0.rotate_left(29) ^ n as u64;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type PathMap<V> = HashMap<Vec<u8>, V, std::hash::BuildHasherDefault<PathHasher>>;
 
 /// A routes table opened for reading, and the datasets its rules name (opened on first use).
 #[derive(Debug)]
@@ -38,7 +59,7 @@ pub struct Routing {
     /// One per rule of the table, in its order.
     rules: Vec<Arc<Rule>>,
     /// Every prefix and every directory above one, by index-form path.
-    nodes: HashMap<Vec<u8>, Node>,
+    nodes: PathMap<Node>,
     /// The depths (components) at which prefixes exist, deepest first.
     depths: Vec<usize>,
 }
@@ -57,10 +78,10 @@ pub enum Target<'a> {
     /// lead to deeper prefixes, merged with what `covering` holds at this path.
     Dir {
         children: &'a [Vec<u8>],
-        covering: Option<(&'a Arc<Rule>, Vec<u8>)>,
+        covering: Option<(&'a Arc<Rule>, &'a [u8])>,
     },
     /// A path served by one dataset: `rel` is its path there.
-    Inside { rule: &'a Arc<Rule>, rel: Vec<u8> },
+    Inside { rule: &'a Arc<Rule>, rel: &'a [u8] },
 }
 
 /// One rule and its dataset.
@@ -68,7 +89,8 @@ pub enum Target<'a> {
 pub struct Rule {
     route: Route,
     options: ReadOptions,
-    state: Mutex<RuleState>,
+    /// Read on every operation, written only when the dataset is opened or found down.
+    state: RwLock<RuleState>,
 }
 
 #[derive(Debug, Default)]
@@ -87,7 +109,7 @@ impl Rule {
         Ok(Rule {
             route,
             options,
-            state: Mutex::default(),
+            state: RwLock::default(),
         })
     }
 
@@ -104,12 +126,26 @@ impl Rule {
     /// The rule's dataset, opened on first use. While its store is down (an earlier attempt
     /// or read failed to reach it within the last [`RETRY_AFTER`]) this fails at once.
     pub fn dataset(&self) -> Result<Arc<Dataset>> {
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((until, why)) = &state.down {
-            if Instant::now() < *until {
-                return Err(self.unavailable(why));
+        {
+            let state = self.read_state();
+            match (&state.down, &state.dataset) {
+                (Some((until, why)), _) if Instant::now() < *until => {
+                    return Err(self.unavailable(why))
+                }
+                (None, Some(dataset)) => return Ok(Arc::clone(dataset)),
+                _ => {}
             }
+        }
+        let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+        if state
+            .down
+            .as_ref()
+            .is_some_and(|(until, _)| Instant::now() >= *until)
+        {
             state.down = None;
+        }
+        if let Some((_, why)) = &state.down {
+            return Err(self.unavailable(why));
         }
         if let Some(dataset) = &state.dataset {
             return Ok(Arc::clone(dataset));
@@ -129,17 +165,29 @@ impl Rule {
         }
     }
 
+    fn read_state(&self) -> std::sync::RwLockReadGuard<'_, RuleState> {
+        self.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The dataset, when it was opened already (nothing is opened).
     pub fn opened(&self) -> Option<Arc<Dataset>> {
-        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        state.dataset.clone()
+        self.read_state().dataset.clone()
     }
 
     /// Runs `op` on the dataset; a store found unreachable makes the rule fail at once for
     /// [`RETRY_AFTER`].
     pub fn with_dataset<T>(&self, op: impl FnOnce(&Dataset) -> Result<T>) -> Result<T> {
-        let dataset = self.dataset()?;
-        let result = op(&dataset);
+        let result = {
+            let state = self.read_state();
+            match (&state.down, &state.dataset) {
+                // The common case: open and up; run under the read lock, no reference taken.
+                (None, Some(dataset)) => op(dataset),
+                _ => {
+                    drop(state);
+                    op(self.dataset()?.as_ref())
+                }
+            }
+        };
         if let Err(e @ Error::Remote { .. }) = &result {
             self.mark_down(e.to_string());
         }
@@ -148,14 +196,13 @@ impl Rule {
 
     /// Makes reads fail at once for [`RETRY_AFTER`] (the store was found unreachable).
     pub fn mark_down(&self, why: String) {
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
         state.down = Some((Instant::now() + RETRY_AFTER, why));
     }
 
     /// True while reads fail at once (see [`Rule::dataset`]).
     pub fn is_down(&self) -> bool {
-        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        state
+        self.read_state()
             .down
             .as_ref()
             .is_some_and(|(until, _)| Instant::now() < *until)
@@ -163,7 +210,7 @@ impl Rule {
 
     /// The error reads get while the rule is down.
     fn down_error(&self) -> Option<Error> {
-        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let state = self.read_state();
         match &state.down {
             Some((until, why)) if Instant::now() < *until => Some(self.unavailable(why)),
             _ => None,
@@ -203,7 +250,7 @@ impl Rule {
         if newer.generation() <= current.generation() {
             return Ok(false);
         }
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
         state.dataset = Some(Arc::new(newer));
         Ok(true)
     }
@@ -250,7 +297,7 @@ impl Routing {
     /// route is unchanged.
     fn new(table: Table, previous: Option<&Routing>, options: &ReadOptions) -> Result<Routing> {
         let mut rules = Vec::with_capacity(table.routes.len());
-        let mut nodes: HashMap<Vec<u8>, Node> = HashMap::new();
+        let mut nodes: PathMap<Node> = PathMap::default();
         nodes.insert(Vec::new(), Node::default());
         let mut depths = Vec::new();
         for (i, route) in table.routes.iter().enumerate() {
@@ -299,7 +346,7 @@ impl Routing {
 
     /// The rule with the longest prefix at or above `path` (index form), and the path in its
     /// dataset.
-    pub fn covering(&self, path: &[u8]) -> Option<(&Arc<Rule>, Vec<u8>)> {
+    pub fn covering<'a>(&'a self, path: &'a [u8]) -> Option<(&'a Arc<Rule>, &'a [u8])> {
         let path_depth = depth(path);
         for &d in self.depths.iter().filter(|&&d| d <= path_depth) {
             let prefix = leading(path, d);
@@ -309,14 +356,14 @@ impl Routing {
                     _ if prefix.len() == path.len() => b"",
                     _ => &path[prefix.len() + 1..],
                 };
-                return Some((&self.rules[rule], rel.to_vec()));
+                return Some((&self.rules[rule], rel));
             }
         }
         None
     }
 
     /// Where the index-form `path` leads, or `None` when no rule serves it.
-    pub fn target(&self, path: &[u8]) -> Option<Target<'_>> {
+    pub fn target<'a>(&'a self, path: &'a [u8]) -> Option<Target<'a>> {
         if let Some(node) = self.nodes.get(path) {
             if !node.children.is_empty() || path.is_empty() {
                 return Some(Target::Dir {
@@ -409,7 +456,7 @@ impl Routes {
         match routing.target(&path) {
             Some(Target::Dir { .. }) => Ok(router_dir_entry(path, routing.table())),
             Some(Target::Inside { rule, rel }) => {
-                let entry = rule.with_dataset(|d| d.stat(&rel))?;
+                let entry = rule.with_dataset(|d| d.stat(rel))?;
                 Ok(Entry {
                     path: join(rule.key(), &entry.path),
                     ..entry
@@ -421,14 +468,14 @@ impl Routes {
 
     /// The bytes of a file of the routed tree, checked, symlinks followed inside its dataset.
     pub fn read(&self, user_path: &[u8]) -> Result<Buffer> {
-        let path = normalize(user_path)?;
+        let path = index_form(user_path)?;
         let routing = self.routing();
         match routing.target(&path) {
             Some(Target::Dir { .. }) => Err(Error::WrongKind {
                 path: display(&path),
                 problem: KindProblem::IsADirectory,
             }),
-            Some(Target::Inside { rule, rel }) => rule.with_dataset(|d| d.read(&rel)),
+            Some(Target::Inside { rule, rel }) => rule.with_dataset(|d| d.read(rel)),
             None => Err(not_found(&path)),
         }
     }
@@ -441,7 +488,7 @@ impl Routes {
         match routing.target(&path) {
             Some(Target::Dir { .. }) => Ok(router_dir_entry(path, routing.table())),
             Some(Target::Inside { rule, rel }) => {
-                let (_, entry) = rule.with_dataset(|d| d.resolve(&rel))?;
+                let (_, entry) = rule.with_dataset(|d| d.resolve(rel))?;
                 Ok(Entry {
                     path: join(rule.key(), &entry.path),
                     ..entry
@@ -484,10 +531,10 @@ impl Routes {
     /// The dataset serving a path, and the path there (resolving symlinks, reading external
     /// files and the like go to it).
     pub fn locate(&self, user_path: &[u8]) -> Result<(Arc<Rule>, Vec<u8>)> {
-        let path = normalize(user_path)?;
+        let path = index_form(user_path)?;
         let routing = self.routing();
         match routing.target(&path) {
-            Some(Target::Inside { rule, rel }) => Ok((Arc::clone(rule), rel)),
+            Some(Target::Inside { rule, rel }) => Ok((Arc::clone(rule), rel.to_vec())),
             Some(Target::Dir { .. }) => Err(Error::WrongKind {
                 path: display(&path),
                 problem: KindProblem::IsADirectory,
@@ -505,7 +552,7 @@ impl Routes {
         let routing = self.routing();
         match routing.target(&dir) {
             Some(Target::Inside { rule, rel }) => {
-                let listed = rule.with_dataset(|d| d.list(&rel))?;
+                let listed = rule.with_dataset(|d| d.list(rel))?;
                 Ok(listed
                     .into_iter()
                     .map(|e| Entry {
@@ -520,7 +567,7 @@ impl Routes {
                     .map(|name| router_dir_entry(join(&dir, name), routing.table()))
                     .collect();
                 if let Some((rule, rel)) = covering {
-                    for entry in covering_listing(rule, &rel)? {
+                    for entry in covering_listing(rule, rel)? {
                         let name = path::file_name(&entry.path);
                         if !children.iter().any(|c| c == name) {
                             out.push(Entry {
@@ -546,7 +593,7 @@ impl Routes {
         match routing.target(&dir) {
             Some(Target::Inside { rule, rel }) => {
                 let dataset = rule.dataset()?;
-                for item in dataset.walk_under(&rel)? {
+                for item in dataset.walk_under(rel)? {
                     let (_, entry) = item?;
                     out.push(Entry {
                         path: join(rule.key(), &entry.path),
@@ -590,6 +637,17 @@ fn covering_listing(rule: &Rule, rel: &[u8]) -> Result<Vec<Entry>> {
     }
 }
 
+/// A user's path in index form, borrowed when it already is (but for leading `/`s), so the
+/// common case costs no allocation.
+fn index_form(user_path: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>> {
+    let start = user_path.iter().position(|&b| b != SEPARATOR);
+    let trimmed = start.map_or(&b""[..], |i| &user_path[i..]);
+    if trimmed.is_empty() || path::check_entry_path(trimmed).is_ok() {
+        return Ok(std::borrow::Cow::Borrowed(trimmed));
+    }
+    normalize(user_path).map(std::borrow::Cow::Owned)
+}
+
 fn not_found(path: &[u8]) -> Error {
     Error::NotFound {
         path: format!("/{}", display(path)),
@@ -618,9 +676,10 @@ mod tests {
 
     fn inside(routing: &Routing, path: &str) -> Option<(String, String)> {
         match routing.target(path.as_bytes())? {
-            Target::Inside { rule, rel } => {
-                Some((rule.route().prefix.clone(), String::from_utf8(rel).unwrap()))
-            }
+            Target::Inside { rule, rel } => Some((
+                rule.route().prefix.clone(),
+                String::from_utf8(rel.to_vec()).unwrap(),
+            )),
             Target::Dir { .. } => Some(("dir".into(), String::new())),
         }
     }
@@ -680,9 +739,6 @@ mod tests {
             panic!("a is not a directory");
         };
         let (rule, rel) = covering.unwrap();
-        assert_eq!(
-            (rule.route().prefix.as_str(), rel.as_slice()),
-            ("/", &b"a"[..])
-        );
+        assert_eq!((rule.route().prefix.as_str(), rel), ("/", &b"a"[..]));
     }
 }
