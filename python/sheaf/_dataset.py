@@ -478,7 +478,8 @@ class Routes(Dataset):
     `OriginError` for its paths (at once, for a few seconds after a first failure) while the
     others keep serving, and is tried again after that. `refresh()` reloads the table and
     moves every opened dataset to its newest generation; `generation` is the table's version.
-    Like a `Dataset`, it survives `fork` and pickling."""
+    It survives `fork` and pickling; a forked or unpickled copy reads the newest version of
+    the table (and the datasets' newest generations), not necessarily its parent's."""
 
     def __init__(self, location: PathArg, *, cache: Optional[PathArg] = None, fill: bool = False):
         super().__init__(location, cache=cache, fill=fill)

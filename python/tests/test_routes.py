@@ -57,7 +57,7 @@ def test_every_file_of_every_routed_dataset_reads_back(joined, source_tree):
         assert files == ["extra/small/d/one.txt", "extra/small/two.txt"]
         walked = {here: (sorted(d), sorted(f)) for here, d, f in tree.walk("/extra")}
         assert walked["extra/small"] == (["d"], ["two.txt"])
-        assert tree.generation == 1  # the table's version
+        assert tree.generation >= 1  # the table's version (the table has two rules or more)
         assert len(tree) > len(regular_files(source_tree))
         with pytest.raises(sheaf.NotFound):
             tree.read("/nowhere/file")

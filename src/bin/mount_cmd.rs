@@ -237,7 +237,7 @@ fn serve_routes(args: &MountArgs, location: &Path, ready: Option<OwnedFd>) -> Re
     let ttl = args
         .refresh
         .unwrap_or(std::time::Duration::from_secs(24 * 3600));
-    let fs = sheaf::fs::RoutedFs::new(Arc::new(routes), ttl);
+    let fs = sheaf::fs::RoutedFs::new(Arc::new(routes), ttl, args.threads);
     let refresher = fs.refresher();
     let mut session = fuser::Session::new(fs, args.mountpoint(), &config)
         .with_context(|| format!("mounting on {}", args.mountpoint().display()))?;

@@ -10,7 +10,7 @@ use sheaf::{EntryKind, Routes};
 use std::ffi::OsString;
 use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Args)]
@@ -102,11 +102,23 @@ fn stored_location(dataset: &OsString) -> Result<String> {
     }
 }
 
+/// A rule's cache directory as the table keeps it: a local directory (each reader's own SSD),
+/// absolute and UTF-8.
+fn cache_location(dir: &Path) -> Result<String> {
+    if !matches!(sheaf::store::locate(dir)?, sheaf::store::Location::Local(_)) {
+        bail!(
+            "--cache {}: a cache is a local directory, not a URI",
+            dir.display()
+        );
+    }
+    stored_location(&dir.as_os_str().to_owned())
+}
+
 fn add(args: AddArgs) -> Result<ExitCode> {
     let prefix = routes::canonical_prefix(&args.prefix)?;
     let dataset = stored_location(&args.dataset)?;
     let cache = match &args.cache {
-        Some(dir) => Some(stored_location(&dir.clone().into_os_string())?),
+        Some(dir) => Some(cache_location(dir)?),
         None => None,
     };
     if !args.no_check {

@@ -108,7 +108,7 @@ impl MappedContainer {
     /// its new end would fault. Checked with a system call at most once every
     /// [`LENGTH_TRUSTED_FOR`], by whichever thread reads first after that.
     pub fn is_whole(&self) -> bool {
-        let now = coarse_clock_ns();
+        let now = crate::time::coarse_monotonic_ns();
         let checked = self.whole_at.load(Ordering::Relaxed);
         if checked != 0 && now.saturating_sub(checked) < LENGTH_TRUSTED_FOR.as_nanos() as u64 {
             return true;
@@ -122,20 +122,6 @@ impl MappedContainer {
         }
         whole
     }
-}
-
-/// The coarse monotonic clock in nanoseconds: read from memory the kernel updates each tick,
-/// without a system call, and cheaper than the precise clock a read's latency is timed with.
-fn coarse_clock_ns() -> u64 {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec through the pointer given.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut now) };
-    (now.tv_sec as u64)
-        .saturating_mul(1_000_000_000)
-        .saturating_add(now.tv_nsec as u64)
 }
 
 impl Cache {

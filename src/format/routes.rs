@@ -245,13 +245,17 @@ impl Table {
                 match routes.iter().find(|r| r.prefix == route.prefix) {
                     Some(existing) if existing == route => return Ok(None),
                     Some(existing) => {
+                        let cache = match &existing.cache {
+                            Some(dir) => format!(" with cache {dir}"),
+                            None => String::new(),
+                        };
                         return Err(Error::Refused {
                             path: PathBuf::from(&route.prefix),
                             reason: format!(
-                                "already routed to {}: remove that rule first (`sheaf route rm`)",
+                                "already routed to {}{cache}: remove that rule first (`sheaf route rm`)",
                                 existing.dataset
                             ),
-                        })
+                        });
                     }
                     None => routes.push(route.clone()),
                 }

@@ -132,6 +132,8 @@ pub struct Shared {
     synthetic_base: u64,
     /// Operations that failed because the dataset's store could not be reached.
     unreachable: AtomicU64,
+    /// Why the last of those failed.
+    last_unreachable: Mutex<String>,
     /// Open directories.
     handles: RwLock<HashMap<u64, Arc<Listing>>>,
     /// Folded entries read and checked whole, by inode, until their last byte is served.
@@ -169,6 +171,7 @@ impl Shared {
             synthetic: Mutex::default(),
             synthetic_base,
             unreachable: AtomicU64::new(0),
+            last_unreachable: Mutex::default(),
             handles: RwLock::default(),
             recent: Mutex::default(),
             next_handle: AtomicU64::new(1),
@@ -412,6 +415,10 @@ impl Shared {
     /// The errno a reader error becomes, counting failures to reach the dataset's store.
     fn fail(&self, e: Error) -> Errno {
         if matches!(e, Error::Remote { .. }) {
+            *self
+                .last_unreachable
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = e.to_string();
             self.unreachable.fetch_add(1, Ordering::Relaxed);
         }
         errno(e)
@@ -420,6 +427,14 @@ impl Shared {
     /// How many operations failed because the dataset's store could not be reached.
     pub(crate) fn unreachable_count(&self) -> u64 {
         self.unreachable.load(Ordering::Relaxed)
+    }
+
+    /// Why the last operation that could not reach the dataset's store failed.
+    pub(crate) fn last_unreachable(&self) -> String {
+        self.last_unreachable
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The entry `path` (index form; empty for the root) names, its inode and attributes.

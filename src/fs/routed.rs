@@ -18,7 +18,7 @@ use super::{errno, reply_listing, reply_open, Forget, Listing, Refresher, Shared
 use crate::error::Error;
 use crate::format::path;
 use crate::format::routes::Route;
-use crate::read::routes::{join, Routes, Routing, Rule, Target};
+use crate::read::routes::{join, Routes, Routing, Rule, Target, Ticket};
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, LockOwner,
     OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen,
@@ -37,6 +37,14 @@ const INNER_MASK: u64 = (1 << SLOT_SHIFT) - 1;
 /// Within a slot, where the directories an index implies are numbered.
 const INNER_SYNTHETIC_BASE: u64 = 1 << (SLOT_SHIFT - 1);
 
+/// A dataset whose operations have all been waiting this long without one finishing is taken
+/// for stalled (a store that hangs rather than refuses): new operations under it fail at once.
+const STALLED_AFTER_NS: u64 = 5_000_000_000;
+
+/// How long an operation waits for one of its dataset's operations to finish when that
+/// dataset holds as many of the mount's threads as it may, before failing with EIO.
+const CROWDED_WAIT: Duration = Duration::from_millis(50);
+
 /// The filesystem over a routes table.
 pub struct RoutedFs {
     shared: Arc<RoutedShared>,
@@ -54,6 +62,8 @@ pub struct RoutedShared {
     next_handle: AtomicU64,
     uid: u32,
     gid: u32,
+    /// How many of the mount's threads one dataset's operations may hold.
+    slot_limit: u64,
 }
 
 /// The numbers of the directories above the prefixes: the root is 1, the others follow.
@@ -70,6 +80,22 @@ struct Slot {
     fs: Mutex<Option<Arc<Shared>>>,
     /// False once the table no longer holds the rule.
     live: AtomicBool,
+    /// Operations running on the dataset now.
+    in_flight: AtomicU64,
+    /// When one last finished (or the first of those running began), coarse clock.
+    progress_ns: AtomicU64,
+}
+
+/// One operation running on a slot's dataset, counted until dropped.
+struct Flight<'a>(&'a Slot);
+
+impl Drop for Flight<'_> {
+    fn drop(&mut self) {
+        self.0
+            .progress_ns
+            .store(crate::time::coarse_monotonic_ns(), Ordering::Relaxed);
+        self.0.in_flight.fetch_sub(1, Ordering::Release);
+    }
 }
 
 /// What an inode number names.
@@ -81,9 +107,9 @@ enum Node {
 }
 
 impl RoutedFs {
-    /// A filesystem serving the tree `routes` joins; the kernel keeps entries and attributes
-    /// for `ttl` at most.
-    pub fn new(routes: Arc<Routes>, ttl: Duration) -> RoutedFs {
+    /// A filesystem serving the tree `routes` joins with `threads` threads; the kernel keeps
+    /// entries and attributes for `ttl` at most.
+    pub fn new(routes: Arc<Routes>, ttl: Duration, threads: usize) -> RoutedFs {
         // SAFETY: getuid and getgid cannot fail.
         let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
         let mut dirs = DirNumbers::default();
@@ -99,6 +125,8 @@ impl RoutedFs {
             next_handle: AtomicU64::new(1),
             uid,
             gid,
+            // Two threads stay free for the other prefixes (one with a single thread).
+            slot_limit: (threads as u64).saturating_sub(2).max(1),
         };
         RoutedFs {
             shared: Arc::new(shared),
@@ -122,26 +150,25 @@ impl std::ops::Deref for RoutedFs {
 }
 
 impl Slot {
-    /// The slot's filesystem state, its dataset opened on first use.
-    fn fs(&self, ttl: Duration) -> Result<Arc<Shared>, Errno> {
-        let mut fs = self.fs.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(fs) = &*fs {
-            return Ok(Arc::clone(fs));
+    /// The slot's filesystem state, its dataset opened on first use (by an operation the
+    /// rule admitted).
+    fn fs(&self, ticket: &Ticket, ttl: Duration) -> Result<Arc<Shared>, Error> {
+        if let Some(fs) = self.opened() {
+            return Ok(fs);
         }
-        let dataset = self.rule.dataset().map_err(routed_errno)?;
-        let made = Arc::new(Shared::new(dataset, ttl, INNER_SYNTHETIC_BASE));
-        *fs = Some(Arc::clone(&made));
-        Ok(made)
+        // Opened without the slot's lock held, so statfs and refreshes never wait on it.
+        let dataset = self.rule.dataset_of(ticket)?;
+        let mut fs = self.fs.lock().unwrap_or_else(|p| p.into_inner());
+        let made =
+            fs.get_or_insert_with(|| Arc::new(Shared::new(dataset, ttl, INNER_SYNTHETIC_BASE)));
+        // The mount serves the dataset from here on and follows its generations itself.
+        self.rule.release();
+        Ok(Arc::clone(made))
     }
 
     fn opened(&self) -> Option<Arc<Shared>> {
         self.fs.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
-}
-
-/// The errno of a failure to route or to open a dataset.
-fn routed_errno(e: Error) -> Errno {
-    errno(e)
 }
 
 impl RoutedShared {
@@ -166,6 +193,8 @@ impl RoutedShared {
             rule: Arc::clone(rule),
             fs: Mutex::default(),
             live: AtomicBool::new(true),
+            in_flight: AtomicU64::new(0),
+            progress_ns: AtomicU64::new(0),
         });
         slots.push(Arc::clone(&slot));
         slot_of.insert(rule.route().clone(), number);
@@ -209,30 +238,88 @@ impl RoutedShared {
     }
 
     /// The number the kernel knows inode `inner` of `slot` by: a dataset's root served at a
-    /// directory above other prefixes is that directory.
-    fn outward(&self, routing: &Routing, slot: &Slot, inner: u64) -> u64 {
+    /// directory above other prefixes is that directory. A number past the slot's range
+    /// (a mount that followed very many rewritten generations) is refused, never wrapped
+    /// into another slot's.
+    fn outward(&self, routing: &Routing, slot: &Slot, inner: u64) -> Result<u64, Errno> {
         if inner == ROOT && routing.is_router_dir(slot.rule.key()) {
-            return self.dir_ino(slot.rule.key());
+            return Ok(self.dir_ino(slot.rule.key()));
         }
-        (slot.number << SLOT_SHIFT) | inner
+        if inner > INNER_MASK {
+            eprintln!(
+                "sheaf mount: {}: inode numbers exhausted; remount to serve it",
+                slot.rule.route().prefix
+            );
+            return Err(Errno::EIO);
+        }
+        Ok((slot.number << SLOT_SHIFT) | inner)
     }
 
-    /// Runs `op` on a slot's filesystem; a dataset found unreachable fails at once for a
-    /// while (its rule is marked down), leaving the mount's threads to the other prefixes.
+    /// Counts an operation on `slot`, so that one dataset never holds more than `slot_limit`
+    /// of the mount's threads: a store that hangs instead of refusing then leaves the rest
+    /// to the other prefixes. An operation over the limit waits for one to finish (a healthy
+    /// store finishes them in moments) for up to [`CROWDED_WAIT`], then fails with EIO; one
+    /// on a dataset whose operations have all waited [`STALLED_AFTER_NS`] without one
+    /// finishing fails at once.
+    fn board<'s>(&self, slot: &'s Slot) -> Result<Flight<'s>, Errno> {
+        let started = std::time::Instant::now();
+        let mut spins = 0u32;
+        loop {
+            let now = crate::time::coarse_monotonic_ns();
+            let running = slot.in_flight.load(Ordering::Acquire);
+            let quiet = now.saturating_sub(slot.progress_ns.load(Ordering::Relaxed));
+            if running > 0 && quiet > STALLED_AFTER_NS {
+                return Err(Errno::EIO);
+            }
+            if running < self.slot_limit {
+                let taken = slot.in_flight.compare_exchange(
+                    running,
+                    running + 1,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                );
+                if taken.is_ok() {
+                    if running == 0 {
+                        slot.progress_ns.store(now, Ordering::Relaxed);
+                    }
+                    return Ok(Flight(slot));
+                }
+                continue;
+            }
+            if started.elapsed() > CROWDED_WAIT {
+                return Err(Errno::EIO);
+            }
+            spins += 1;
+            match spins < 64 {
+                true => std::thread::yield_now(),
+                false => std::thread::sleep(Duration::from_micros(200)),
+            }
+        }
+    }
+
+    /// Runs `op` on a slot's filesystem, if the rule admits it: while its store is down
+    /// (just found unreachable, or being probed) it fails at once with EIO, so a dead
+    /// cluster holds at most one of the mount's threads at a time.
     fn in_slot<T>(
         &self,
         slot: &Slot,
         op: impl FnOnce(&Shared) -> Result<T, Errno>,
     ) -> Result<T, Errno> {
-        if slot.rule.is_down() {
-            return Err(Errno::EIO);
-        }
-        let fs = slot.fs(self.ttl)?;
-        let before = fs.unreachable_count();
-        let result = op(&fs);
-        if result.is_err() && fs.unreachable_count() > before {
-            slot.rule.mark_down("its store could not be reached".into());
-        }
+        let _flight = self.board(slot)?;
+        let ticket = slot.rule.admit().map_err(|_| Errno::EIO)?;
+        let (result, unreachable) = match slot.fs(&ticket, self.ttl) {
+            Err(e) => {
+                let why = matches!(e, Error::Remote { .. }).then(|| e.to_string());
+                (Err(errno(e)), why)
+            }
+            Ok(fs) => {
+                let before = fs.unreachable_count();
+                let result = op(&fs);
+                let failed = result.is_err() && fs.unreachable_count() > before;
+                (result, failed.then(|| fs.last_unreachable()))
+            }
+        };
+        slot.rule.settle(ticket, unreachable);
         result
     }
 
@@ -257,16 +344,22 @@ impl RoutedShared {
         }
     }
 
-    /// The attributes of the routed tree's `path` (index form).
+    /// The attributes of the routed tree's `path` (index form). A prefix's own directory is
+    /// answered from the table, without opening its dataset (`ls -l` of the directories
+    /// above the prefixes opens nothing).
     fn lookup_routed(&self, path: &[u8]) -> Result<FileAttr, Errno> {
         let routing = self.routes.routing();
         match routing.target(path) {
             Some(Target::Dir { .. }) => Ok(self.dir_attr(self.dir_ino(path))),
+            Some(Target::Inside { rule, rel: [] }) => {
+                let slot = self.slot_for(rule);
+                Ok(self.dir_attr(self.outward(&routing, &slot, ROOT)?))
+            }
             Some(Target::Inside { rule, rel }) => {
                 let slot = self.slot_for(rule);
                 let (inner, attr) = self.in_slot(&slot, |fs| fs.lookup_path(rel))?;
                 Ok(FileAttr {
-                    ino: INodeNo(self.outward(&routing, &slot, inner)),
+                    ino: INodeNo(self.outward(&routing, &slot, inner)?),
                     ..attr
                 })
             }
@@ -281,19 +374,27 @@ impl RoutedShared {
                 let (child, attr) = self.in_slot(&slot, |fs| fs.lookup_child(inner, name))?;
                 let routing = self.routes.routing();
                 Ok(FileAttr {
-                    ino: INodeNo(self.outward(&routing, &slot, child)),
+                    ino: INodeNo(self.outward(&routing, &slot, child)?),
                     ..attr
                 })
             }
         }
     }
 
+    /// A directory the table implies (above prefixes, or a prefix's own) still routed to.
+    fn routed_dir(&self, path: &[u8]) -> bool {
+        match self.routes.routing().target(path) {
+            Some(Target::Dir { .. }) => true,
+            Some(Target::Inside { rel, .. }) => rel.is_empty(),
+            None => false,
+        }
+    }
+
     fn getattr_of(&self, ino: u64) -> Result<FileAttr, Errno> {
         match self.node(ino)? {
-            Node::Dir(path) => match self.routes.routing().target(&path) {
-                Some(_) => Ok(self.dir_attr(ino)),
-                None => Err(Errno::ENOENT),
-            },
+            Node::Dir(path) if self.routed_dir(&path) => Ok(self.dir_attr(ino)),
+            Node::Dir(_) => Err(Errno::ENOENT),
+            Node::In(_, ROOT) => Ok(self.dir_attr(ino)),
             Node::In(slot, inner) => {
                 let attr = self.in_slot(&slot, |fs| fs.getattr_of(inner))?;
                 Ok(FileAttr {
@@ -321,7 +422,7 @@ impl RoutedShared {
             let child_ino = match routing.target(&child) {
                 Some(Target::Inside { rule, .. }) => {
                     let slot = self.slot_for(rule);
-                    self.outward(&routing, &slot, ROOT)
+                    self.outward(&routing, &slot, ROOT)?
                 }
                 _ => self.dir_ino(&child),
             };
@@ -337,14 +438,26 @@ impl RoutedShared {
                     _ => Ok(Vec::new()),
                 }
             });
+            // The deeper rules' names are listed even while the covering dataset cannot be
+            // read: a directory above the prefixes must not fail as a whole for one dataset.
             let held = match held {
                 Ok(held) => held,
                 Err(e) if e == Errno::ENOENT => Vec::new(),
-                Err(e) => return Err(e),
+                Err(_) => {
+                    eprintln!(
+                        "sheaf mount: /{}: listed without {} (it cannot be read now)",
+                        crate::format::path::display(dir),
+                        rule.route().dataset
+                    );
+                    Vec::new()
+                }
             };
             for (inner, kind, name) in held.into_iter().skip(2) {
-                if !children.iter().any(|c| c.as_slice() == name.as_bytes()) {
-                    listed.push((self.outward(&routing, &slot, inner), kind, name));
+                if children
+                    .binary_search_by(|c| path::cmp_paths(c, name.as_bytes()))
+                    .is_err()
+                {
+                    listed.push((self.outward(&routing, &slot, inner)?, kind, name));
                 }
             }
         }
@@ -358,17 +471,24 @@ impl RoutedShared {
     }
 
     fn listing_of(&self, ino: u64) -> Result<Listing, Errno> {
-        match self.node(ino)? {
-            Node::Dir(path) => self.router_listing(ino, &path),
-            Node::In(slot, inner) => {
-                let listed = self.in_slot(&slot, |fs| fs.listing_of(inner))?;
+        let (slot, inner) = match self.node(ino)? {
+            Node::Dir(path) => {
                 let routing = self.routes.routing();
-                Ok(listed
-                    .into_iter()
-                    .map(|(i, kind, name)| (self.outward(&routing, &slot, i), kind, name))
-                    .collect())
+                match routing.target(&path) {
+                    Some(Target::Dir { .. }) => return self.router_listing(ino, &path),
+                    // No longer above a deeper prefix, still a prefix: its dataset's root.
+                    Some(Target::Inside { rule, rel: [] }) => (self.slot_for(rule), ROOT),
+                    _ => return Err(Errno::ENOENT),
+                }
             }
-        }
+            Node::In(slot, inner) => (slot, inner),
+        };
+        let listed = self.in_slot(&slot, |fs| fs.listing_of(inner))?;
+        let routing = self.routes.routing();
+        listed
+            .into_iter()
+            .map(|(i, kind, name)| Ok((self.outward(&routing, &slot, i)?, kind, name)))
+            .collect()
     }
 
     fn add_handle(&self, listing: Listing) -> FileHandle {
@@ -382,6 +502,13 @@ impl RoutedShared {
 }
 
 impl Filesystem for RoutedFs {
+    fn init(&mut self, _req: &Request, config: &mut fuser::KernelConfig) -> std::io::Result<()> {
+        // Lookups in one directory may run side by side: a lookup waiting on one cluster
+        // must not hold up its siblings' (kernels without it serialise them, and still work).
+        let _ = config.add_capabilities(fuser::InitFlags::FUSE_PARALLEL_DIROPS);
+        Ok(())
+    }
+
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         match self.lookup_child(parent.into(), name) {
             Ok(attr) => reply.entry(&self.ttl, &attr, Generation(0)),
@@ -481,6 +608,7 @@ impl Filesystem for RoutedFs {
         let slots = self.slots.read().unwrap_or_else(|p| p.into_inner()).clone();
         let (blocks, files) = slots
             .iter()
+            .filter(|slot| slot.live.load(Ordering::Relaxed))
             .filter_map(|slot| slot.opened())
             .map(|fs| fs.usage())
             .fold((0u64, 0u64), |(b, f), (sb, sf)| {
@@ -535,9 +663,9 @@ impl RoutedRefresher {
         for slot in slots.iter().filter(|s| s.live.load(Ordering::Relaxed)) {
             let Some(fs) = slot.opened() else { continue };
             let served = fs.current().dataset.generation();
-            let newer = match slot.rule.open_newest() {
-                Ok(newer) if newer.generation() > served => newer,
-                Ok(_) => continue,
+            let newer = match slot.rule.newer_than(served) {
+                Ok(Some(newer)) => newer,
+                Ok(None) => continue,
                 Err(e) => {
                     done.failures
                         .push(format!("{}: {e}", slot.rule.route().prefix));
@@ -546,15 +674,14 @@ impl RoutedRefresher {
             };
             let refresher = Refresher { shared: fs };
             let moved = refresher.serve_with(newer, &mut |forget| {
-                if let Some(notifier) = notifier {
-                    let _ = match forget {
-                        Forget::Entry(parent, name) => notifier
-                            .inval_entry(INodeNo(shared.outward(&routing, slot, parent)), name),
-                        Forget::Inode(ino) => {
-                            notifier.inval_inode(INodeNo(shared.outward(&routing, slot, ino)), 0, 0)
-                        }
-                    };
-                }
+                let Some(notifier) = notifier else { return };
+                let outward = |ino| shared.outward(&routing, slot, ino).ok().map(INodeNo);
+                let _ = match forget {
+                    Forget::Entry(parent, name) => {
+                        outward(parent).map(|parent| notifier.inval_entry(parent, name))
+                    }
+                    Forget::Inode(ino) => outward(ino).map(|ino| notifier.inval_inode(ino, 0, 0)),
+                };
             });
             match moved {
                 Ok(_) => done.generations += 1,
@@ -567,15 +694,17 @@ impl RoutedRefresher {
     }
 
     /// Retires the slots of removed rules and tells the kernel to forget the names on the
-    /// way to every prefix added or removed.
+    /// way to every prefix added or removed, and the names a changed rule covering a
+    /// directory above the prefixes (the root's `/` rule, say) put in it.
     fn forget_changed_rules(
         &self,
         old: &Routing,
         new: &Routing,
         notifier: Option<&fuser::Notifier>,
     ) {
+        use std::collections::HashSet;
         let shared = &self.shared;
-        let routes_of = |r: &Routing| -> Vec<Route> {
+        let routes_of = |r: &Routing| -> HashSet<Route> {
             r.rules().iter().map(|rule| rule.route().clone()).collect()
         };
         let (before, after) = (routes_of(old), routes_of(new));
@@ -588,15 +717,12 @@ impl RoutedRefresher {
             let live = after.contains(slot.rule.route());
             slot.live.store(live, Ordering::Relaxed);
         }
-        let changed = before
-            .iter()
-            .filter(|r| !after.contains(r))
-            .chain(after.iter().filter(|r| !before.contains(r)));
         let Some(notifier) = notifier else { return };
-        for route in changed {
-            let key = route.key();
+        let changed: Vec<&Route> = before.symmetric_difference(&after).collect();
+        for route in &changed {
             let mut dir = Vec::new();
-            for name in key
+            for name in route
+                .key()
                 .split(|&b| b == path::SEPARATOR)
                 .filter(|n| !n.is_empty())
             {
@@ -607,5 +733,48 @@ impl RoutedRefresher {
                 dir = join(&dir, name);
             }
         }
+        let known: Vec<(Vec<u8>, u64)> = {
+            let dirs = shared.dirs.lock().unwrap_or_else(|p| p.into_inner());
+            dirs.by_path.iter().map(|(p, &i)| (p.clone(), i)).collect()
+        };
+        for (dir, ino) in known {
+            let under_changed = changed.iter().any(|r| {
+                let key = r.key();
+                key.is_empty() || dir == key || path::is_inside(&dir, key)
+            });
+            if under_changed {
+                self.forget_covered_names(old, &dir, ino, notifier);
+            }
+        }
+    }
+
+    /// Tells the kernel to forget the names the rule that covered directory `dir` (above the
+    /// prefixes, number `ino`) under `old` put in it, when the mount ever opened its dataset.
+    fn forget_covered_names(
+        &self,
+        old: &Routing,
+        dir: &[u8],
+        ino: u64,
+        notifier: &fuser::Notifier,
+    ) {
+        let shared = &self.shared;
+        if let Some((rule, rel)) = old.covering(dir) {
+            let number = shared
+                .slot_of
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(rule.route())
+                .copied();
+            let fs = number.and_then(|n| shared.slot(n)).and_then(|s| s.opened());
+            let names = fs.map(|fs| {
+                fs.lookup_path(rel)
+                    .and_then(|(inner, _)| fs.listing_of(inner))
+                    .unwrap_or_default()
+            });
+            for (_, _, name) in names.unwrap_or_default().iter().skip(2) {
+                let _ = notifier.inval_entry(INodeNo(ino), name);
+            }
+        }
+        let _ = notifier.inval_inode(INodeNo(ino), 0, 0);
     }
 }

@@ -17,7 +17,7 @@ use crate::format::{Entry, EntryKind};
 use crate::read::{root_entry, Buffer, Dataset, ReadOptions};
 use crate::store::Store;
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 /// How long a dataset whose store could not be reached fails at once before it is tried again.
@@ -49,6 +49,7 @@ type PathMap<V> = HashMap<Vec<u8>, V, std::hash::BuildHasherDefault<PathHasher>>
 pub struct Routes {
     store: Arc<dyn Store>,
     options: ReadOptions,
+    caches: Arc<Caches>,
     routing: RwLock<Arc<Routing>>,
 }
 
@@ -88,29 +89,64 @@ pub enum Target<'a> {
 #[derive(Debug)]
 pub struct Rule {
     route: Route,
+    /// How the dataset is read (a cache the rule names is added when it is opened).
     options: ReadOptions,
-    /// Read on every operation, written only when the dataset is opened or found down.
-    state: RwLock<RuleState>,
+    caches: Arc<Caches>,
+    /// Taken for a moment by every operation: the dataset and whether its store is down.
+    state: Mutex<RuleState>,
+    /// Signalled when an open of the dataset ends.
+    opened: Condvar,
 }
 
 #[derive(Debug, Default)]
 struct RuleState {
     dataset: Option<Arc<Dataset>>,
-    /// Until when reads fail at once, and why: the dataset's store could not be reached.
+    /// Until when operations fail at once, and why: the dataset's store could not be reached.
     down: Option<(Instant, String)>,
+    /// One operation is finding out whether a store that was down is back; the others fail
+    /// at once meanwhile, so a dead cluster holds at most one caller at a time.
+    probing: bool,
+    /// One thread is opening the dataset; the others wait for it (up to [`OPEN_WAIT`]).
+    opening: bool,
+}
+
+/// How long an operation waits for another one's open of the same dataset before failing.
+const OPEN_WAIT: Duration = Duration::from_secs(5);
+
+/// Leave to use a rule's dataset, from [`Rule::admit`]; hand it back to [`Rule::settle`].
+#[must_use]
+pub struct Ticket {
+    /// This operation finds out whether a store that was down is back.
+    probe: bool,
+    /// The dataset, when it is open.
+    dataset: Option<Arc<Dataset>>,
+}
+
+/// The cache directories rules name, each opened once, on first use, and shared.
+#[derive(Debug, Default)]
+struct Caches(Mutex<HashMap<String, Arc<Cache>>>);
+
+impl Caches {
+    fn get(&self, dir: &str) -> Result<Arc<Cache>> {
+        let mut caches = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(cache) = caches.get(dir) {
+            return Ok(Arc::clone(cache));
+        }
+        let cache = Arc::new(Cache::open(std::path::Path::new(dir))?);
+        caches.insert(dir.to_owned(), Arc::clone(&cache));
+        Ok(cache)
+    }
 }
 
 impl Rule {
-    fn new(route: Route, defaults: &ReadOptions) -> Result<Rule> {
-        let mut options = defaults.clone();
-        if let Some(dir) = &route.cache {
-            options.cache = Some(Arc::new(Cache::open(std::path::Path::new(dir))?));
-        }
-        Ok(Rule {
+    fn new(route: Route, options: &ReadOptions, caches: &Arc<Caches>) -> Rule {
+        Rule {
             route,
-            options,
-            state: RwLock::default(),
-        })
+            options: options.clone(),
+            caches: Arc::clone(caches),
+            state: Mutex::default(),
+            opened: Condvar::new(),
+        }
     }
 
     /// The rule as the table holds it.
@@ -123,97 +159,125 @@ impl Rule {
         self.route.key()
     }
 
-    /// The rule's dataset, opened on first use. While its store is down (an earlier attempt
-    /// or read failed to reach it within the last [`RETRY_AFTER`]) this fails at once.
-    pub fn dataset(&self) -> Result<Arc<Dataset>> {
-        {
-            let state = self.read_state();
-            match (&state.down, &state.dataset) {
-                (Some((until, why)), _) if Instant::now() < *until => {
-                    return Err(self.unavailable(why))
-                }
-                (None, Some(dataset)) => return Ok(Arc::clone(dataset)),
-                _ => {}
+    fn lock(&self) -> std::sync::MutexGuard<'_, RuleState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Leave to use the dataset now: refused at once while its store is down (within
+    /// [`RETRY_AFTER`] of the last failure to reach it, or while another operation probes
+    /// whether it is back); after the pause, one operation is let through as the probe.
+    pub fn admit(&self) -> Result<Ticket> {
+        let mut state = self.lock();
+        let probe = match &state.down {
+            None => false,
+            Some((until, why)) if Instant::now() < *until || state.probing => {
+                return Err(self.unavailable(why))
             }
-        }
-        let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
-        if state
-            .down
-            .as_ref()
-            .is_some_and(|(until, _)| Instant::now() >= *until)
-        {
-            state.down = None;
-        }
-        if let Some((_, why)) = &state.down {
-            return Err(self.unavailable(why));
-        }
-        if let Some(dataset) = &state.dataset {
-            return Ok(Arc::clone(dataset));
-        }
-        match Dataset::open_uri_with(&self.route.dataset, self.options.clone()) {
-            Ok(dataset) => {
-                let dataset = Arc::new(dataset);
-                state.dataset = Some(Arc::clone(&dataset));
-                Ok(dataset)
+            Some(_) => {
+                state.probing = true;
+                true
             }
-            Err(e) => {
-                if matches!(e, Error::Remote { .. }) {
-                    state.down = Some((Instant::now() + RETRY_AFTER, e.to_string()));
-                }
-                Err(e)
-            }
+        };
+        Ok(Ticket {
+            probe,
+            dataset: state.dataset.clone(),
+        })
+    }
+
+    /// Ends an operation [`Rule::admit`] let through. `unreachable` says why, when it failed
+    /// to reach the store: the rule is then down for [`RETRY_AFTER`]. A probe that reached
+    /// it ends the pause.
+    pub fn settle(&self, ticket: Ticket, unreachable: Option<String>) {
+        if !ticket.probe && unreachable.is_none() {
+            return;
+        }
+        let mut state = self.lock();
+        if ticket.probe {
+            state.probing = false;
+        }
+        match unreachable {
+            Some(why) => state.down = Some((Instant::now() + RETRY_AFTER, why)),
+            None => state.down = None,
         }
     }
 
-    fn read_state(&self) -> std::sync::RwLockReadGuard<'_, RuleState> {
-        self.state.read().unwrap_or_else(|p| p.into_inner())
+    /// The dataset of an admitted operation, opened on first use by one operation (the
+    /// others wait for it, up to [`OPEN_WAIT`]).
+    pub fn dataset_of(&self, ticket: &Ticket) -> Result<Arc<Dataset>> {
+        if let Some(dataset) = &ticket.dataset {
+            return Ok(Arc::clone(dataset));
+        }
+        let mut state = self.lock();
+        let deadline = Instant::now() + OPEN_WAIT;
+        loop {
+            if let Some(dataset) = &state.dataset {
+                return Ok(Arc::clone(dataset));
+            }
+            if !state.opening {
+                break;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(self.unavailable("another request has been opening it for too long"));
+            }
+            state = self
+                .opened
+                .wait_timeout(state, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        state.opening = true;
+        drop(state);
+        // Opened without the lock held: an open that waits on a dead store holds nothing
+        // the rule's other operations need.
+        let opened = self.open_newest().map(Arc::new);
+        let mut state = self.lock();
+        state.opening = false;
+        if let Ok(dataset) = &opened {
+            state.dataset = Some(Arc::clone(dataset));
+        }
+        self.opened.notify_all();
+        opened
+    }
+
+    /// The rule's dataset (opened on first use), or why not.
+    pub fn dataset(&self) -> Result<Arc<Dataset>> {
+        self.with_dataset(Ok)
     }
 
     /// The dataset, when it was opened already (nothing is opened).
     pub fn opened(&self) -> Option<Arc<Dataset>> {
-        self.read_state().dataset.clone()
+        self.lock().dataset.clone()
     }
 
-    /// Runs `op` on the dataset; a store found unreachable makes the rule fail at once for
-    /// [`RETRY_AFTER`].
-    pub fn with_dataset<T>(&self, op: impl FnOnce(&Dataset) -> Result<T>) -> Result<T> {
-        let result = {
-            let state = self.read_state();
-            match (&state.down, &state.dataset) {
-                // The common case: open and up; run under the read lock, no reference taken.
-                (None, Some(dataset)) => op(dataset),
-                _ => {
-                    drop(state);
-                    op(self.dataset()?.as_ref())
-                }
-            }
-        };
-        if let Err(e @ Error::Remote { .. }) = &result {
-            self.mark_down(e.to_string());
-        }
-        result
+    /// Drops the rule's reference to its dataset (a mount serves it from then on, following
+    /// its generations itself, so the first generation's files are not kept open here).
+    pub fn release(&self) {
+        self.lock().dataset = None;
     }
 
-    /// Makes reads fail at once for [`RETRY_AFTER`] (the store was found unreachable).
-    pub fn mark_down(&self, why: String) {
-        let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
-        state.down = Some((Instant::now() + RETRY_AFTER, why));
-    }
-
-    /// True while reads fail at once (see [`Rule::dataset`]).
-    pub fn is_down(&self) -> bool {
-        self.read_state()
-            .down
-            .as_ref()
-            .is_some_and(|(until, _)| Instant::now() < *until)
-    }
-
-    /// The error reads get while the rule is down.
-    fn down_error(&self) -> Option<Error> {
-        let state = self.read_state();
-        match &state.down {
-            Some((until, why)) if Instant::now() < *until => Some(self.unavailable(why)),
+    /// Runs `op` on the dataset, through [`Rule::admit`] and [`Rule::settle`].
+    pub fn with_dataset<T>(&self, op: impl FnOnce(Arc<Dataset>) -> Result<T>) -> Result<T> {
+        let ticket = self.admit()?;
+        let result = self.dataset_of(&ticket).and_then(op);
+        let unreachable = match &result {
+            Err(e @ Error::Remote { .. }) => Some(e.to_string()),
             _ => None,
+        };
+        self.settle(ticket, unreachable);
+        result.map_err(|e| self.in_tree(e))
+    }
+
+    /// An error about a path of the dataset, made to name the path in the routed tree.
+    fn in_tree(&self, e: Error) -> Error {
+        let routed = |path: String| format!("/{}", display(&join(self.key(), path.as_bytes())));
+        match e {
+            Error::NotFound { path } => Error::NotFound { path: routed(path) },
+            Error::WrongKind { path, problem } => Error::WrongKind {
+                path: routed(path),
+                problem,
+            },
+            other => other,
         }
     }
 
@@ -228,30 +292,35 @@ impl Rule {
         }
     }
 
-    /// The dataset's newest generation, opened as the rule opens it (for a reader that
-    /// follows new generations); a store found unreachable marks the rule down.
+    /// The dataset's newest generation, opened as the rule opens it.
     pub fn open_newest(&self) -> Result<Dataset> {
-        if let Some(e) = self.down_error() {
-            return Err(e);
+        let mut options = self.options.clone();
+        if let Some(dir) = &self.route.cache {
+            options.cache = Some(self.caches.get(dir)?);
         }
-        let newest = Dataset::open_uri_with(&self.route.dataset, self.options.clone());
-        if let Err(e @ Error::Remote { .. }) = &newest {
-            self.mark_down(e.to_string());
-        }
-        newest
+        Dataset::open_uri_with(&self.route.dataset, options)
     }
 
-    /// Moves an opened dataset to its newest generation. `Ok(true)` when it moved.
+    /// The dataset's newest generation when it is newer than `served` (one look at the
+    /// store's generations when it is not).
+    pub fn newer_than(&self, served: u64) -> Result<Option<Dataset>> {
+        let store = crate::store::open(&self.route.dataset)?;
+        match crate::format::generation::newest(store.as_ref())? {
+            Some(newest) if newest > served => self.open_newest().map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// Moves an opened dataset to its newest generation. `Ok(true)` when it moved. A failure
+    /// here does not mark the rule down: reads may still be served (from a cache).
     fn follow(&self) -> Result<bool> {
         let Some(current) = self.opened() else {
             return Ok(false);
         };
-        let newer = self.open_newest()?;
-        if newer.generation() <= current.generation() {
+        let Some(newer) = self.newer_than(current.generation())? else {
             return Ok(false);
-        }
-        let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
-        state.dataset = Some(Arc::new(newer));
+        };
+        self.lock().dataset = Some(Arc::new(newer));
         Ok(true)
     }
 }
@@ -295,16 +364,24 @@ pub fn join(prefix: &[u8], rel: &[u8]) -> Vec<u8> {
 impl Routing {
     /// Routing for `table`, keeping the rules (and their opened datasets) of `previous` whose
     /// route is unchanged.
-    fn new(table: Table, previous: Option<&Routing>, options: &ReadOptions) -> Result<Routing> {
+    fn new(
+        table: Table,
+        previous: Option<&Routing>,
+        options: &ReadOptions,
+        caches: &Arc<Caches>,
+    ) -> Routing {
+        let kept: HashMap<&Route, &Arc<Rule>> = previous
+            .map(|p| p.rules.iter().map(|r| (&r.route, r)).collect())
+            .unwrap_or_default();
         let mut rules = Vec::with_capacity(table.routes.len());
         let mut nodes: PathMap<Node> = PathMap::default();
         nodes.insert(Vec::new(), Node::default());
+        let mut children: PathMap<std::collections::HashSet<Vec<u8>>> = PathMap::default();
         let mut depths = Vec::new();
         for (i, route) in table.routes.iter().enumerate() {
-            let kept = previous.and_then(|p| p.rules.iter().find(|r| r.route == *route));
-            rules.push(match kept {
+            rules.push(match kept.get(route) {
                 Some(rule) => Arc::clone(rule),
-                None => Arc::new(Rule::new(route.clone(), options)?),
+                None => Arc::new(Rule::new(route.clone(), options, caches)),
             });
             let key = route.key();
             nodes.entry(key.to_vec()).or_default().rule = Some(i);
@@ -316,22 +393,22 @@ impl Routing {
             for above in 0..d {
                 let dir = leading(key, above);
                 let child = path::file_name(leading(key, above + 1)).to_vec();
-                let node = nodes.entry(dir.to_vec()).or_default();
-                if !node.children.contains(&child) {
-                    node.children.push(child);
-                }
+                nodes.entry(dir.to_vec()).or_default();
+                children.entry(dir.to_vec()).or_default().insert(child);
             }
         }
-        for node in nodes.values_mut() {
+        for (dir, names) in children {
+            let node = nodes.entry(dir).or_default();
+            node.children = names.into_iter().collect();
             node.children.sort_by(|a, b| cmp_paths(a, b));
         }
         depths.sort_unstable_by(|a, b| b.cmp(a));
-        Ok(Routing {
+        Routing {
             table,
             rules,
             nodes,
             depths,
-        })
+        }
     }
 
     /// The table this routing follows.
@@ -399,10 +476,12 @@ impl Routes {
     pub fn open(location: impl AsRef<std::ffi::OsStr>, options: ReadOptions) -> Result<Routes> {
         let store = crate::store::open(location)?;
         let table = routes::read_existing(store.as_ref())?;
-        let routing = Routing::new(table, None, &options)?;
+        let caches = Arc::default();
+        let routing = Routing::new(table, None, &options, &caches);
         Ok(Routes {
             store,
             options,
+            caches,
             routing: RwLock::new(Arc::new(routing)),
         })
     }
@@ -426,26 +505,36 @@ impl Routes {
     pub fn reload_table(&self) -> Result<Option<Arc<Routing>>> {
         let table = routes::read_existing(self.store.as_ref())?;
         let current = self.routing();
-        if table.number == current.table.number {
+        if table.number <= current.table.number {
             return Ok(None);
         }
-        let routing = Arc::new(Routing::new(table, Some(&current), &self.options)?);
+        let routing = Arc::new(Routing::new(
+            table,
+            Some(&current),
+            &self.options,
+            &self.caches,
+        ));
         let mut slot = self.routing.write().unwrap_or_else(|p| p.into_inner());
+        // Two reloads at once: the one that read the newer version wins, whatever the order.
+        if slot.table.number >= routing.table.number {
+            return Ok(None);
+        }
         Ok(Some(std::mem::replace(&mut *slot, routing)))
     }
 
-    /// [`Routes::reload_table`], then every opened dataset moved to its newest generation.
-    /// Returns whether the table changed and how many datasets moved; a dataset that cannot
-    /// be reached stays at the generation it serves.
+    /// [`Routes::reload_table`], then every opened dataset moved to its newest generation
+    /// (also when the table could not be reloaded). Returns whether the table changed and
+    /// how many datasets moved; a dataset that cannot be reached stays at the generation it
+    /// serves. A table that could not be reloaded is the error, once the datasets moved.
     pub fn refresh(&self) -> Result<(bool, usize)> {
-        let changed = self.reload_table()?.is_some();
+        let reloaded = self.reload_table();
         let moved = self
             .routing()
             .rules
             .iter()
             .filter(|rule| rule.follow().unwrap_or(false))
             .count();
-        Ok((changed, moved))
+        Ok((reloaded?.is_some(), moved))
     }
 
     /// Metadata of a path of the routed tree (a directory above the prefixes is a read-only
@@ -569,7 +658,7 @@ impl Routes {
                 if let Some((rule, rel)) = covering {
                     for entry in covering_listing(rule, rel)? {
                         let name = path::file_name(&entry.path);
-                        if !children.iter().any(|c| c == name) {
+                        if children.binary_search_by(|c| cmp_paths(c, name)).is_err() {
                             out.push(Entry {
                                 path: join(&dir, name),
                                 ..entry
@@ -592,14 +681,16 @@ impl Routes {
         let mut out = Vec::new();
         match routing.target(&dir) {
             Some(Target::Inside { rule, rel }) => {
-                let dataset = rule.dataset()?;
-                for item in dataset.walk_under(rel)? {
-                    let (_, entry) = item?;
-                    out.push(Entry {
-                        path: join(rule.key(), &entry.path),
-                        ..entry
-                    });
-                }
+                let below = rule.with_dataset(|dataset| {
+                    dataset
+                        .walk_under(rel)?
+                        .map(|item| item.map(|(_, entry)| entry))
+                        .collect::<Result<Vec<Entry>>>()
+                })?;
+                out.extend(below.into_iter().map(|entry| Entry {
+                    path: join(rule.key(), &entry.path),
+                    ..entry
+                }));
             }
             Some(Target::Dir { .. }) => {
                 for entry in self.list(&dir)? {
@@ -671,7 +762,7 @@ mod tests {
                 })
                 .collect(),
         };
-        Routing::new(table, None, &ReadOptions::default()).unwrap()
+        Routing::new(table, None, &ReadOptions::default(), &Arc::default())
     }
 
     fn inside(routing: &Routing, path: &str) -> Option<(String, String)> {

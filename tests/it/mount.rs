@@ -93,6 +93,13 @@ impl Mount {
         mount
     }
 
+    /// Sends SIGHUP: the mount looks for a new generation (or routes table) now.
+    pub(crate) fn hang_up(&self) {
+        let child = self.child.as_ref().unwrap();
+        // SAFETY: signalling our own child process.
+        unsafe { libc::kill(child.id() as i32, libc::SIGHUP) };
+    }
+
     /// Sends SIGTERM and checks the mount went away cleanly.
     pub(crate) fn stop(mut self) {
         let mut child = self.child.take().unwrap();

@@ -1,6 +1,7 @@
 //! A TCP proxy on loopback that stands between sheaf and a real test server and breaks the
-//! connection on demand: reset new connections, answer HTTP 503, or go away altogether (every
-//! live connection cut, new ones dropped) after a number of requests.
+//! connection on demand: reset new connections, answer HTTP 503, go away altogether (every
+//! live connection cut, new ones dropped) after a number of requests, or hang (connections
+//! accepted and kept, nothing answered).
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -28,6 +29,8 @@ struct Shared {
     /// Go down once this many requests were forwarded (0: never).
     down_after: AtomicUsize,
     down: AtomicBool,
+    /// Nothing is forwarded either way; connections stay open.
+    hung: AtomicBool,
     live: Mutex<Vec<TcpStream>>,
 }
 
@@ -93,10 +96,21 @@ impl Proxy {
         self.shared.go_down();
     }
 
-    /// Forwards again.
+    /// Stops answering without closing anything: connections are accepted and kept, and
+    /// nothing goes through either way (a server that hangs rather than refuses).
+    pub fn hang(&self) {
+        self.shared.hung.store(true, Ordering::SeqCst);
+    }
+
+    /// Forwards again (connections a hang held are cut, so their clients reconnect).
     pub fn come_back(&self) {
         self.shared.down_after.store(0, Ordering::SeqCst);
         self.shared.down.store(false, Ordering::SeqCst);
+        if self.shared.hung.swap(false, Ordering::SeqCst) {
+            for stream in self.shared.live.lock().unwrap().drain(..) {
+                let _ = stream.shutdown(Shutdown::Both);
+            }
+        }
     }
 }
 
@@ -126,6 +140,10 @@ impl Shared {
             let _ = client.shutdown(Shutdown::Both);
             return;
         }
+        if self.hung.load(Ordering::SeqCst) {
+            self.live.lock().unwrap().push(client);
+            return;
+        }
         let Ok(server) = TcpStream::connect(self.target.unwrap()) else {
             return;
         };
@@ -149,6 +167,9 @@ impl Shared {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
+            if self.hung.load(Ordering::SeqCst) {
+                continue;
+            }
             if self.down.load(Ordering::SeqCst) || to.write_all(&buf[..n]).is_err() {
                 break;
             }

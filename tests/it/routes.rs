@@ -369,3 +369,178 @@ fn bad_tables_and_bad_rules_get_clear_errors_and_a_bad_reload_keeps_the_last_tab
         .fails_with(1)
         .stderr_has("routed twice");
 }
+
+#[test]
+fn a_store_that_hangs_holds_few_of_the_mount_s_threads_and_the_others_keep_serving() {
+    if fuse_skipped() {
+        return;
+    }
+    let Some(s3) = backends().into_iter().find(|b| b.name == "s3") else {
+        eprintln!("NOTE: no S3 server: a hanging store under a routed mount was not tested");
+        return;
+    };
+    let tmp = tempdir();
+    let all = datasets(tmp.path());
+    let on_s3 = all.iter().find(|d| d.prefix == "/remote/s3").unwrap();
+    let proxied = through_proxy(&s3, &on_s3.uri);
+    let endpoint = (
+        "AWS_ENDPOINT_URL",
+        format!("http://{}", proxied.proxy.addr()),
+    );
+    let table = tmp.path().join("routes");
+    add_routes(&table, &all);
+    let point = tmp.path().join("mnt");
+    let args = [
+        "--routes",
+        table.to_str().unwrap(),
+        point.to_str().unwrap(),
+        "-f",
+        "--threads",
+        "4",
+    ];
+    let mount = Mount::start_with(&args, &point, &[endpoint]);
+    let files_of = |d: &Routed| -> Vec<(PathBuf, Vec<u8>)> {
+        d.expected
+            .iter()
+            .filter_map(|(rel, node)| match &node.content {
+                Content::File(bytes) => {
+                    Some((under(&point, &d.prefix).join(bpath(rel)), bytes.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    let s3_files = files_of(on_s3);
+    assert_eq!(fs::read(&s3_files[0].0).unwrap(), s3_files[0].1);
+
+    proxied.proxy.hang();
+    // More readers of the hung prefix than the mount has threads, all at once.
+    let stuck: Vec<_> = s3_files[1..9]
+        .iter()
+        .map(|(path, _)| {
+            let path = path.clone();
+            std::thread::spawn(move || fs::read(path).is_ok())
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    for d in all.iter().filter(|d| d.prefix != on_s3.prefix) {
+        for (path, bytes) in files_of(d).into_iter().take(25) {
+            let started = Instant::now();
+            assert_eq!(fs::read(&path).unwrap(), bytes, "{}", path.display());
+            assert!(
+                started.elapsed() < Duration::from_secs(2),
+                "{} took {:?} while another prefix hung",
+                path.display(),
+                started.elapsed()
+            );
+        }
+    }
+    let started = Instant::now();
+    assert!(fs::read(&s3_files[10].0).is_err(), "read from a hung store");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "a read under a hung prefix took {:?}",
+        started.elapsed()
+    );
+    proxied.proxy.come_back();
+    for reader in stuck {
+        reader.join().unwrap();
+    }
+    let (path, bytes) = &s3_files[11];
+    wait_until("the hung prefix serves again", || fs::read(path).is_ok());
+    assert_eq!(&fs::read(path).unwrap(), bytes);
+    mount.stop();
+}
+
+#[test]
+fn a_rule_for_the_root_replaced_under_a_mount_is_forgotten_by_the_kernel_on_sighup() {
+    if fuse_skipped() {
+        return;
+    }
+    let tmp = tempdir();
+    let local = &backends()[0];
+    let first = routed(local, tmp.path(), "/", 91);
+    let deeper = routed(local, tmp.path(), "/x/y", 92);
+    // The same paths with other bytes: every name the kernel caches from the first is stale.
+    let second_src = tmp.path().join("src-second");
+    copy_tree(&tmp.path().join("src-91"), &second_src);
+    for (rel, node) in &first.expected {
+        if let Content::File(bytes) = &node.content {
+            let mut other = bytes.clone();
+            other.reverse();
+            other.extend_from_slice(b"-second");
+            fs::write(second_src.join(bpath(rel)), other).unwrap();
+        }
+    }
+    let second = Routed {
+        prefix: "/".into(),
+        uri: tmp.path().join("second-ds").display().to_string(),
+        expected: snapshot(&second_src, false),
+    };
+    fold(&second_src, Path::new(&second.uri), &[]).success();
+    let first_expected = first.expected.clone();
+    let table = tmp.path().join("routes");
+    add_routes(&table, &[first, deeper]);
+    let point = tmp.path().join("mnt");
+    let args = [
+        "--routes",
+        table.to_str().unwrap(),
+        point.to_str().unwrap(),
+        "-f",
+    ];
+    // No --refresh: the kernel may keep names for a day, so only the mount's notifications
+    // can make it forget them.
+    let mount = Mount::start_with(&args, &point, &[]);
+    let names_first = names(&point);
+    assert!(names_first.contains(&"x".to_owned()), "{names_first:?}");
+    // Every name and page of the first root dataset in the kernel's caches.
+    let mut shared_names = 0;
+    for (rel, node) in &first_expected {
+        if let Content::File(bytes) = &node.content {
+            assert_eq!(&fs::read(point.join(bpath(rel))).unwrap(), bytes);
+            shared_names += usize::from(second.expected.contains_key(rel));
+        }
+    }
+    assert!(
+        shared_names > 5,
+        "the two root datasets share few paths: {shared_names}"
+    );
+    run!("route", "rm", table, "/").success();
+    run!("route", "add", table, "/", second.uri).success();
+    mount.hang_up();
+    wait_until("the new root dataset is served", || {
+        names(&point) == {
+            let mut wanted: Vec<String> = second
+                .expected
+                .keys()
+                .filter(|k| !k.contains(&b'/'))
+                .map(|k| String::from_utf8(k.clone()).unwrap())
+                .chain(["x".to_owned()])
+                .collect();
+            wanted.sort();
+            wanted.dedup();
+            wanted
+        }
+    });
+    for (rel, node) in &second.expected {
+        if let Content::File(bytes) = &node.content {
+            let path = point.join(bpath(rel));
+            let served = fs::read(&path).unwrap();
+            assert!(
+                served == *bytes,
+                "{}: the replaced dataset's bytes",
+                path.display()
+            );
+        }
+    }
+    assert_same_tree(
+        &deeper_expected(&tmp, 92),
+        &snapshot(&point.join("x/y"), false),
+    );
+    mount.stop();
+}
+
+/// The tree `routed` generated for `seed`, snapshotted again.
+fn deeper_expected(tmp: &Scratch, seed: u64) -> Snapshot {
+    snapshot(&tmp.path().join(format!("src-{seed}")), false)
+}
