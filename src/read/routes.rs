@@ -16,8 +16,10 @@ use crate::format::routes::{self, Route, Table};
 use crate::format::{Entry, EntryKind};
 use crate::read::{root_entry, Buffer, Dataset, ReadOptions};
 use crate::store::Store;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use std::collections::HashMap;
-use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// How long a dataset whose store could not be reached fails at once before it is tried again.
@@ -50,7 +52,10 @@ pub struct Routes {
     store: Arc<dyn Store>,
     options: ReadOptions,
     caches: Arc<Caches>,
-    routing: RwLock<Arc<Routing>>,
+    /// The routing in force, read without a lock by every operation.
+    routing: ArcSwap<Routing>,
+    /// Held while a reload swaps the routing, so two reloads never undo each other.
+    reloading: Mutex<()>,
 }
 
 /// One version of the table, ready to route paths.
@@ -92,22 +97,19 @@ pub struct Rule {
     /// How the dataset is read (a cache the rule names is added when it is opened).
     options: ReadOptions,
     caches: Arc<Caches>,
-    /// Taken for a moment by every operation: the dataset and whether its store is down.
-    state: Mutex<RuleState>,
-    /// Signalled when an open of the dataset ends.
-    opened: Condvar,
-}
-
-#[derive(Debug, Default)]
-struct RuleState {
-    dataset: Option<Arc<Dataset>>,
-    /// Until when operations fail at once, and why: the dataset's store could not be reached.
-    down: Option<(Instant, String)>,
+    /// The dataset once opened, read without a lock by every operation.
+    dataset: ArcSwapOption<Dataset>,
+    /// Until when (coarse clock, ns) operations fail at once; 0 while the store is up.
+    down_until: AtomicU64,
+    /// Why the store was last found unreachable.
+    why_down: Mutex<String>,
     /// One operation is finding out whether a store that was down is back; the others fail
     /// at once meanwhile, so a dead cluster holds at most one caller at a time.
-    probing: bool,
-    /// One thread is opening the dataset; the others wait for it (up to [`OPEN_WAIT`]).
-    opening: bool,
+    probing: AtomicBool,
+    /// One operation is opening the dataset; the others wait for it (up to [`OPEN_WAIT`]).
+    opening: Mutex<bool>,
+    /// Signalled when an open of the dataset ends.
+    opened: Condvar,
 }
 
 /// How long an operation waits for another one's open of the same dataset before failing.
@@ -118,8 +120,6 @@ const OPEN_WAIT: Duration = Duration::from_secs(5);
 pub struct Ticket {
     /// This operation finds out whether a store that was down is back.
     probe: bool,
-    /// The dataset, when it is open.
-    dataset: Option<Arc<Dataset>>,
 }
 
 /// The cache directories rules name, each opened once, on first use, and shared.
@@ -144,7 +144,11 @@ impl Rule {
             route,
             options: options.clone(),
             caches: Arc::clone(caches),
-            state: Mutex::default(),
+            dataset: ArcSwapOption::empty(),
+            down_until: AtomicU64::new(0),
+            why_down: Mutex::default(),
+            probing: AtomicBool::new(false),
+            opening: Mutex::new(false),
             opened: Condvar::new(),
         }
     }
@@ -159,107 +163,104 @@ impl Rule {
         self.route.key()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, RuleState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// Leave to use the dataset now: refused at once while its store is down (within
     /// [`RETRY_AFTER`] of the last failure to reach it, or while another operation probes
     /// whether it is back); after the pause, one operation is let through as the probe.
     pub fn admit(&self) -> Result<Ticket> {
-        let mut state = self.lock();
-        let probe = match &state.down {
-            None => false,
-            Some((until, why)) if Instant::now() < *until || state.probing => {
-                return Err(self.unavailable(why))
-            }
-            Some(_) => {
-                state.probing = true;
-                true
-            }
-        };
-        Ok(Ticket {
-            probe,
-            dataset: state.dataset.clone(),
-        })
+        let until = self.down_until.load(Ordering::Acquire);
+        if until == 0 {
+            return Ok(Ticket { probe: false });
+        }
+        if crate::time::coarse_monotonic_ns() < until || self.probing.swap(true, Ordering::AcqRel) {
+            return Err(self.unavailable());
+        }
+        Ok(Ticket { probe: true })
     }
 
     /// Ends an operation [`Rule::admit`] let through. `unreachable` says why, when it failed
     /// to reach the store: the rule is then down for [`RETRY_AFTER`]. A probe that reached
     /// it ends the pause.
     pub fn settle(&self, ticket: Ticket, unreachable: Option<String>) {
-        if !ticket.probe && unreachable.is_none() {
-            return;
-        }
-        let mut state = self.lock();
-        if ticket.probe {
-            state.probing = false;
-        }
         match unreachable {
-            Some(why) => state.down = Some((Instant::now() + RETRY_AFTER, why)),
-            None => state.down = None,
+            Some(why) => {
+                *self.why_down.lock().unwrap_or_else(|p| p.into_inner()) = why;
+                let until = crate::time::coarse_monotonic_ns() + RETRY_AFTER.as_nanos() as u64;
+                self.down_until.store(until.max(1), Ordering::Release);
+            }
+            None if ticket.probe => self.down_until.store(0, Ordering::Release),
+            None => {}
+        }
+        if ticket.probe {
+            self.probing.store(false, Ordering::Release);
         }
     }
 
-    /// The dataset of an admitted operation, opened on first use by one operation (the
-    /// others wait for it, up to [`OPEN_WAIT`]).
-    pub fn dataset_of(&self, ticket: &Ticket) -> Result<Arc<Dataset>> {
-        if let Some(dataset) = &ticket.dataset {
-            return Ok(Arc::clone(dataset));
+    /// The dataset, opened on first use by one operation (the others wait for it, up to
+    /// [`OPEN_WAIT`]). Call it between [`Rule::admit`] and [`Rule::settle`].
+    pub fn dataset_of(&self, _admitted: &Ticket) -> Result<Arc<Dataset>> {
+        if let Some(dataset) = self.dataset.load_full() {
+            return Ok(dataset);
         }
-        let mut state = self.lock();
+        let mut opening = self.opening.lock().unwrap_or_else(|p| p.into_inner());
         let deadline = Instant::now() + OPEN_WAIT;
-        loop {
-            if let Some(dataset) = &state.dataset {
-                return Ok(Arc::clone(dataset));
-            }
-            if !state.opening {
-                break;
-            }
+        while *opening {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(self.unavailable("another request has been opening it for too long"));
+                return Err(
+                    self.unavailable_because("another request has been opening it for too long")
+                );
             }
-            state = self
+            opening = self
                 .opened
-                .wait_timeout(state, left)
+                .wait_timeout(opening, left)
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
         }
-        state.opening = true;
-        drop(state);
-        // Opened without the lock held: an open that waits on a dead store holds nothing
-        // the rule's other operations need.
-        let opened = self.open_newest().map(Arc::new);
-        let mut state = self.lock();
-        state.opening = false;
-        if let Ok(dataset) = &opened {
-            state.dataset = Some(Arc::clone(dataset));
+        if let Some(dataset) = self.dataset.load_full() {
+            return Ok(dataset);
         }
+        *opening = true;
+        drop(opening);
+        // Opened without a lock held: an open that waits on a dead store holds nothing the
+        // rule's other operations need.
+        let opened = self.open_newest().map(Arc::new);
+        if let Ok(dataset) = &opened {
+            self.dataset.store(Some(Arc::clone(dataset)));
+        }
+        *self.opening.lock().unwrap_or_else(|p| p.into_inner()) = false;
         self.opened.notify_all();
         opened
     }
 
     /// The rule's dataset (opened on first use), or why not.
     pub fn dataset(&self) -> Result<Arc<Dataset>> {
-        self.with_dataset(Ok)
+        self.with_dataset(|d| Ok(Arc::clone(d)))
     }
 
     /// The dataset, when it was opened already (nothing is opened).
     pub fn opened(&self) -> Option<Arc<Dataset>> {
-        self.lock().dataset.clone()
+        self.dataset.load_full()
     }
 
     /// Drops the rule's reference to its dataset (a mount serves it from then on, following
     /// its generations itself, so the first generation's files are not kept open here).
     pub fn release(&self) {
-        self.lock().dataset = None;
+        self.dataset.store(None);
     }
 
-    /// Runs `op` on the dataset, through [`Rule::admit`] and [`Rule::settle`].
-    pub fn with_dataset<T>(&self, op: impl FnOnce(Arc<Dataset>) -> Result<T>) -> Result<T> {
+    /// Runs `op` on the dataset, through [`Rule::admit`] and [`Rule::settle`]. The open
+    /// dataset is read without a lock or a reference count taken (this is every routed
+    /// read's path).
+    pub fn with_dataset<T>(&self, op: impl FnOnce(&Arc<Dataset>) -> Result<T>) -> Result<T> {
         let ticket = self.admit()?;
-        let result = self.dataset_of(&ticket).and_then(op);
+        let loaded = self.dataset.load();
+        let result = match &*loaded {
+            Some(dataset) => op(dataset),
+            None => {
+                drop(loaded);
+                self.dataset_of(&ticket).and_then(|d| op(&d))
+            }
+        };
         let unreachable = match &result {
             Err(e @ Error::Remote { .. }) => Some(e.to_string()),
             _ => None,
@@ -281,7 +282,16 @@ impl Rule {
         }
     }
 
-    fn unavailable(&self, why: &str) -> Error {
+    fn unavailable(&self) -> Error {
+        let why = self
+            .why_down
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        self.unavailable_because(&why)
+    }
+
+    fn unavailable_because(&self, why: &str) -> Error {
         Error::Remote {
             uri: self.route.dataset.clone(),
             cause: format!(
@@ -320,7 +330,7 @@ impl Rule {
         let Some(newer) = self.newer_than(current.generation())? else {
             return Ok(false);
         };
-        self.lock().dataset = Some(Arc::new(newer));
+        self.dataset.store(Some(Arc::new(newer)));
         Ok(true)
     }
 }
@@ -424,7 +434,15 @@ impl Routing {
     /// The rule with the longest prefix at or above `path` (index form), and the path in its
     /// dataset.
     pub fn covering<'a>(&'a self, path: &'a [u8]) -> Option<(&'a Arc<Rule>, &'a [u8])> {
-        let path_depth = depth(path);
+        self.covering_at(path, depth(path))
+    }
+
+    /// [`Routing::covering`] for a path of `path_depth` components.
+    fn covering_at<'a>(
+        &'a self,
+        path: &'a [u8],
+        path_depth: usize,
+    ) -> Option<(&'a Arc<Rule>, &'a [u8])> {
         for &d in self.depths.iter().filter(|&&d| d <= path_depth) {
             let prefix = leading(path, d);
             if let Some(rule) = self.nodes.get(prefix).and_then(|n| n.rule) {
@@ -441,15 +459,21 @@ impl Routing {
 
     /// Where the index-form `path` leads, or `None` when no rule serves it.
     pub fn target<'a>(&'a self, path: &'a [u8]) -> Option<Target<'a>> {
-        if let Some(node) = self.nodes.get(path) {
-            if !node.children.is_empty() || path.is_empty() {
-                return Some(Target::Dir {
-                    children: &node.children,
-                    covering: self.covering(path),
-                });
+        let path_depth = depth(path);
+        // Directories above prefixes lie above the deepest prefix: a deeper path is not one,
+        // and its lookup is skipped.
+        let may_be_dir = path_depth < self.depths.first().copied().unwrap_or(0) || path.is_empty();
+        if may_be_dir {
+            if let Some(node) = self.nodes.get(path) {
+                if !node.children.is_empty() || path.is_empty() {
+                    return Some(Target::Dir {
+                        children: &node.children,
+                        covering: self.covering_at(path, path_depth),
+                    });
+                }
             }
         }
-        self.covering(path)
+        self.covering_at(path, path_depth)
             .map(|(rule, rel)| Target::Inside { rule, rel })
     }
 
@@ -482,16 +506,14 @@ impl Routes {
             store,
             options,
             caches,
-            routing: RwLock::new(Arc::new(routing)),
+            routing: ArcSwap::from_pointee(routing),
+            reloading: Mutex::new(()),
         })
     }
 
     /// The routing in force now.
     pub fn routing(&self) -> Arc<Routing> {
-        self.routing
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.routing.load_full()
     }
 
     /// Where the table lives.
@@ -504,22 +526,15 @@ impl Routes {
     /// not parse is an error and the last good one keeps serving.
     pub fn reload_table(&self) -> Result<Option<Arc<Routing>>> {
         let table = routes::read_existing(self.store.as_ref())?;
+        let _reloading = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
         let current = self.routing();
+        // Two reloads at once: the one that read the newer version wins, whatever the order.
         if table.number <= current.table.number {
             return Ok(None);
         }
-        let routing = Arc::new(Routing::new(
-            table,
-            Some(&current),
-            &self.options,
-            &self.caches,
-        ));
-        let mut slot = self.routing.write().unwrap_or_else(|p| p.into_inner());
-        // Two reloads at once: the one that read the newer version wins, whatever the order.
-        if slot.table.number >= routing.table.number {
-            return Ok(None);
-        }
-        Ok(Some(std::mem::replace(&mut *slot, routing)))
+        let routing = Routing::new(table, Some(&current), &self.options, &self.caches);
+        self.routing.store(Arc::new(routing));
+        Ok(Some(current))
     }
 
     /// [`Routes::reload_table`], then every opened dataset moved to its newest generation
@@ -541,7 +556,7 @@ impl Routes {
     /// directory). The entry's path is its path in the routed tree.
     pub fn stat(&self, user_path: &[u8]) -> Result<Entry> {
         let path = normalize(user_path)?;
-        let routing = self.routing();
+        let routing = self.routing.load();
         match routing.target(&path) {
             Some(Target::Dir { .. }) => Ok(router_dir_entry(path, routing.table())),
             Some(Target::Inside { rule, rel }) => {
@@ -558,7 +573,7 @@ impl Routes {
     /// The bytes of a file of the routed tree, checked, symlinks followed inside its dataset.
     pub fn read(&self, user_path: &[u8]) -> Result<Buffer> {
         let path = index_form(user_path)?;
-        let routing = self.routing();
+        let routing = self.routing.load();
         match routing.target(&path) {
             Some(Target::Dir { .. }) => Err(Error::WrongKind {
                 path: display(&path),
@@ -573,7 +588,7 @@ impl Routes {
     /// directory above the prefixes is itself). The entry's path is its routed path.
     pub fn resolve(&self, user_path: &[u8]) -> Result<Entry> {
         let path = normalize(user_path)?;
-        let routing = self.routing();
+        let routing = self.routing.load();
         match routing.target(&path) {
             Some(Target::Dir { .. }) => Ok(router_dir_entry(path, routing.table())),
             Some(Target::Inside { rule, rel }) => {
@@ -609,7 +624,7 @@ impl Routes {
 
     /// Entries every routed dataset's catalog records (each dataset opened to count them).
     pub fn entry_count(&self) -> Result<u64> {
-        let routing = self.routing();
+        let routing = self.routing.load();
         let mut total = 0u64;
         for rule in &routing.rules {
             total = total.saturating_add(rule.with_dataset(|d| Ok(d.entry_count()))?);
@@ -621,7 +636,7 @@ impl Routes {
     /// files and the like go to it).
     pub fn locate(&self, user_path: &[u8]) -> Result<(Arc<Rule>, Vec<u8>)> {
         let path = index_form(user_path)?;
-        let routing = self.routing();
+        let routing = self.routing.load();
         match routing.target(&path) {
             Some(Target::Inside { rule, rel }) => Ok((Arc::clone(rule), rel.to_vec())),
             Some(Target::Dir { .. }) => Err(Error::WrongKind {
@@ -638,7 +653,7 @@ impl Routes {
     /// name wins).
     pub fn list(&self, user_dir: &[u8]) -> Result<Vec<Entry>> {
         let dir = normalize(user_dir)?;
-        let routing = self.routing();
+        let routing = self.routing.load();
         match routing.target(&dir) {
             Some(Target::Inside { rule, rel }) => {
                 let listed = rule.with_dataset(|d| d.list(rel))?;
@@ -677,7 +692,7 @@ impl Routes {
     /// listings, not for walking a billion entries).
     pub fn walk_under(&self, user_dir: &[u8]) -> Result<Vec<Entry>> {
         let dir = normalize(user_dir)?;
-        let routing = self.routing();
+        let routing = self.routing.load();
         let mut out = Vec::new();
         match routing.target(&dir) {
             Some(Target::Inside { rule, rel }) => {
