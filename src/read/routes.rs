@@ -196,7 +196,7 @@ impl Rule {
     }
 
     /// The dataset, opened on first use by one operation (the others wait for it, up to
-    /// [`OPEN_WAIT`]). Call it between [`Rule::admit`] and [`Rule::settle`].
+    /// 5 s). Call it between [`Rule::admit`] and [`Rule::settle`].
     pub fn dataset_of(&self, _admitted: &Ticket) -> Result<Arc<Dataset>> {
         if let Some(dataset) = self.dataset.load_full() {
             return Ok(dataset);
