@@ -479,7 +479,10 @@ class Routes(Dataset):
     others keep serving, and is tried again after that. `refresh()` reloads the table and
     moves every opened dataset to its newest generation; `generation` is the table's version.
     It survives `fork` and pickling; a forked or unpickled copy reads the newest version of
-    the table (and the datasets' newest generations), not necessarily its parent's."""
+    the table (and the datasets' newest generations), not necessarily its parent's.
+    `files()` and `len()` over the joined tree open every dataset below the path asked, and a
+    `files()` walk is gathered whole before its first path is yielded (a `Dataset`'s streams):
+    for a very large tree, walk each dataset on its own."""
 
     def __init__(self, location: PathArg, *, cache: Optional[PathArg] = None, fill: bool = False):
         super().__init__(location, cache=cache, fill=fill)

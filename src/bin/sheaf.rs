@@ -804,10 +804,11 @@ fn gc(args: GcArgs) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
         println!(
-            "deleted {} generations and {} containers ({}); kept generations {:?}",
+            "deleted {} generations, {} containers ({}) and {} plans; kept generations {:?}",
             summary.generations_deleted,
             summary.containers_deleted,
             output::human_bytes(summary.bytes_deleted),
+            summary.plans_deleted,
             summary.kept
         );
     }

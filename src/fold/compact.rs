@@ -191,6 +191,9 @@ pub struct GcSummary {
     pub containers_deleted: u64,
     /// Bytes of those containers.
     pub bytes_deleted: u64,
+    /// Plans of folds split into parts deleted: committed ones a stopped commit left, and
+    /// abandoned ones older than the window.
+    pub plans_deleted: u64,
 }
 
 /// Deletes what no generation a reader may still use needs: a generation is kept while it is
@@ -253,6 +256,9 @@ pub fn gc(root: &Path, keep: Duration, progress: &dyn Progress) -> Result<GcSumm
     // The settings of the fold that made this dataset: a fold killed between its commit and
     // their removal leaves them, and no fold of a new root can run on a published dataset.
     store.delete(FOLD_PARAMS_KEY)?;
+    // Plans go before containers: an abandoned plan's parts wrote containers that no
+    // generation lists, which the pass below deletes once they are older than the window.
+    summary.plans_deleted = super::parts::remove_stale_plans(store.as_ref(), cutoff)?;
     // A generation file's commit writes a temporary file first: one a killed writer left.
     for object in store.list(GENERATIONS_PREFIX)? {
         let name = object.key.trim_start_matches(GENERATIONS_PREFIX);

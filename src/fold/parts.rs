@@ -655,11 +655,15 @@ fn committed_as(store: &dyn Store, plan: &Plan) -> Result<Option<u64>> {
 /// Deletes the plan's files, then the plans' directory and the staging area when nothing else
 /// is left in them (another plan may be under way beside this one).
 fn remove_plan(store: &dyn Store, plan: &Plan) -> Result<()> {
-    let dir = plan.dir_key();
+    remove_plan_dir(store, &plan.dir_key())
+}
+
+/// [`remove_plan`] by the plan's directory.
+fn remove_plan_dir(store: &dyn Store, dir: &str) -> Result<()> {
     for object in store.list(&format!("{dir}/"))? {
         store.delete(&object.key)?;
     }
-    store.remove_dir(&dir)?;
+    store.remove_dir(dir)?;
     if store.list(&format!("{PLANS_KEY}/"))?.is_empty() {
         store.remove_dir(PLANS_KEY)?;
     }
@@ -667,6 +671,37 @@ fn remove_plan(store: &dyn Store, plan: &Plan) -> Result<()> {
         store.remove_dir(STAGING_KEY)?;
     }
     Ok(())
+}
+
+/// Deletes the plans `gc` finds finished or given up: a plan whose transaction was committed
+/// (the commit was stopped before it removed its plan), or one none of whose files changed
+/// since `cutoff` (a job abandoned; the containers its parts wrote go with the other unused
+/// containers older than the window). A plan being folded now has newer files and stays.
+/// Returns how many plans were deleted.
+pub(crate) fn remove_stale_plans(store: &dyn Store, cutoff: i64) -> Result<u64> {
+    let mut newest_file: HashMap<String, i64> = HashMap::new();
+    for object in store.list(&format!("{PLANS_KEY}/"))? {
+        let rest = &object.key[PLANS_KEY.len() + 1..];
+        let Some((txn, _)) = rest.split_once('/') else {
+            continue;
+        };
+        let newest = newest_file.entry(txn.to_owned()).or_insert(i64::MIN);
+        *newest = (*newest).max(object.mtime_ns);
+    }
+    let mut removed = 0;
+    for (txn, newest) in newest_file {
+        let dir = format!("{PLANS_KEY}/{txn}");
+        let location = PathBuf::from(store.uri(&plan_key(&txn)));
+        let committed = match read_plan(&location) {
+            Ok(plan) => committed_as(store, &plan)?.is_some(),
+            Err(_) => false,
+        };
+        if committed || newest < cutoff {
+            remove_plan_dir(store, &dir)?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 fn add_part(summary: &mut FoldSummary, part: &PartSummary) {

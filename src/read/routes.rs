@@ -760,6 +760,51 @@ fn not_found(path: &[u8]) -> Error {
     }
 }
 
+/// Parses untrusted bytes as version 0 of a routes table and routes every prefix, a path
+/// below each and the directories above each, checking that the longest prefix wins and that
+/// every rule can be removed and re-added: the entry point of the routes fuzz target. Returns
+/// the paths routed.
+pub fn route_untrusted(bytes: &[u8]) -> usize {
+    let Ok((table, _)) = routes::parse(bytes, 0, std::path::Path::new("<fuzz>")) else {
+        return 0;
+    };
+    let routing = Routing::new(
+        table.clone(),
+        None,
+        &ReadOptions::default(),
+        &Arc::default(),
+    );
+    let mut routed = 0;
+    for rule in &routing.rules {
+        let key = rule.key();
+        assert!(routing.target(key).is_some(), "a prefix routes nowhere");
+        let below = join(key, b"fuzz-child");
+        match routing.target(&below) {
+            Some(Target::Inside { rule: deepest, .. }) => assert!(
+                deepest.key() == key || path::is_inside(deepest.key(), key),
+                "a shorter prefix won"
+            ),
+            Some(Target::Dir { .. }) => {}
+            None => panic!("a path below a prefix routes nowhere"),
+        }
+        for above in 0..depth(key) {
+            assert!(routing.is_router_dir(leading(key, above)));
+        }
+        let removed = table
+            .with(&routes::Change::Remove(rule.route().prefix.clone()))
+            .expect("every rule can be removed")
+            .expect("removing changes the table");
+        assert_eq!(removed.routes.len() + 1, table.routes.len());
+        let again = table.with(&routes::Change::Add(rule.route().clone()));
+        assert!(
+            matches!(again, Ok(None)),
+            "re-adding a rule changed the table"
+        );
+        routed += 2 + depth(key);
+    }
+    routed
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -833,6 +878,21 @@ mod tests {
             panic!("images is not a directory");
         };
         assert_eq!(children, [b"2025".to_vec(), b"2026".to_vec()]);
+    }
+
+    #[test]
+    fn the_fuzz_seed_routes_and_every_one_byte_change_of_it_is_refused_or_routed() {
+        let seed = include_bytes!("../../fuzz/seeds/routes-0.json");
+        // Four rules at depths 0 to 3: two paths each, and the directories above them.
+        assert_eq!(route_untrusted(seed), 4 * 2 + (1 + 2 + 3));
+        let mut bytes = seed.to_vec();
+        for i in 0..bytes.len() {
+            for change in [0x01, 0x20, 0x80] {
+                bytes[i] ^= change;
+                route_untrusted(&bytes);
+                bytes[i] ^= change;
+            }
+        }
     }
 
     #[test]

@@ -375,3 +375,65 @@ fn a_tree_in_a_store_is_folded_in_place_by_parts() {
         }
     }
 }
+
+#[test]
+fn gc_removes_an_abandoned_plan_and_its_parts_and_a_committed_plan_left_behind() {
+    let tmp = tempdir();
+    let first = Tree::new(tmp.path().join("first"));
+    first.file("a.txt", b"first");
+    let dst = tmp.path().join("ds");
+    fold(&first.root, &dst, &[]).success();
+    let dst_s = dst.display().to_string();
+    let plans = dst.join(".sheaf/staging/plans");
+
+    // A planned append whose job was given up after one part.
+    let more = tmp.path().join("more");
+    generate(&more, 300, 5);
+    let abandoned = plan(
+        &more.display().to_string(),
+        &dst_s,
+        3,
+        &["--append", "--prefix", "given-up"],
+    );
+    assert!(abandoned.parts > 1);
+    part(&abandoned.location, 0);
+    let before = containers(&dst).len();
+    // Within the window, a plan is someone's job under way: kept, with its containers.
+    let kept = run!("gc", dst, "--json").success().json();
+    assert_eq!(num(&kept, "plans_deleted"), 0);
+    assert!(plans.exists());
+    assert_eq!(containers(&dst).len(), before);
+    let gone = run!("gc", dst, "--keep", "0", "--json").success().json();
+    assert_eq!(num(&gone, "plans_deleted"), 1, "{gone:#}");
+    assert!(num(&gone, "containers_deleted") > 0, "{gone:#}");
+    assert!(
+        !plans.exists(),
+        "the plans' directory is removed once empty"
+    );
+    assert!(!dst.join(".sheaf/staging").exists());
+    run!("verify", dst).success();
+
+    // A committed plan whose commit was stopped before it removed the plan.
+    let again = plan(
+        &more.display().to_string(),
+        &dst_s,
+        2,
+        &["--append", "--prefix", "done"],
+    );
+    for k in 0..again.parts {
+        part(&again.location, k);
+    }
+    let plan_dir = Path::new(&again.location).parent().unwrap().to_path_buf();
+    let saved = tmp.path().join("saved-plan");
+    copy_tree(&plan_dir, &saved);
+    commit(&again.location).success();
+    assert!(!plan_dir.exists());
+    copy_tree(&saved, &plan_dir);
+    let tidied = run!("gc", dst, "--json").success().json();
+    assert_eq!(num(&tidied, "plans_deleted"), 1, "{tidied:#}");
+    assert!(!plans.exists());
+    run!("cat", dst, "a.txt").success().stdout_has("first");
+    let listed = run!("ls", dst).success().lines();
+    assert!(listed.contains(&"done".to_owned()), "{listed:?}");
+    assert!(!listed.contains(&"given-up".to_owned()), "{listed:?}");
+}
