@@ -102,15 +102,22 @@ impl Reader {
         }
     }
 
-    /// The reader's counters (a routed tree's: the sum over the datasets it opened).
-    fn counter(&self, counter: Counter) -> u64 {
-        match self {
-            Reader::One(d) => d.stats().get(counter),
-            Reader::Routes(r) => r
-                .opened()
-                .iter()
-                .fold(0u64, |sum, d| sum.saturating_add(d.stats().get(counter))),
-        }
+    /// The reader's counters in the order of `Counter::ALL` (a routed tree's: the sum over
+    /// the datasets it opened), each dataset's counters read once.
+    fn counters(&self) -> Vec<u64> {
+        let datasets = match self {
+            Reader::One(d) => vec![Arc::clone(d)],
+            Reader::Routes(r) => r.opened(),
+        };
+        let snapshots: Vec<_> = datasets.iter().map(|d| d.stats()).collect();
+        Counter::ALL
+            .iter()
+            .map(|&c| {
+                snapshots
+                    .iter()
+                    .fold(0u64, |sum, s| sum.saturating_add(s.get(c)))
+            })
+            .collect()
     }
 }
 
@@ -531,9 +538,10 @@ pub unsafe extern "C" fn sheaf_stats(
         if values.is_null() && capacity > 0 {
             return Err(Failure::null("values"));
         }
-        let count = capacity.min(Counter::ALL.len());
-        for (i, counter) in Counter::ALL.iter().take(count).enumerate() {
-            unsafe { *values.add(i) = dataset.counter(*counter) };
+        let counters = dataset.counters();
+        let count = capacity.min(counters.len());
+        for (i, value) in counters.into_iter().take(count).enumerate() {
+            unsafe { *values.add(i) = value };
         }
         *written = count;
         Ok(SHEAF_OK)

@@ -55,6 +55,47 @@ const RECENT_ENTRIES: usize = 64;
 /// A directory listing taken at opendir, so readdir resumes at any offset.
 type Listing = Vec<(u64, FileType, OsString)>;
 
+/// Open directories: the listing each `opendir` took, by handle, until `releasedir`.
+#[derive(Default)]
+struct Handles {
+    listings: RwLock<HashMap<u64, Arc<Listing>>>,
+    next: AtomicU64,
+}
+
+impl Handles {
+    fn add(&self, listing: Listing) -> FileHandle {
+        let fh = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        self.listings
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(fh, Arc::new(listing));
+        FileHandle(fh)
+    }
+
+    fn get(&self, fh: FileHandle) -> Option<Arc<Listing>> {
+        self.listings
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&u64::from(fh))
+            .cloned()
+    }
+
+    fn remove(&self, fh: FileHandle) {
+        self.listings
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&u64::from(fh));
+    }
+
+    /// Answers `readdir` of handle `fh` from the kernel's offset on.
+    fn reply(&self, fh: FileHandle, offset: u64, reply: ReplyDirectory) {
+        match self.get(fh) {
+            Some(listing) => reply_listing(&listing, offset, reply),
+            None => reply.error(Errno::EBADF),
+        }
+    }
+}
+
 /// One generation as the mount serves it.
 struct Served {
     dataset: Arc<Dataset>,
@@ -135,10 +176,9 @@ pub struct Shared {
     /// Why the last of those failed.
     last_unreachable: Mutex<String>,
     /// Open directories.
-    handles: RwLock<HashMap<u64, Arc<Listing>>>,
+    handles: Handles,
     /// Folded entries read and checked whole, by inode, until their last byte is served.
     recent: Mutex<VecDeque<(u64, Buffer)>>,
-    next_handle: AtomicU64,
     uid: u32,
     gid: u32,
 }
@@ -172,9 +212,8 @@ impl Shared {
             synthetic_base,
             unreachable: AtomicU64::new(0),
             last_unreachable: Mutex::default(),
-            handles: RwLock::default(),
+            handles: Handles::default(),
             recent: Mutex::default(),
-            next_handle: AtomicU64::new(1),
             uid,
             gid,
         }
@@ -279,30 +318,6 @@ impl Shared {
             flags: 0,
             blksize: 4096,
         }
-    }
-
-    fn add_handle(&self, handle: Listing) -> FileHandle {
-        let fh = self.next_handle.fetch_add(1, Ordering::Relaxed);
-        self.handles
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(fh, Arc::new(handle));
-        FileHandle(fh)
-    }
-
-    fn handle(&self, fh: FileHandle) -> Option<Arc<Listing>> {
-        self.handles
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&u64::from(fh))
-            .cloned()
-    }
-
-    fn drop_handle(&self, fh: FileHandle) {
-        self.handles
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&u64::from(fh));
     }
 
     fn listing(&self, ino: u64, dir: &Entry) -> Result<Listing, Errno> {
@@ -579,7 +594,7 @@ impl Filesystem for SheafFs {
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         match self.listing_of(ino.into()) {
             Ok(children) => reply.opened(
-                self.add_handle(children),
+                self.handles.add(children),
                 FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_CACHE_DIR,
             ),
             Err(e) => reply.error(e),
@@ -594,10 +609,7 @@ impl Filesystem for SheafFs {
         offset: u64,
         reply: ReplyDirectory,
     ) {
-        match self.handle(fh) {
-            Some(children) => reply_listing(&children, offset, reply),
-            None => reply.error(Errno::EBADF),
-        }
+        self.handles.reply(fh, offset, reply);
     }
 
     fn releasedir(
@@ -608,7 +620,7 @@ impl Filesystem for SheafFs {
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
-        self.drop_handle(fh);
+        self.handles.remove(fh);
         reply.ok();
     }
 

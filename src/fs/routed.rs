@@ -14,7 +14,7 @@
 //! at once for a short while (`read::routes::RETRY_AFTER`) instead of holding the mount's
 //! threads in its store's retries, while every other prefix keeps serving.
 
-use super::{errno, reply_listing, reply_open, Forget, Listing, Refresher, Shared, ROOT};
+use super::{errno, reply_open, Forget, Handles, Listing, Refresher, Shared, ROOT};
 use crate::error::Error;
 use crate::format::path;
 use crate::format::routes::Route;
@@ -58,8 +58,7 @@ pub struct RoutedShared {
     slots: RwLock<Vec<Arc<Slot>>>,
     slot_of: Mutex<HashMap<Route, u64>>,
     dirs: Mutex<DirNumbers>,
-    handles: RwLock<HashMap<u64, Arc<Listing>>>,
-    next_handle: AtomicU64,
+    handles: Handles,
     uid: u32,
     gid: u32,
     /// How many of the mount's threads one dataset's operations may hold.
@@ -121,8 +120,7 @@ impl RoutedFs {
             slots: RwLock::default(),
             slot_of: Mutex::default(),
             dirs: Mutex::new(dirs),
-            handles: RwLock::default(),
-            next_handle: AtomicU64::new(1),
+            handles: Handles::default(),
             uid,
             gid,
             // Two threads stay free for the other prefixes (one with a single thread).
@@ -490,15 +488,6 @@ impl RoutedShared {
             .map(|(i, kind, name)| Ok((self.outward(&routing, &slot, i)?, kind, name)))
             .collect()
     }
-
-    fn add_handle(&self, listing: Listing) -> FileHandle {
-        let fh = self.next_handle.fetch_add(1, Ordering::Relaxed);
-        self.handles
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(fh, Arc::new(listing));
-        FileHandle(fh)
-    }
 }
 
 impl Filesystem for RoutedFs {
@@ -564,7 +553,7 @@ impl Filesystem for RoutedFs {
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         match self.listing_of(ino.into()) {
             // Listings above the prefixes change with the table: not kept by the kernel.
-            Ok(listing) => reply.opened(self.add_handle(listing), FopenFlags::empty()),
+            Ok(listing) => reply.opened(self.handles.add(listing), FopenFlags::empty()),
             Err(e) => reply.error(e),
         }
     }
@@ -577,16 +566,7 @@ impl Filesystem for RoutedFs {
         offset: u64,
         reply: ReplyDirectory,
     ) {
-        let listing = self
-            .handles
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&u64::from(fh))
-            .cloned();
-        match listing {
-            Some(listing) => reply_listing(&listing, offset, reply),
-            None => reply.error(Errno::EBADF),
-        }
+        self.handles.reply(fh, offset, reply);
     }
 
     fn releasedir(
@@ -597,10 +577,7 @@ impl Filesystem for RoutedFs {
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
-        self.handles
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&u64::from(fh));
+        self.handles.remove(fh);
         reply.ok();
     }
 

@@ -516,11 +516,6 @@ impl Routes {
         self.routing.load_full()
     }
 
-    /// Where the table lives.
-    pub fn uri(&self) -> String {
-        self.store.uri("")
-    }
-
     /// Reads the table again and routes by its newest version from now on; `Ok(None)` when
     /// it did not change, else the routing it replaced. A table that cannot be read or does
     /// not parse is an error and the last good one keeps serving.

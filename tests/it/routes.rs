@@ -2,7 +2,7 @@
 //! tree by a routes table; read with `ls`/`stat`/`cat --routes` and really mounted; the table
 //! changed while mounted, a store going away and coming back, concurrent changes, bad tables.
 
-use crate::conformance::{backends, fresh_location, through_proxy, Backend};
+use crate::conformance::{backends, fresh_location, through_proxy, Backend, Proxied};
 use crate::mount::{fuse_skipped, wait_until, Mount};
 use crate::util::*;
 use std::fs;
@@ -65,6 +65,65 @@ fn add_routes(table: &Path, all: &[Routed]) {
             .success()
             .stdout_has("routed");
     }
+}
+
+/// A routed mount of one dataset per back-end, the S3 one read through a proxy that can
+/// fail, and what the tests need of it.
+struct ProxiedMount {
+    _tmp: Scratch,
+    all: Vec<Routed>,
+    proxied: Proxied,
+    point: PathBuf,
+    mount: Mount,
+}
+
+/// Mounts [`datasets`] with the mount's S3 endpoint behind a proxy, with `extra` flags;
+/// `None` (saying what was not tested) without FUSE or an S3 server.
+fn mount_with_s3_behind_a_proxy(extra: &[&str], untested: &str) -> Option<ProxiedMount> {
+    if fuse_skipped() {
+        return None;
+    }
+    let Some(s3) = backends().into_iter().find(|b| b.name == "s3") else {
+        eprintln!("NOTE: no S3 server: {untested} was not tested");
+        return None;
+    };
+    let tmp = tempdir();
+    let all = datasets(tmp.path());
+    let on_s3 = all.iter().find(|d| d.prefix == "/remote/s3").unwrap();
+    let proxied = through_proxy(&s3, &on_s3.uri);
+    let endpoint = (
+        "AWS_ENDPOINT_URL",
+        format!("http://{}", proxied.proxy.addr()),
+    );
+    let table = tmp.path().join("routes");
+    add_routes(&table, &all);
+    let point = tmp.path().join("mnt");
+    let mut args = vec![
+        "--routes",
+        table.to_str().unwrap(),
+        point.to_str().unwrap(),
+        "-f",
+    ];
+    args.extend(extra);
+    let mount = Mount::start_with(&args, &point, &[endpoint]);
+    Some(ProxiedMount {
+        _tmp: tmp,
+        all,
+        proxied,
+        point,
+        mount,
+    })
+}
+
+/// Every file of `d` under the mount at `point`, with its bytes.
+fn files_of(point: &Path, d: &Routed) -> Vec<(PathBuf, Vec<u8>)> {
+    d.expected
+        .iter()
+        .filter_map(|(rel, node)| match &node.content {
+            Content::File(bytes) => Some((under(point, &d.prefix).join(bpath(rel)), bytes.clone())),
+            _ => None,
+        })
+        .collect()
 }
 
 #[test]
@@ -177,42 +236,18 @@ fn a_routed_mount_is_the_union_of_its_datasets_and_follows_the_table() {
 
 #[test]
 fn a_store_that_goes_away_fails_only_its_prefix_fast_and_comes_back_by_itself() {
-    if fuse_skipped() {
-        return;
-    }
-    let Some(s3) = backends().into_iter().find(|b| b.name == "s3") else {
-        eprintln!("NOTE: no S3 server: the fault isolation of routes was not tested");
+    let Some(routed) = mount_with_s3_behind_a_proxy(&[], "the fault isolation of routes") else {
         return;
     };
-    let tmp = tempdir();
-    let all = datasets(tmp.path());
+    let ProxiedMount {
+        _tmp,
+        all,
+        proxied,
+        point,
+        mount,
+    } = routed;
     let on_s3 = all.iter().find(|d| d.prefix == "/remote/s3").unwrap();
-    let proxied = through_proxy(&s3, &on_s3.uri);
-    let endpoint = (
-        "AWS_ENDPOINT_URL",
-        format!("http://{}", proxied.proxy.addr()),
-    );
-    let table = tmp.path().join("routes");
-    add_routes(&table, &all);
-    let point = tmp.path().join("mnt");
-    let args = [
-        "--routes",
-        table.to_str().unwrap(),
-        point.to_str().unwrap(),
-        "-f",
-    ];
-    let mount = Mount::start_with(&args, &point, &[endpoint]);
-    let files = |d: &Routed| -> Vec<(PathBuf, Vec<u8>)> {
-        d.expected
-            .iter()
-            .filter_map(|(rel, node)| match &node.content {
-                Content::File(bytes) => {
-                    Some((under(&point, &d.prefix).join(bpath(rel)), bytes.clone()))
-                }
-                _ => None,
-            })
-            .collect()
-    };
+    let files = |d: &Routed| files_of(&point, d);
     let s3_files = files(on_s3);
     // Something read while it is up, so the dataset is open when it goes away.
     assert_eq!(fs::read(&s3_files[0].0).unwrap(), s3_files[0].1);
@@ -372,45 +407,20 @@ fn bad_tables_and_bad_rules_get_clear_errors_and_a_bad_reload_keeps_the_last_tab
 
 #[test]
 fn a_store_that_hangs_holds_few_of_the_mount_s_threads_and_the_others_keep_serving() {
-    if fuse_skipped() {
-        return;
-    }
-    let Some(s3) = backends().into_iter().find(|b| b.name == "s3") else {
-        eprintln!("NOTE: no S3 server: a hanging store under a routed mount was not tested");
+    let Some(routed) =
+        mount_with_s3_behind_a_proxy(&["--threads", "4"], "a hanging store under a routed mount")
+    else {
         return;
     };
-    let tmp = tempdir();
-    let all = datasets(tmp.path());
+    let ProxiedMount {
+        _tmp,
+        all,
+        proxied,
+        point,
+        mount,
+    } = routed;
     let on_s3 = all.iter().find(|d| d.prefix == "/remote/s3").unwrap();
-    let proxied = through_proxy(&s3, &on_s3.uri);
-    let endpoint = (
-        "AWS_ENDPOINT_URL",
-        format!("http://{}", proxied.proxy.addr()),
-    );
-    let table = tmp.path().join("routes");
-    add_routes(&table, &all);
-    let point = tmp.path().join("mnt");
-    let args = [
-        "--routes",
-        table.to_str().unwrap(),
-        point.to_str().unwrap(),
-        "-f",
-        "--threads",
-        "4",
-    ];
-    let mount = Mount::start_with(&args, &point, &[endpoint]);
-    let files_of = |d: &Routed| -> Vec<(PathBuf, Vec<u8>)> {
-        d.expected
-            .iter()
-            .filter_map(|(rel, node)| match &node.content {
-                Content::File(bytes) => {
-                    Some((under(&point, &d.prefix).join(bpath(rel)), bytes.clone()))
-                }
-                _ => None,
-            })
-            .collect()
-    };
-    let s3_files = files_of(on_s3);
+    let s3_files = files_of(&point, on_s3);
     assert_eq!(fs::read(&s3_files[0].0).unwrap(), s3_files[0].1);
 
     proxied.proxy.hang();
@@ -424,7 +434,7 @@ fn a_store_that_hangs_holds_few_of_the_mount_s_threads_and_the_others_keep_servi
         .collect();
     std::thread::sleep(Duration::from_millis(1500));
     for d in all.iter().filter(|d| d.prefix != on_s3.prefix) {
-        for (path, bytes) in files_of(d).into_iter().take(25) {
+        for (path, bytes) in files_of(&point, d).into_iter().take(25) {
             let started = Instant::now();
             assert_eq!(fs::read(&path).unwrap(), bytes, "{}", path.display());
             assert!(
