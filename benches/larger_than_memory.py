@@ -4,6 +4,7 @@ dataset, page cache included, side by side in one run.
 
     sudo python3 benches/larger_than_memory.py [--files N] [--factors 2,4] [--seed S] [--runs R]
                                                [--systems plain,squashfuse,...] [--threads T]
+                                               [--steps]
 
 The corpus (bench-out/ltm-corpus-nN-sS/) is N files (default 12,000) of 20-180 KB of random
 bytes in N/100 directories, about 1.1 GiB for the default. It is folded with `sheaf fold`
@@ -26,6 +27,9 @@ device holding bench-out/), the cgroup's page cache at the end of the epoch, and
 the daemon's anonymous and file-backed resident memory at the end. --threads T reads with T
 threads (default 1). --runs R (default 3) repeats everything R times, the systems in a
 rotated order each round (a virtual disk's latency drifts over minutes), and reports medians.
+--steps times the steps of each `open(p, "rb").read()` of the plain files and the mounts apart
+(`os.open`, the `isatty` check Python's `open()` makes, the reads to the end) and reports their
+medians per file in microseconds: through FUSE they are the LOOKUP, IOCTL and READ round trips.
 
 Needs root (cgroups, drop_caches, mounts), /dev/fuse, cargo, python3, and the Debian packages
 squashfs-tools, squashfuse and fuse3 (installed when missing). Results: a table on stdout and
@@ -90,7 +94,10 @@ def reader_main(argv: list[str]) -> int:
                 slices = [order[i::threads] for i in range(threads)]
                 busy = max(pool.map(lambda s: read_all(read, s, manifest), slices))
         wall = time.perf_counter() - started
+        steps = {step: statistics.median(times) * 1e6 for step, times in STEPS.items()}
+        STEPS.clear()
         print(json.dumps({
+            "steps_us": steps,
             "epoch": epoch,
             "files": len(order),
             "seconds": busy,
@@ -101,8 +108,32 @@ def reader_main(argv: list[str]) -> int:
     return 0
 
 
+STEPS: dict[str, list[float]] = {}
+
+
+def read_file_in_steps(path: str) -> bytes:
+    """`open(path, "rb").read()` done as its system calls, each timed into STEPS."""
+    times = [time.perf_counter()]
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        times.append(time.perf_counter())
+        os.isatty(fd)
+        times.append(time.perf_counter())
+        chunks = []
+        while chunk := os.read(fd, 1 << 22):
+            chunks.append(chunk)
+        times.append(time.perf_counter())
+    finally:
+        os.close(fd)
+    for step, (start, end) in zip(("open", "isatty", "read"), zip(times, times[1:])):
+        STEPS.setdefault(step, []).append(end - start)
+    return b"".join(chunks)
+
+
 def opener(mode: str, root: str, cache: str | None):
     """A function from a relative path to its bytes, for one system."""
+    if mode == "files-steps":
+        return lambda rel: read_file_in_steps(os.path.join(root, rel))
     if mode == "files":
         def read_file(rel: str) -> bytes:
             with open(os.path.join(root, rel), "rb") as f:
@@ -287,6 +318,8 @@ def measure(system: str, factor: int, limit: int, args, paths: dict) -> list[dic
             "sheaf-python": ("sheaf", paths["dataset"], None),
             "sheaf-cached": ("sheaf", paths["dataset"], paths["cache"]),
         }[system]
+        if mode == "files" and args.steps:
+            mode = "files-steps"
         reader = [VENV / "bin" / "python", __file__, "--reader", mode, root, paths["manifest"],
                   group.stat, paths["device"], args.seed, args.threads]
         if cache:
@@ -329,6 +362,8 @@ def medians(runs: list[dict]) -> list[dict]:
         row = dict(same[0])
         for measure in MEASURES:
             row[measure] = statistics.median(r[measure] for r in same)
+        row["steps_us"] = {step: statistics.median(r["steps_us"][step] for r in same)
+                           for step in same[0]["steps_us"]}
         row["rounds"] = len(same)
         rows.append(row)
     return rows
@@ -361,6 +396,8 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1, help="reader threads (default 1)")
     parser.add_argument("--runs", type=int, default=3,
                         help="rounds, medians reported (default 3)")
+    parser.add_argument("--steps", action="store_true",
+                        help="time open, isatty and read apart (plain files and mounts)")
     args = parser.parse_args()
     systems = [s for s in args.systems.split(",") if s]
     unknown = [s for s in systems if s not in SYSTEMS]
@@ -408,6 +445,14 @@ def main() -> int:
               f"{row['files_per_s']:>9,.0f} {speed:>8} {row['disk_bytes'] / 2**20:>9,.0f} "
               f"{disk:>8} {row['page_cache_bytes'] / 2**20:>9,.0f} "
               f"{row['daemon_anon_bytes'] / 2**20:>8.1f} {row['daemon_file_bytes'] / 2**20:>8.1f}")
+    stepped = [row for row in rows if row["steps_us"]]
+    if stepped:
+        print(f"\nmedian microseconds per file, by step")
+        print(f"{'factor':>6} {'system':<13} {'epoch':>5} {'open':>7} {'isatty':>7} {'read':>7}")
+        for row in stepped:
+            steps = row["steps_us"]
+            print(f"{row['factor']:>6} {row['system']:<13} {row['epoch']:>5} "
+                  f"{steps['open']:>7.1f} {steps['isatty']:>7.1f} {steps['read']:>7.1f}")
     print(f"\nwritten {WORK / 'larger_than_memory.csv'}")
     return 0
 

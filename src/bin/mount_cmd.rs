@@ -221,6 +221,7 @@ fn serve(args: &MountArgs, ready: Option<OwnedFd>) -> Result<ExitCode> {
     let mut session = fuser::Session::new(fs, args.mountpoint(), &config)
         .with_context(|| format!("mounting on {}", args.mountpoint().display()))?;
     let woken = listen_for_signals(&mut session);
+    widen_read_ahead(args);
     if args.generation.is_none() {
         let notifier = session.notifier();
         let reopen = args.clone();
@@ -242,10 +243,22 @@ fn serve_routes(args: &MountArgs, location: &Path, ready: Option<OwnedFd>) -> Re
     let mut session = fuser::Session::new(fs, args.mountpoint(), &config)
         .with_context(|| format!("mounting on {}", args.mountpoint().display()))?;
     let woken = listen_for_signals(&mut session);
+    widen_read_ahead(args);
     let notifier = session.notifier();
     let every = args.refresh;
     std::thread::spawn(move || follow_routes(every, &refresher, &notifier, &woken));
     run_session(session, ready)
+}
+
+/// Lifts the kernel's read-ahead for the mount (see [`sheaf::fs::widen_read_ahead`]) from a
+/// thread of its own, once the session answers. Where that is not allowed (not root, sysfs
+/// read-only in a container) it stays at the kernel's 128 KiB, which only costs files over
+/// that size a round trip more: not worth a word on every mount.
+fn widen_read_ahead(args: &MountArgs) {
+    let mountpoint = args.mountpoint().to_path_buf();
+    std::thread::spawn(move || {
+        let _ = sheaf::fs::widen_read_ahead(&mountpoint);
+    });
 }
 
 /// Starts the thread that takes SIGINT and SIGTERM (unmount) and SIGHUP (refresh now, sent

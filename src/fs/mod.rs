@@ -52,6 +52,28 @@ const ROOT: u64 = 1;
 /// splits a file into requests of at most 128 KiB to 1 MiB; entries are at most 4 MiB).
 const RECENT_ENTRIES: usize = 64;
 
+/// The read-ahead this mount asks the kernel for, in KiB: the fold's threshold, so a folded
+/// file is asked for whole at its first read (in requests of up to 1 MiB sent together)
+/// instead of 128 KiB at a time, one round trip after another. Read-ahead stops at a file's
+/// end, and a read at a random place in a large file reads what it asks, so no more is read.
+const READ_AHEAD_KIB: u64 = 4096;
+
+/// Raises the kernel's read-ahead for the FUSE mount at `mountpoint` to [`READ_AHEAD_KIB`].
+/// The kernel caps a FUSE mount's read-ahead at 128 KiB when it connects, and only its
+/// per-mount setting in sysfs (root's to change) lifts it. Call it from a thread other than
+/// the session's, once the session serves: the `stat` waits for the connection to be set up,
+/// which would otherwise cap the setting again.
+pub fn widen_read_ahead(mountpoint: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let dev = std::fs::metadata(mountpoint)?.dev();
+    let setting = format!(
+        "/sys/class/bdi/{}:{}/read_ahead_kb",
+        libc::major(dev),
+        libc::minor(dev)
+    );
+    std::fs::write(setting, READ_AHEAD_KIB.to_string())
+}
+
 /// A directory listing taken at opendir, so readdir resumes at any offset.
 type Listing = Vec<(u64, FileType, OsString)>;
 

@@ -236,6 +236,16 @@ fn a_mount_is_the_original_tree_read_only_and_goes_away_on_sigterm() {
         fs::metadata(point.join("no-such-file")).unwrap_err().kind(),
         std::io::ErrorKind::NotFound
     );
+    // Run as root, the mount asks the kernel to read a file of up to 4 MiB in one go.
+    let dev = fs::metadata(&point).unwrap().dev();
+    let read_ahead = format!(
+        "/sys/class/bdi/{}:{}/read_ahead_kb",
+        libc::major(dev),
+        libc::minor(dev)
+    );
+    wait_until("the mount raises its read-ahead", || {
+        fs::read_to_string(&read_ahead).is_ok_and(|kib| kib.trim() == "4096")
+    });
     mount.stop();
     assert_same_tree(&expected, &snapshot(&src, false));
 }
