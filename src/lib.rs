@@ -20,6 +20,7 @@ pub mod progress;
 pub mod read;
 pub mod store;
 pub mod time;
+pub mod units;
 
 pub use error::{Error, KindProblem, Result, Setting};
 pub use format::{Codec, Entry, EntryKind};

@@ -115,7 +115,7 @@ const SLOTS: usize = HEADER_SLOTS + Counter::ALL.len() + HISTOGRAM_SLOTS;
 const MAGIC: u64 = u64::from_le_bytes(*b"SHFCNT01");
 
 /// The bytes of the shared counters file.
-const FILE_LEN: u64 = 4096;
+pub(super) const FILE_LEN: u64 = 4096;
 const _: () = assert!((SLOTS * 8) as u64 <= FILE_LEN);
 
 /// A set of counters: in memory, or shared through a mapped file.
@@ -265,14 +265,16 @@ impl Snapshot {
     /// upper edge of its bucket in nanoseconds; `None` when nothing was recorded.
     pub fn quantile(&self, kind: Latency, quantile: f64) -> Option<u64> {
         let buckets = &self.histograms.iter().find(|(k, _)| *k == kind)?.1;
-        let total: u64 = buckets.iter().sum();
+        // Saturating: the counts come from a file another process (or damage) may have
+        // filled with anything.
+        let total = buckets.iter().fold(0u64, |sum, &n| sum.saturating_add(n));
         if total == 0 {
             return None;
         }
         let wanted = ((total as f64) * quantile).ceil().max(1.0) as u64;
         let mut seen = 0;
         for (bucket, count) in buckets.iter().enumerate() {
-            seen += count;
+            seen = count.saturating_add(seen);
             if seen >= wanted {
                 return Some(1u64 << (bucket + 1));
             }
@@ -293,7 +295,7 @@ impl Snapshot {
         for (kind, buckets) in &self.histograms {
             let mut cumulative = 0;
             for (bucket, count) in buckets.iter().enumerate() {
-                cumulative += count;
+                cumulative = count.saturating_add(cumulative);
                 let le = (1u64 << (bucket + 1)) as f64 / 1e9;
                 out.push_str(&format!(
                     "sheaf_read_seconds_bucket{{source=\"{}\",le=\"{le:e}\"}} {cumulative}\n",
@@ -327,6 +329,23 @@ mod tests {
         assert_eq!(seen.get(Counter::Hits), 7);
         assert_eq!(seen.quantile(Latency::Origin, 0.5), Some(2048));
         assert_eq!(seen.quantile(Latency::Cache, 0.5), None);
+    }
+
+    #[test]
+    fn a_counters_file_full_of_huge_values_reads_without_overflowing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("counters");
+        let mut bytes = vec![0xffu8; FILE_LEN as usize];
+        bytes[..8].copy_from_slice(&MAGIC.to_le_bytes());
+        std::fs::write(&path, bytes).unwrap();
+        let snapshot = Counters::shared(&path).unwrap().snapshot();
+        assert_eq!(snapshot.get(Counter::Hits), u64::MAX);
+        // Every bucket holds u64::MAX: the count saturates, the median is the first bucket's.
+        assert_eq!(snapshot.quantile(Latency::Cache, 0.5), Some(2));
+        assert!(snapshot.prometheus().contains(&format!(
+            "sheaf_read_seconds_count{{source=\"cache\"}} {}",
+            u64::MAX
+        )));
     }
 
     #[test]

@@ -540,6 +540,62 @@ impl Cache {
     }
 }
 
+/// Lays untrusted bytes out as the files of the cache directory `dir` (emptied first) and
+/// reads them the way readers and `sheaf cache` do: the entry point of the cache fuzz target.
+/// `bytes` holds, each after its length (4 bytes, little-endian; cut short at the end), the
+/// `VERSION` file, `config.json`, a dataset's record and catalog, the counters file (padded
+/// or cut to its length when 8 bytes or more, so the counters are reached) and a container
+/// file's name. Returns what was read, counted.
+pub fn open_untrusted(dir: &Path, bytes: &[u8]) -> usize {
+    let _ = fs::remove_dir_all(dir);
+    let mut rest = bytes;
+    let mut part = || {
+        let (len, after) = rest.split_at(rest.len().min(4));
+        let mut len_bytes = [0u8; 4];
+        len_bytes[..len.len()].copy_from_slice(len);
+        let len = (u32::from_le_bytes(len_bytes) as usize).min(after.len());
+        let (part, after) = after.split_at(len);
+        rest = after;
+        part
+    };
+    let (version, config, record, catalog) = (part(), part(), part(), part());
+    let (counters, container) = (part(), part());
+    let laid_out = (|| {
+        for sub in ["containers", "datasets"] {
+            fs::create_dir_all(dir.join(sub))?;
+        }
+        fs::write(dir.join("VERSION"), version)?;
+        fs::write(dir.join("config.json"), config)?;
+        fs::write(dir.join("datasets/0000000000000000.json"), record)?;
+        fs::write(dir.join("datasets/0000000000000000.catalog"), catalog)?;
+        let mut counters = counters.to_vec();
+        if counters.len() >= 8 {
+            counters.resize(counters::FILE_LEN as usize, 0);
+        }
+        fs::write(dir.join("counters"), counters)?;
+        let name = String::from_utf8_lossy(container);
+        if !name.is_empty() && !name.contains(['/', '\0']) && name != "." && name != ".." {
+            fs::write(dir.join("containers").join(&*name), b"")?;
+        }
+        std::io::Result::Ok(())
+    })();
+    let Ok(()) = laid_out else { return 0 };
+    let Ok(cache) = Cache::open(dir) else {
+        return 0;
+    };
+    let mut seen = cache.quota().map_or(0, |q| usize::from(q.is_some()));
+    seen += cache.containers().map_or(0, |c| c.len());
+    seen += cache.datasets().map_or(0, |d| d.len());
+    seen += cache.pinned_ids().map_or(0, |p| p.len());
+    let snapshot = cache.counters().snapshot();
+    for kind in Latency::ALL {
+        for quantile in [0.0, 0.5, 0.99, 1.0] {
+            seen += usize::from(snapshot.quantile(kind, quantile).is_some());
+        }
+    }
+    seen + snapshot.prometheus().len()
+}
+
 fn check_version(dir: &Path) -> Result<()> {
     let path = dir.join("VERSION");
     match fs::read_to_string(&path) {
@@ -601,3 +657,49 @@ pub fn dataset_key(store: &dyn crate::store::Store) -> String {
 
 /// How long a reader waits before looking again for a container the cache lacked.
 pub const RECHECK_AFTER: Duration = Duration::from_secs(1);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn laid_out(parts: &[&[u8]]) -> Vec<u8> {
+        parts
+            .iter()
+            .flat_map(|part| [&(part.len() as u32).to_le_bytes()[..], part].concat())
+            .collect()
+    }
+
+    #[test]
+    fn untrusted_cache_files_are_read_as_a_cache_reads_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let scratch = dir.path().join("cache");
+        let mut counters = vec![0u8; 64];
+        counters[..8].copy_from_slice(b"SHFCNT01");
+        counters[8..16].copy_from_slice(&5u64.to_le_bytes());
+        let sound = laid_out(&[
+            VERSION_TEXT.as_bytes(),
+            br#"{"quota": 4096}"#,
+            br#"{"uri": "s3://b/d", "pinned": false}"#,
+            b"",
+            &counters,
+            b"0123456789abcdef0123456789abcdef.sheaf",
+        ]);
+        // The quota, one container, and no latencies recorded, then the metrics text.
+        let seen = open_untrusted(&scratch, &sound);
+        assert!(seen > 2, "{seen}");
+        assert_eq!(
+            Cache::open(&scratch)
+                .unwrap()
+                .counters()
+                .snapshot()
+                .get(Counter::Hits),
+            5
+        );
+        // A wrong version, or bytes that are no cache at all, are refused.
+        assert_eq!(
+            open_untrusted(&scratch, &laid_out(&[b"sheaf-cache 9\n"])),
+            0
+        );
+        assert_eq!(open_untrusted(&scratch, &[0xff; 3]), 0);
+    }
+}
