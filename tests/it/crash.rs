@@ -98,8 +98,9 @@ fn uninterrupted(
     (before, after, took)
 }
 
-/// Starts the command and kills it after `delay` (unless it finished first).
-fn run_and_kill(args: &[OsString], delay: Duration) {
+/// Starts the command and kills it after `delay` (unless it finished first); true when it
+/// was killed.
+fn run_and_kill(args: &[OsString], delay: Duration) -> bool {
     let mut child = Command::new(env!("CARGO_BIN_EXE_sheaf"))
         .args(args)
         .stdin(Stdio::null())
@@ -110,12 +111,13 @@ fn run_and_kill(args: &[OsString], delay: Duration) {
     let deadline = Instant::now() + delay;
     while Instant::now() < deadline {
         if child.try_wait().unwrap().is_some() {
-            return;
+            return false;
         }
         std::thread::sleep(Duration::from_micros(200));
     }
     let _ = child.kill();
     let _ = child.wait();
+    true
 }
 
 /// After `gc --keep 0`: the newest generation file is the only one, the containers are exactly
@@ -375,5 +377,88 @@ fn a_preload_killed_at_any_moment_never_leaves_a_cached_container_that_is_served
             }
             sheaf(args.clone()).success();
         }
+    }
+}
+
+#[test]
+fn a_cache_eviction_killed_at_any_moment_leaves_a_cache_that_serves_right_bytes() {
+    for backend in stores() {
+        let tmp = tempdir();
+        let ds = fresh_location(&backend, tmp.path(), "evict");
+        // Many small containers, so an eviction has many files to unlink.
+        let fold = fold_args(
+            &source(tmp.path()),
+            Path::new(&ds),
+            &["-q", "--container-size", "64KiB"],
+        );
+        sheaf(fold).success();
+        let expected = published_tree(&ds, tmp.path()).unwrap();
+        let files: Vec<(Vec<u8>, Vec<u8>)> = expected
+            .into_iter()
+            .filter_map(|(path, node)| match node.content {
+                Content::File(bytes) => Some((path, bytes)),
+                _ => None,
+            })
+            .collect();
+        let cache = tmp.path().join("cache");
+        let preload = os(&[&"preload", &"-q", &"--cache", &cache, &ds]);
+        // One dataset by name, or every unpinned one: both unlink container after container.
+        let evictions = [
+            os(&[&"cache", &"evict", &"--cache", &cache, &ds]),
+            os(&[&"cache", &"evict", &"--all", &"--cache", &cache]),
+        ];
+        sheaf(preload.clone()).success();
+        let started = Instant::now();
+        sheaf(evictions[0].clone()).success();
+        let window = started.elapsed();
+        let mut rng = Rng::new(11);
+        let cached = || Cache::open(&cache).unwrap().containers().unwrap().len();
+        let (mut killed, mut halfway) = (0, 0);
+        for trial in 0..trials() {
+            let label = format!("cache evict on {} trial {trial}", backend.name);
+            sheaf(preload.clone()).success();
+            let whole = cached();
+            let evict = &evictions[trial as usize % 2];
+            // Most of the window is the process starting: kill late in it more often.
+            let delay = window.mul_f64((rng.below(10_000) as f64 / 10_000.0).cbrt());
+            killed += usize::from(run_and_kill(evict, delay));
+            halfway += usize::from((1..whole).contains(&cached()));
+            let verify = run!("cache", "verify", "--json", "--cache", cache)
+                .success()
+                .json();
+            assert_eq!(
+                verify["quarantined"].as_array().map(Vec::len),
+                Some(0),
+                "{label}"
+            );
+            let options = ReadOptions {
+                cache: Some(Arc::new(Cache::open(&cache).unwrap())),
+                ..Default::default()
+            };
+            let dataset = Dataset::open_uri_with(&ds, options).unwrap();
+            for (path, bytes) in &files {
+                assert!(
+                    dataset.read(path).unwrap().as_slice() == &bytes[..],
+                    "{label}: {}",
+                    String::from_utf8_lossy(path)
+                );
+            }
+            drop(dataset);
+            // Run again, it completes: nothing of the dataset is left cached, no fetch either.
+            sheaf(evict.clone()).success();
+            assert_eq!(cached(), 0, "{label}: containers left");
+            let partials = fs::read_dir(cache.join("tmp"))
+                .unwrap()
+                .filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".partial"))
+                .count();
+            assert_eq!(partials, 0, "{label}");
+        }
+        eprintln!(
+            "cache evict on {}: {killed} of {} trials killed before the end, {halfway} with \
+             some containers evicted and some not",
+            backend.name,
+            trials()
+        );
     }
 }
