@@ -58,7 +58,7 @@ const RECENT_ENTRIES: usize = 64;
 /// end, and a read at a random place in a large file reads what it asks, so no more is read.
 const READ_AHEAD_KIB: u64 = 4096;
 
-/// Raises the kernel's read-ahead for the FUSE mount at `mountpoint` to [`READ_AHEAD_KIB`].
+/// Raises the kernel's read-ahead for the FUSE mount at `mountpoint` to 4 MiB.
 /// The kernel caps a FUSE mount's read-ahead at 128 KiB when it connects, and only its
 /// per-mount setting in sysfs (root's to change) lifts it. Call it from a thread other than
 /// the session's, once the session serves: the `stat` waits for the connection to be set up,
