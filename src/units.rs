@@ -1,5 +1,5 @@
 //! Sizes and durations as people write them (`4MiB`, `1.5GiB`, `7d`), parsed exactly: the
-//! command line's options and the settings the Python package passes through.
+//! command line's options (kept in the library so the fuzz targets reach them).
 
 /// Parses a size such as `4096`, `512KiB`, `4MiB`, `1.5GiB`, `1G` (units are binary:
 /// K = KiB); a fraction must come to a whole number of bytes.

@@ -64,14 +64,19 @@ const READ_AHEAD_KIB: u64 = 4096;
 /// the session's, once the session serves: the `stat` waits for the connection to be set up,
 /// which would otherwise cap the setting again.
 pub fn widen_read_ahead(mountpoint: &std::path::Path) -> std::io::Result<()> {
+    std::fs::write(read_ahead_setting(mountpoint)?, READ_AHEAD_KIB.to_string())
+}
+
+/// The sysfs file holding the kernel's read-ahead (KiB) for the mount at `mountpoint`.
+pub fn read_ahead_setting(mountpoint: &std::path::Path) -> std::io::Result<std::path::PathBuf> {
     use std::os::unix::fs::MetadataExt;
     let dev = std::fs::metadata(mountpoint)?.dev();
-    let setting = format!(
+    Ok(format!(
         "/sys/class/bdi/{}:{}/read_ahead_kb",
         libc::major(dev),
         libc::minor(dev)
-    );
-    std::fs::write(setting, READ_AHEAD_KIB.to_string())
+    )
+    .into())
 }
 
 /// A directory listing taken at opendir, so readdir resumes at any offset.

@@ -331,20 +331,50 @@ fn a_compaction_or_gc_killed_at_any_moment_leaves_the_same_tree() {
     });
 }
 
+/// Every file of the newest generation of `ds`, with its bytes.
+fn published_files(ds: &str, scratch: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
+    published_tree(ds, scratch)
+        .unwrap()
+        .into_iter()
+        .filter_map(|(path, node)| match node.content {
+            Content::File(bytes) => Some((path, bytes)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The cache verifies clean (nothing quarantined) and every file of `ds` reads right through
+/// it.
+fn assert_cache_serves(cache: &Path, ds: &str, files: &[(Vec<u8>, Vec<u8>)], label: &str) {
+    let verify = run!("cache", "verify", "--json", "--cache", cache)
+        .success()
+        .json();
+    assert_eq!(
+        verify["quarantined"].as_array().map(Vec::len),
+        Some(0),
+        "{label}"
+    );
+    let options = ReadOptions {
+        cache: Some(Arc::new(Cache::open(cache).unwrap())),
+        ..Default::default()
+    };
+    let dataset = Dataset::open_uri_with(ds, options).unwrap();
+    for (path, bytes) in files {
+        assert!(
+            dataset.read(path).unwrap().as_slice() == &bytes[..],
+            "{label}: {}",
+            String::from_utf8_lossy(path)
+        );
+    }
+}
+
 #[test]
 fn a_preload_killed_at_any_moment_never_leaves_a_cached_container_that_is_served_wrong() {
     for backend in stores() {
         let tmp = tempdir();
         let ds = fresh_location(&backend, tmp.path(), "preload");
         folded(tmp.path(), &ds);
-        let expected = published_tree(&ds, tmp.path()).unwrap();
-        let files: Vec<(Vec<u8>, Vec<u8>)> = expected
-            .into_iter()
-            .filter_map(|(path, node)| match node.content {
-                Content::File(bytes) => Some((path, bytes)),
-                _ => None,
-            })
-            .collect();
+        let files = published_files(&ds, tmp.path());
         let cache = tmp.path().join("cache");
         let args = os(&[&"preload", &"-q", &"--cache", &cache, &ds]);
         let started = Instant::now();
@@ -355,26 +385,7 @@ fn a_preload_killed_at_any_moment_never_leaves_a_cached_container_that_is_served
             let label = format!("preload on {} trial {trial}", backend.name);
             let _ = fs::remove_dir_all(&cache);
             run_and_kill(&args, window.mul_f64(rng.below(10_000) as f64 / 10_000.0));
-            let verify = run!("cache", "verify", "--json", "--cache", cache)
-                .success()
-                .json();
-            assert_eq!(
-                verify["quarantined"].as_array().map(Vec::len),
-                Some(0),
-                "{label}"
-            );
-            let options = ReadOptions {
-                cache: Some(Arc::new(Cache::open(&cache).unwrap())),
-                ..Default::default()
-            };
-            let dataset = Dataset::open_uri_with(&ds, options).unwrap();
-            for (path, bytes) in &files {
-                assert!(
-                    dataset.read(path).unwrap().as_slice() == &bytes[..],
-                    "{label}: {}",
-                    String::from_utf8_lossy(path)
-                );
-            }
+            assert_cache_serves(&cache, &ds, &files, &label);
             sheaf(args.clone()).success();
         }
     }
@@ -392,14 +403,7 @@ fn a_cache_eviction_killed_at_any_moment_leaves_a_cache_that_serves_right_bytes(
             &["-q", "--container-size", "64KiB"],
         );
         sheaf(fold).success();
-        let expected = published_tree(&ds, tmp.path()).unwrap();
-        let files: Vec<(Vec<u8>, Vec<u8>)> = expected
-            .into_iter()
-            .filter_map(|(path, node)| match node.content {
-                Content::File(bytes) => Some((path, bytes)),
-                _ => None,
-            })
-            .collect();
+        let files = published_files(&ds, tmp.path());
         let cache = tmp.path().join("cache");
         let preload = os(&[&"preload", &"-q", &"--cache", &cache, &ds]);
         // One dataset by name, or every unpinned one: both unlink container after container.
@@ -423,27 +427,7 @@ fn a_cache_eviction_killed_at_any_moment_leaves_a_cache_that_serves_right_bytes(
             let delay = window.mul_f64((rng.below(10_000) as f64 / 10_000.0).cbrt());
             killed += usize::from(run_and_kill(evict, delay));
             halfway += usize::from((1..whole).contains(&cached()));
-            let verify = run!("cache", "verify", "--json", "--cache", cache)
-                .success()
-                .json();
-            assert_eq!(
-                verify["quarantined"].as_array().map(Vec::len),
-                Some(0),
-                "{label}"
-            );
-            let options = ReadOptions {
-                cache: Some(Arc::new(Cache::open(&cache).unwrap())),
-                ..Default::default()
-            };
-            let dataset = Dataset::open_uri_with(&ds, options).unwrap();
-            for (path, bytes) in &files {
-                assert!(
-                    dataset.read(path).unwrap().as_slice() == &bytes[..],
-                    "{label}: {}",
-                    String::from_utf8_lossy(path)
-                );
-            }
-            drop(dataset);
+            assert_cache_serves(&cache, &ds, &files, &label);
             // Run again, it completes: nothing of the dataset is left cached, no fetch either.
             sheaf(evict.clone()).success();
             assert_eq!(cached(), 0, "{label}: containers left");

@@ -237,12 +237,7 @@ fn a_mount_is_the_original_tree_read_only_and_goes_away_on_sigterm() {
         std::io::ErrorKind::NotFound
     );
     // Run as root, the mount asks the kernel to read a file of up to 4 MiB in one go.
-    let dev = fs::metadata(&point).unwrap().dev();
-    let read_ahead = format!(
-        "/sys/class/bdi/{}:{}/read_ahead_kb",
-        libc::major(dev),
-        libc::minor(dev)
-    );
+    let read_ahead = sheaf::fs::read_ahead_setting(&point).unwrap();
     wait_until("the mount raises its read-ahead", || {
         fs::read_to_string(&read_ahead).is_ok_and(|kib| kib.trim() == "4096")
     });
