@@ -105,9 +105,15 @@ impl MappedContainer {
     }
 
     /// False when the file was cut shorter than it was when mapped: reading the mapping past
-    /// its new end would fault. Checked with a system call at most once every
-    /// [`LENGTH_TRUSTED_FOR`], by whichever thread reads first after that.
+    /// its new end faults. Checked with a system call at most once every
+    /// [`LENGTH_TRUSTED_FOR`], by whichever thread reads first after that; a read in between
+    /// that goes past the new end is given zeros by the fault guard, which marks the mapping
+    /// (`Container::faulted`), and this is false from then on.
     pub fn is_whole(&self) -> bool {
+        // A read found it cut short already (an atomic load: checked every time).
+        if self.container.faulted() {
+            return false;
+        }
         let now = crate::time::coarse_monotonic_ns();
         let checked = self.whole_at.load(Ordering::Relaxed);
         if checked != 0 && now.saturating_sub(checked) < LENGTH_TRUSTED_FOR.as_nanos() as u64 {

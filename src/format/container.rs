@@ -156,6 +156,25 @@ impl Container {
         }
     }
 
+    /// True once the container's mapped file was found cut short under the mapping (by
+    /// another program) during a read: see [`MappedFile::faulted`]. Reads check it after
+    /// they are done; a lookup that saw it must look again elsewhere.
+    pub fn faulted(&self) -> bool {
+        self.local_file().is_some_and(MappedFile::faulted)
+    }
+
+    /// An error when the mapping faulted (see [`Container::faulted`]): what was just read from
+    /// it, checksum or not, is not the file's.
+    fn check_not_faulted(&self) -> Result<()> {
+        match self.faulted() {
+            false => Ok(()),
+            true => Err(Error::corrupt(
+                &self.file,
+                "was cut short while it was read (truncated by another program)",
+            )),
+        }
+    }
+
     /// The decoded footer.
     pub fn footer(&self) -> &Footer {
         &self.footer
@@ -205,6 +224,7 @@ impl Container {
             Codec::Zstd => self.decompress(&entry, &stored)?,
         };
         self.check(&entry, bytes.len(), xxh3_64(&bytes))?;
+        self.check_not_faulted()?;
         Ok(bytes)
     }
 
@@ -222,6 +242,7 @@ impl Container {
             }
         };
         self.check(&entry, found.0, found.1)?;
+        self.check_not_faulted()?;
         Ok(stored)
     }
 
@@ -290,7 +311,8 @@ impl Container {
         }
         let stored = self.stored_bytes(&entry)?;
         let found = copy_hashed(&stored, dst);
-        self.check(&entry, stored.len(), found)
+        self.check(&entry, stored.len(), found)?;
+        self.check_not_faulted()
     }
 
     /// A checksum mismatch unless `len` bytes hashing to `found` are what `entry` records.

@@ -327,7 +327,7 @@ impl EntryIndex {
         if self.kind(row) != EntryKind::External {
             return None;
         }
-        let bytes = sums.value(row);
+        let bytes = binary_value(sums, row);
         if bytes.is_empty() && self.len.value(row) > 0 {
             return None;
         }
@@ -351,12 +351,14 @@ impl EntryIndex {
 
     /// The path of row `row`, as stored (unchecked).
     pub fn path(&self, row: usize) -> &[u8] {
-        self.path.value(row)
+        binary_value(&self.path, row)
     }
 
     /// The kind of row `row`.
     pub fn kind(&self, row: usize) -> EntryKind {
-        EntryKind::from_byte(self.kind.value(row)).expect("validated at parse")
+        // Validated at parse; a mapping cut short under the index reads zeros (a file), which
+        // later checks refuse, so nothing here may panic on a changed byte.
+        EntryKind::from_byte(self.kind.value(row)).unwrap_or(EntryKind::Tombstone)
     }
 
     /// Row `row` as an owned entry.
@@ -374,7 +376,7 @@ impl EntryIndex {
             offset: self.offset.value(row),
             stored_len: self.stored_len.value(row),
             len: self.len.value(row),
-            codec: Codec::from_byte(self.codec.value(row)).expect("validated at parse"),
+            codec: Codec::from_byte(self.codec.value(row)).unwrap_or(Codec::Zstd),
             xxh3: self.xxh3.value(row),
             mode: self.mode.value(row),
             mtime_ns: self.mtime_ns.value(row),
@@ -541,6 +543,21 @@ fn file_type_bits(kind: EntryKind) -> Option<u32> {
         EntryKind::Symlink => Some(0o120000),
         EntryKind::Tombstone => None,
     }
+}
+
+/// Value `row` of a binary column, sliced by its offsets checked one by one. Arrow's own
+/// accessor trusts offsets validated when the block was decoded; a mapped index can change
+/// under a reader (its file cut short: see `store::fault_guard`), and checked slicing keeps
+/// changed offsets from naming memory outside the column's values (they give an empty value).
+pub(crate) fn binary_value(column: &BinaryArray, row: usize) -> &[u8] {
+    let offsets = column.value_offsets();
+    let (Some(&start), Some(&end)) = (offsets.get(row), offsets.get(row + 1)) else {
+        return &[];
+    };
+    let (Ok(start), Ok(end)) = (usize::try_from(start), usize::try_from(end)) else {
+        return &[];
+    };
+    column.value_data().get(start..end).unwrap_or(&[])
 }
 
 #[cfg(test)]

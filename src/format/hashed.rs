@@ -124,7 +124,7 @@ impl HashLookup {
         span.iter()
             .filter(|&&value| value >> 32 == hash)
             .map(|&value| (value & u64::from(u32::MAX)) as usize)
-            .find(|&row| row < n && paths.value(row) == path)
+            .find(|&row| row < n && super::entry::binary_value(paths, row) == path)
     }
 }
 

@@ -54,15 +54,33 @@ impl Dataset {
         // Not through `seek_in`, so the container is fetched once: every fetch of a cached one
         // checks that its file was not cut short under the mapping (a system call).
         for i in Candidates::new(self, &key) {
-            let container = self.container(i)?;
-            let index = container.index();
-            if let Some(row) = index.find_key(&key) {
-                let entry = index.entry(row);
+            if let Some((row, entry)) = self.find_in(i, &key)? {
                 return Ok((entry.kind != EntryKind::Tombstone)
                     .then_some((Location { container: i, row }, entry)));
             }
         }
         Ok(None)
+    }
+
+    /// The row of container `i` holding `key`'s path, with its entry. A cached copy found cut
+    /// short during the lookup (its mapping gave zeros: see `Container::faulted`) proves
+    /// nothing either way, so the lookup is made again, where the cache now sends it to the
+    /// origin.
+    fn find_in(&self, i: usize, key: &PathKey) -> Result<Option<(usize, Entry)>> {
+        let look = |container: &Container| {
+            let index = container.index();
+            let found = index.find_key(key).map(|row| (row, index.entry(row)));
+            (!container.faulted()).then_some(found)
+        };
+        if let Some(found) = look(self.container(i)?.as_ref()) {
+            return Ok(found);
+        }
+        look(self.container(i)?.as_ref()).ok_or_else(|| {
+            Error::corrupt(
+                PathBuf::from(self.container_uri(i)),
+                "was cut short while it was read (truncated by another program)",
+            )
+        })
     }
 
     /// The one container of `level` whose path range may hold `path`: the first whose last
@@ -170,9 +188,13 @@ impl Dataset {
             let mapped = self.cached_warming(i, warm)?;
             let index = mapped.container.index();
             if let Some(row) = index.find_key(&key) {
-                // Anything but a file (a tombstone, a symlink, ...) goes the general way.
-                return (index.kind(row) == EntryKind::File)
+                // Anything but a file (a tombstone, a symlink, ...) goes the general way, and so
+                // does a lookup in a copy found cut short while it was made.
+                return (index.kind(row) == EntryKind::File && !mapped.container.faulted())
                     .then_some((Location { container: i, row }, mapped));
+            }
+            if mapped.container.faulted() {
+                return None;
             }
         }
         None

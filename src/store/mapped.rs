@@ -19,6 +19,7 @@
 //!   so the page cache holds one copy of a file, not two;
 //! - a whole-file scan ([`Access::Sequential`]) keeps the kernel's read-ahead, doubled.
 
+use super::fault_guard::Guard;
 use crate::error::{Error, IoContext, Result};
 use arrow_buffer::Buffer;
 use std::fs::File;
@@ -184,6 +185,8 @@ pub struct MappedFile {
     path: PathBuf,
     file: File,
     map: Buffer,
+    /// The mapping's registration with the fault guard (see [`MappedFile::faulted`]).
+    guarded: Option<Arc<GuardedMap>>,
     policy: ReadPolicy,
     /// This file's number for the per-thread stream tracking.
     id: u64,
@@ -197,11 +200,12 @@ impl MappedFile {
     pub fn open(path: &Path, policy: ReadPolicy) -> Result<MappedFile> {
         let file = open_regular(path)?;
         let len = file.metadata().ctx("stat", path)?.len();
-        let map = map_whole(&file, len, path)?;
+        let (map, guarded) = map_whole(&file, len, path)?;
         let mapped = MappedFile {
             path: path.to_path_buf(),
             file,
             map,
+            guarded,
             policy,
             id: NEXT_FILE_ID.fetch_add(1, Relaxed),
             residency: Residency::default(),
@@ -237,6 +241,14 @@ impl MappedFile {
     /// short under the mapping, which must then not be read past the new end.
     pub fn current_len(&self) -> io::Result<u64> {
         Ok(self.file.metadata()?.len())
+    }
+
+    /// True once a read of the mapping went past the file's end (it was cut short by another
+    /// program since it was mapped) and was given zeros instead of the process being killed
+    /// (see `store::fault_guard`): from then on, what the mapping reads is not the file's, and
+    /// a result read from it must be thrown away.
+    pub fn faulted(&self) -> bool {
+        self.guarded.as_ref().is_some_and(|g| g.guard.faulted())
     }
 
     /// Asks the kernel to start reading `range` into memory now, in as few requests as it can.
@@ -466,19 +478,33 @@ fn open_regular(path: &Path) -> Result<File> {
     })
 }
 
-/// Maps `len` bytes of `file` read-only as an Arrow buffer that keeps the mapping alive.
-fn map_whole(file: &File, len: u64, path: &Path) -> Result<Buffer> {
+/// Maps `len` bytes of `file` read-only as an Arrow buffer that keeps the mapping alive,
+/// registered with the fault guard (`None` for an empty file, which maps nothing).
+fn map_whole(file: &File, len: u64, path: &Path) -> Result<(Buffer, Option<Arc<GuardedMap>>)> {
     if len == 0 {
-        return Ok(Buffer::from_vec(Vec::<u8>::new()));
+        return Ok((Buffer::from_vec(Vec::<u8>::new()), None));
     }
     // SAFETY: sheaf files are immutable once published (written under a temporary name and
     // renamed); the mapping is only read.
     let map = unsafe { memmap2::Mmap::map(file) }.ctx("map", path)?;
     let ptr = NonNull::new(map.as_ptr() as *mut u8).expect("mmap of a non-empty file is non-null");
     let len = map.len();
+    let guarded = Arc::new(GuardedMap {
+        guard: Guard::register(map.as_ptr(), len),
+        _map: map,
+    });
     // SAFETY: `ptr` and `len` describe the mapping, which the Arc keeps alive as long as any
     // slice of the buffer exists.
-    Ok(unsafe { Buffer::from_custom_allocation(ptr, len, Arc::new(map)) })
+    let buffer = unsafe { Buffer::from_custom_allocation(ptr, len, guarded.clone()) };
+    Ok((buffer, Some(guarded)))
+}
+
+/// A mapping registered with the fault guard for as long as it is mapped.
+#[derive(Debug)]
+struct GuardedMap {
+    /// Declared first, so dropped (unregistered) before the mapping is unmapped.
+    guard: Guard,
+    _map: memmap2::Mmap,
 }
 
 /// Whether a file's multi-page reads have lately found their pages missing.

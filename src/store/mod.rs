@@ -5,6 +5,7 @@
 //! `train/big.bin`). Back-ends keep their own error types private and convert them into
 //! [`crate::Error`] naming the URI of the object that failed.
 
+mod fault_guard;
 mod file;
 #[cfg(feature = "hdfs")]
 mod hdfs;
@@ -17,6 +18,7 @@ mod parallel;
 #[cfg(any(feature = "s3", feature = "gcs", feature = "azure", feature = "hdfs"))]
 mod runtime;
 
+pub use fault_guard::caught as faults_caught;
 pub use file::{open_file, uri_of, OpenAs, StoredFile};
 #[cfg(feature = "hdfs")]
 pub use hdfs::HdfsBackend;
