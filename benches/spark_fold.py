@@ -20,6 +20,14 @@ Spark's session is started before the timing (its start-up is not the fold's). R
 (medians), the Spark fold's scaling from one core to two, and each Spark fold against one
 machine at equal cores, plus the per-task rates the scale model in BENCHMARKS.md uses; writes
 bench-out/spark_fold.csv.
+
+Then the planning alone (where the parts are cut), each way the planner can learn the tree:
+
+  driver      `folding.plan` listing the whole tree from the driver
+  tasks       the driver lists the top levels, Spark tasks (local[2]) list the ranges
+  manifest    a `hdfs dfs -ls -R`-style dump of the tree, sampled by the driver (no listing)
+
+reporting seconds and entries/s (medians).
 """
 
 from __future__ import annotations
@@ -186,6 +194,56 @@ def measure(args) -> None:
         writer.writerow(["spark-task", "", "", f"{statistics.median(task_rates):.1f}",
                          len(task_rates)])
     print(f"written {out}")
+    measure_planning(args, tree, raw, base)
+
+
+def ls_r_dump(local: Path, shown_as: str, out: Path) -> None:
+    """A `hdfs dfs -ls -R`-style listing of the tree at `local`, its paths under `shown_as`."""
+    with out.open("w") as f:
+        for d, dirs, names in os.walk(local):
+            for name in sorted(dirs):
+                rel = (Path(d) / name).relative_to(local).as_posix()
+                f.write(f"drwxr-xr-x   - hdfs supergroup          0 2026-12-07 10:00 "
+                        f"{shown_as}/{rel}\n")
+            for name in sorted(names):
+                path = Path(d) / name
+                rel = path.relative_to(local).as_posix()
+                f.write(f"-rw-r--r--   3 hdfs supergroup {path.stat().st_size:>10} "
+                        f"2026-12-07 10:00 {shown_as}/{rel}\n")
+
+
+def measure_planning(args, tree: Path, raw: str, base: str) -> None:
+    import sheaf.spark
+    from sheaf import folding, manifest
+
+    partitions = 4
+    dump = WORK / f"ls-R-n{args.files}.txt"
+    ls_r_dump(tree, raw, dump)
+    spark = spark_session(2)
+    ways = ("driver", "tasks", "manifest")
+    seconds: dict[str, list[float]] = {w: [] for w in ways}
+    entries = 0
+    for round_ in range(args.runs):
+        for way in ways:
+            dst = f"{base}/bench/plan-{os.getpid()}-{round_}-{way}"
+            started = time.monotonic()
+            known: dict = {}
+            if way == "tasks":
+                known["surveys"] = sheaf.spark._survey_in_tasks(spark, raw, partitions, "4MiB",
+                                                                False)
+            elif way == "manifest":
+                known["sample"] = manifest.sample(dump, raw, limit=64 * partitions)
+            plan = folding.plan(raw, dst, partitions=partitions, **known)
+            seconds[way].append(time.monotonic() - started)
+            entries = max(entries, plan["entries"])
+            log(f"round {round_ + 1}: plan by {way}: {seconds[way][-1]:.2f} s, "
+                f"{len(plan['parts'])} parts")
+    spark.stop()
+    print(f"\nplanning {entries:,} entries on HDFS into {partitions} parts, medians of "
+          f"{args.runs}")
+    for way in ways:
+        median = statistics.median(seconds[way])
+        print(f"{way:<10} {median:>8.2f} s {entries / median:>10,.0f} entries/s")
 
 
 if __name__ == "__main__":

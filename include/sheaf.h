@@ -236,6 +236,20 @@ sheaf_status sheaf_fold_part(const char *plan, uint32_t part, sheaf_bytes *out);
 // `sheaf_bytes_free`.
 sheaf_status sheaf_fold_commit(const char *plan, sheaf_bytes *out);
 
+// Cuts the tree at `src` into at most `ranges` ranges that can be surveyed apart, listing
+// only its top levels. `request` is a NUL-terminated JSON object `{"src": ..., "ranges":
+// N}`; `*out` receives `{"ranges": [{"from_hex": ..., "until_hex": ...}, ...]}` in path
+// order (null: from the start, to the end), each what `sheaf_fold_survey` takes. Free `*out`
+// with `sheaf_bytes_free`.
+sheaf_status sheaf_fold_branches(const char *request, sheaf_bytes *out);
+
+// Lists one range of the tree at `src` (a task's share of a plan's listing). `request` is a
+// NUL-terminated JSON object: `src`, the range (`from_hex`, `until_hex`, from
+// `sheaf_fold_branches`), `threshold` and `in_place` as the plan will have them, and `limit`
+// (the most paths sampled). `*out` receives the survey as JSON, what `sheaf_fold_plan` takes
+// in `surveys`. Free `*out` with `sheaf_bytes_free`.
+sheaf_status sheaf_fold_survey(const char *request, sheaf_bytes *out);
+
 // Lists the directory `path` (following symlinks; the root is `""`).
 sheaf_status sheaf_list(const sheaf_dataset *dataset,
                         const uint8_t *path,

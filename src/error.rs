@@ -167,6 +167,8 @@ pub enum Setting {
     Compression,
     /// The parts a planned fold is cut into.
     Partitions,
+    /// What a planned fold is cut from (surveys, a manifest's sample).
+    Listing,
 }
 
 impl std::fmt::Display for Setting {
@@ -178,6 +180,7 @@ impl std::fmt::Display for Setting {
             Setting::Jobs => "jobs",
             Setting::Compression => "compression",
             Setting::Partitions => "partitions",
+            Setting::Listing => "listing",
         })
     }
 }

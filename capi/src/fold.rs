@@ -5,7 +5,8 @@
 use crate::status::sheaf_status::*;
 use crate::status::{guard, sheaf_status, Failure};
 use crate::{c_os_text, required, sheaf_bytes};
-use sheaf::fold::parts::{self, PlanKind};
+use sheaf::fold::parts::{self, Listing, PlanKind};
+use sheaf::fold::PathRange;
 use sheaf::fold::{Compression, ContainerLimits, FoldOptions};
 use sheaf::progress::Silent;
 use std::ffi::c_char;
@@ -35,6 +36,10 @@ struct PlanRequest {
     in_place: bool,
     #[serde(default)]
     remove_originals: bool,
+    #[serde(default)]
+    surveys: Option<Vec<parts::Survey>>,
+    #[serde(default)]
+    sample: Option<parts::RowSample>,
 }
 
 fn default_threshold() -> u64 {
@@ -68,10 +73,8 @@ pub unsafe extern "C" fn sheaf_fold_plan(
     out: *mut sheaf_bytes,
 ) -> sheaf_status {
     guard(|| {
-        let request = unsafe { c_os_text(request, "request") }?;
+        let request: PlanRequest = unsafe { json_request(request, "plan") }?;
         let out = unsafe { required(out, "out") }?;
-        let request: PlanRequest = serde_json::from_slice(request.as_encoded_bytes())
-            .map_err(|e| Failure::new(SHEAF_INVALID_ARGUMENT, format!("plan request: {e}")))?;
         let compression = request
             .compress
             .parse::<Compression>()
@@ -101,12 +104,24 @@ pub unsafe extern "C" fn sheaf_fold_plan(
                 ))
             }
         };
+        let listing = match (request.surveys, request.sample) {
+            (None, None) => Listing::Walk,
+            (Some(surveys), None) => Listing::Surveys(surveys),
+            (None, Some(sample)) => Listing::Sample(sample),
+            (Some(_), Some(_)) => {
+                return Err(Failure::new(
+                    SHEAF_INVALID_ARGUMENT,
+                    "plan request: give `surveys` or `sample`, not both",
+                ))
+            }
+        };
         let planned = parts::plan(
             Path::new(&request.src),
             Path::new(dst),
             kind,
             &options,
             request.partitions,
+            listing,
             &Silent,
         )?;
         let mut value = serde_json::to_value(&planned.plan).expect("a plan serializes");
@@ -150,6 +165,100 @@ pub unsafe extern "C" fn sheaf_fold_commit(
         give(out, serde_json::to_vec(&summary).expect("JSON serializes"));
         Ok(SHEAF_OK)
     })
+}
+
+/// What `sheaf_fold_branches` takes.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BranchesRequest {
+    src: String,
+    /// The most ranges wanted.
+    ranges: usize,
+}
+
+/// Cuts the tree at `src` into at most `ranges` ranges that can be surveyed apart, listing
+/// only its top levels. `request` is a NUL-terminated JSON object `{"src": ..., "ranges":
+/// N}`; `*out` receives `{"ranges": [{"from_hex": ..., "until_hex": ...}, ...]}` in path
+/// order (null: from the start, to the end), each what `sheaf_fold_survey` takes. Free `*out`
+/// with `sheaf_bytes_free`.
+#[no_mangle]
+pub unsafe extern "C" fn sheaf_fold_branches(
+    request: *const c_char,
+    out: *mut sheaf_bytes,
+) -> sheaf_status {
+    guard(|| {
+        let request: BranchesRequest = unsafe { json_request(request, "branches") }?;
+        let out = unsafe { required(out, "out") }?;
+        let points = parts::branch_points(Path::new(&request.src), request.ranges)?;
+        let ranges: Vec<_> = parts::ranges_between(&points)
+            .iter()
+            .map(|range| {
+                let (from_hex, until_hex) = parts::range_hex(range);
+                serde_json::json!({ "from_hex": from_hex, "until_hex": until_hex })
+            })
+            .collect();
+        let json = serde_json::json!({ "ranges": ranges });
+        give(out, serde_json::to_vec(&json).expect("JSON serializes"));
+        Ok(SHEAF_OK)
+    })
+}
+
+/// What `sheaf_fold_survey` takes.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SurveyRequest {
+    src: String,
+    #[serde(default)]
+    from_hex: Option<String>,
+    #[serde(default)]
+    until_hex: Option<String>,
+    #[serde(default = "default_threshold")]
+    threshold: u64,
+    #[serde(default)]
+    in_place: bool,
+    /// The most paths sampled.
+    limit: usize,
+}
+
+/// Lists one range of the tree at `src` (a task's share of a plan's listing). `request` is a
+/// NUL-terminated JSON object: `src`, the range (`from_hex`, `until_hex`, from
+/// `sheaf_fold_branches`), `threshold` and `in_place` as the plan will have them, and `limit`
+/// (the most paths sampled). `*out` receives the survey as JSON, what `sheaf_fold_plan` takes
+/// in `surveys`. Free `*out` with `sheaf_bytes_free`.
+#[no_mangle]
+pub unsafe extern "C" fn sheaf_fold_survey(
+    request: *const c_char,
+    out: *mut sheaf_bytes,
+) -> sheaf_status {
+    guard(|| {
+        let request: SurveyRequest = unsafe { json_request(request, "survey") }?;
+        let out = unsafe { required(out, "out") }?;
+        let range: PathRange =
+            parts::range_of_hex(request.from_hex.as_deref(), request.until_hex.as_deref())?;
+        let survey = parts::survey(
+            Path::new(&request.src),
+            range,
+            request.threshold,
+            request.in_place,
+            request.limit,
+            &Silent,
+        )?;
+        give(out, serde_json::to_vec(&survey).expect("JSON serializes"));
+        Ok(SHEAF_OK)
+    })
+}
+
+/// The NUL-terminated JSON object `request` as a `what` request.
+///
+/// # Safety
+/// `request` is null or a NUL-terminated string.
+unsafe fn json_request<T: serde::de::DeserializeOwned>(
+    request: *const c_char,
+    what: &str,
+) -> Result<T, Failure> {
+    let text = unsafe { c_os_text(request, "request") }?;
+    serde_json::from_slice(text.as_encoded_bytes())
+        .map_err(|e| Failure::new(SHEAF_INVALID_ARGUMENT, format!("{what} request: {e}")))
 }
 
 /// Hands `json` to the caller as library-owned bytes.

@@ -90,6 +90,8 @@ SIGNATURES = {
     "sheaf_fold_plan": (_STATUS, [c_char_p, POINTER(Bytes)]),
     "sheaf_fold_part": (_STATUS, [c_char_p, c_uint32, POINTER(Bytes)]),
     "sheaf_fold_commit": (_STATUS, [c_char_p, POINTER(Bytes)]),
+    "sheaf_fold_branches": (_STATUS, [c_char_p, POINTER(Bytes)]),
+    "sheaf_fold_survey": (_STATUS, [c_char_p, POINTER(Bytes)]),
 }
 
 

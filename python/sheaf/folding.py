@@ -17,7 +17,7 @@ import json
 import os
 import re
 from ctypes import byref, string_at
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 from . import _native
 from ._native import Bytes, lib
@@ -57,14 +57,20 @@ def _text(location: Union[str, os.PathLike]) -> bytes:
 def plan(src: Union[str, os.PathLike], dst: Union[str, os.PathLike, None] = None, *,
          partitions: int, threshold: Size = "4MiB", container_size: Size = "1GiB",
          max_entries: int = 1 << 20, compress: str = "none", append: bool = False,
-         prefix: str = "", in_place: bool = False,
-         remove_originals: bool = False) -> dict[str, Any]:
+         prefix: str = "", in_place: bool = False, remove_originals: bool = False,
+         surveys: Optional[list[dict[str, Any]]] = None,
+         sample: Optional[dict[str, Any]] = None) -> dict[str, Any]:
     """Plans folding `src` into `dst` (a new root, or with `append` a published dataset, under
     `prefix`; with `in_place`, no `dst`: `src` is folded where it lies, and with
     `remove_originals` the commit then deletes the folded originals) in at most `partitions`
     parts of about equal bytes. Returns the plan (its `parts`, `entries`, `bytes`, ...) with
     its `location`, the argument of the other calls, and `resumed` (an unfinished plan of the
-    same fold continued)."""
+    same fold continued).
+
+    The planner lists the whole tree itself unless it is given `surveys` (what `survey`
+    returned for each of `branches`' ranges, in order: the listing made by many workers) or
+    `sample` (from `manifest_sample`: no listing at all). Either only decides where the parts
+    are cut; each part lists its own range when it is folded."""
     request = {
         "src": os.fsdecode(src), "dst": None if dst is None else os.fsdecode(dst),
         "partitions": int(partitions), "threshold": parse_size(threshold),
@@ -72,7 +78,28 @@ def plan(src: Union[str, os.PathLike], dst: Union[str, os.PathLike, None] = None
         "compress": compress, "append": bool(append), "prefix": prefix,
         "in_place": bool(in_place), "remove_originals": bool(remove_originals),
     }
+    if surveys is not None:
+        request["surveys"] = surveys
+    if sample is not None:
+        request["sample"] = sample
     return _call(lib.sheaf_fold_plan, json.dumps(request).encode())
+
+
+def branches(src: Union[str, os.PathLike], ranges: int) -> list[dict[str, Optional[str]]]:
+    """Cuts the tree at `src` into at most `ranges` consecutive ranges (`from_hex`, `until_hex`)
+    by listing its top levels only; each is then listed apart with `survey`."""
+    request = {"src": os.fsdecode(src), "ranges": int(ranges)}
+    return _call(lib.sheaf_fold_branches, json.dumps(request).encode())["ranges"]
+
+
+def survey(src: Union[str, os.PathLike], branch: dict[str, Optional[str]], *, limit: int,
+           threshold: Size = "4MiB", in_place: bool = False) -> dict[str, Any]:
+    """Lists one range from `branches` and returns its counts and at most `limit` sampled
+    paths: one element of `plan`'s `surveys`."""
+    request = {"src": os.fsdecode(src), "from_hex": branch.get("from_hex"),
+               "until_hex": branch.get("until_hex"), "threshold": parse_size(threshold),
+               "in_place": bool(in_place), "limit": int(limit)}
+    return _call(lib.sheaf_fold_survey, json.dumps(request).encode())
 
 
 def fold_part(location: Union[str, os.PathLike], part: int) -> dict[str, Any]:

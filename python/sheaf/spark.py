@@ -16,6 +16,7 @@ the parts that finished (`sheaf gc` removes what a failed attempt left).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional, Union
 
 from . import folding
+from . import manifest as sheaf_manifest
 
 log = logging.getLogger("sheaf.spark")
 
@@ -69,7 +71,8 @@ def fold(spark: Any, src: Union[str, os.PathLike], dst: Union[str, os.PathLike, 
          *, partitions: Optional[int] = None, threshold: folding.Size = "4MiB",
          container_size: folding.Size = "1GiB", max_entries: int = 1 << 20,
          compress: str = "none", append: bool = False, prefix: str = "",
-         in_place: bool = False, remove_originals: bool = False,
+         in_place: bool = False, remove_originals: bool = False, listing: str = "tasks",
+         manifest: Union[str, os.PathLike, None] = None,
          task_hook: Optional[Callable[[int], None]] = None) -> FoldResult:
     """Folds `src` into `dst` with `spark`'s executors and commits one generation.
 
@@ -77,8 +80,18 @@ def fold(spark: Any, src: Union[str, os.PathLike], dst: Union[str, os.PathLike, 
     cut into, one task each. With `append`, the tree is added to the published dataset `dst`
     under `prefix`. With `in_place` (and no `dst`), `src` is folded where it lies (its
     containers under `src/.sheaf/`, large files left as they are); `remove_originals` then
-    deletes each folded original once the committed generation re-reads clean. `task_hook`, when given, is called on the executor with the part number
-    before each part is folded (for instrumentation, or to inject faults in tests).
+    deletes each folded original once the committed generation re-reads clean.
+
+    Where the parts are cut (about equal bytes each) is learnt from a listing of the tree: with
+    `listing="tasks"` (the default) the driver lists only the top levels and Spark tasks list
+    the ranges between them in parallel (a first, short stage); `listing="driver"` lists the
+    whole tree from the driver; `manifest` (a Parquet or CSV listing with `path` or `key` and
+    `size` columns, such as an S3 inventory, or a `hdfs dfs -ls -R` dump: see
+    `sheaf.manifest`) replaces the listing, sampled by the driver. Each part lists its own
+    range when it is folded, whichever is used.
+
+    `task_hook`, when given, is called on the executor with the part number before each part
+    is folded (for instrumentation, or to inject faults in tests).
 
     Raises what the plan or the commit raises; a task that keeps failing fails the job (after
     Spark's retries) and nothing is published. Calling `fold` again with the same arguments
@@ -87,10 +100,20 @@ def fold(spark: Any, src: Union[str, os.PathLike], dst: Union[str, os.PathLike, 
     started = time.monotonic()
     if partitions is None:
         partitions = 2 * spark.sparkContext.defaultParallelism
+    if listing not in ("tasks", "driver"):
+        raise ValueError(f"listing must be 'tasks' or 'driver', not {listing!r}")
+    known: dict[str, Any] = {}
+    if manifest is not None:
+        known["sample"] = sheaf_manifest.sample(manifest, src, limit=_CUT_SAMPLES * partitions)
+        log.info("sheaf: sampled %d of the %d files (%d bytes) the manifest %s lists",
+                 len(known["sample"]["sample"]), known["sample"]["rows"],
+                 known["sample"]["bytes"], os.fsdecode(manifest))
+    elif listing == "tasks":
+        known["surveys"] = _survey_in_tasks(spark, src, partitions, threshold, in_place)
     plan = folding.plan(src, dst, partitions=partitions, threshold=threshold,
                         container_size=container_size, max_entries=max_entries,
                         compress=compress, append=append, prefix=prefix, in_place=in_place,
-                        remove_originals=remove_originals)
+                        remove_originals=remove_originals, **known)
     if dst is None:
         dst = src
     location, parts = plan["location"], len(plan["parts"])
@@ -142,6 +165,49 @@ def fold(spark: Any, src: Union[str, os.PathLike], dst: Union[str, os.PathLike, 
              result.generation, result.dataset, result.containers, result.objects_before,
              result.objects_after)
     return result
+
+
+# Cut candidates the planner keeps per part (as the native planner does).
+_CUT_SAMPLES = 64
+
+# Ranges surveyed per part asked for: many small ranges keep one large directory from being
+# surveyed by a single task with too few samples for its share of the cuts.
+_RANGES_PER_PART = 4
+
+
+def _survey_in_tasks(spark: Any, src: Any, partitions: int, threshold: folding.Size,
+                     in_place: bool) -> list[dict[str, Any]]:
+    """Lists the tree in Spark tasks: the driver lists the top levels into ranges, a task
+    lists each range and returns its survey (counts and sampled paths, never the listing)."""
+    started = time.monotonic()
+    ranges = folding.branches(src, _RANGES_PER_PART * partitions)
+    limit = max(_CUT_SAMPLES,
+                min(_CUT_SAMPLES * partitions,
+                    _CUT_SAMPLES * partitions * _RANGES_PER_PART // len(ranges)))
+    source = os.fsdecode(src)
+
+    def survey_ranges(batches):
+        import pyarrow as pa
+
+        from sheaf import folding as on_executor
+
+        for batch in batches:
+            for i in batch.column(0).to_pylist():
+                found = on_executor.survey(source, ranges[i], limit=limit,
+                                           threshold=threshold, in_place=in_place)
+                yield pa.RecordBatch.from_pylist(
+                    [{"i": i, "survey": json.dumps(found)}],
+                    schema=pa.schema([("i", pa.int64()), ("survey", pa.string())]))
+
+    ids = spark.range(0, len(ranges), 1, numPartitions=len(ranges)).withColumnRenamed("id", "i")
+    spark.sparkContext.setJobDescription(f"sheaf fold: listing {len(ranges)} ranges of {source}")
+    rows = sorted(ids.mapInArrow(survey_ranges, "i long, survey string").collect(),
+                  key=lambda r: r["i"])
+    surveys = [json.loads(r["survey"]) for r in rows]
+    log.info("sheaf: %d tasks listed %d entries (%d bytes) in %.1f s", len(surveys),
+             sum(s["entries"] for s in surveys), sum(s["bytes"] for s in surveys),
+             time.monotonic() - started)
+    return surveys
 
 
 class _ArrowTypes(dict):

@@ -113,6 +113,88 @@ def test_plan_parts_and_commit_without_spark(sheaf_bin, tmp_path):
         folding.parse_size("4 parsecs")
 
 
+def fold_planned(plan: dict) -> dict:
+    for k in range(len(plan["parts"])):
+        folding.fold_part(plan["location"], k)
+    return folding.commit(plan["location"])
+
+
+def weight_shares(plan: dict) -> list[float]:
+    total = sum(p["weight"] for p in plan["parts"])
+    return [p["weight"] / total for p in plan["parts"]]
+
+
+def test_ranges_listed_apart_cut_the_tree_as_one_listing_does(sheaf_bin, tmp_path):
+    src = tmp_path / "src"
+    expected = small_tree(src, 7, files=400)
+    ranges = folding.branches(src, 12)
+    assert 2 <= len(ranges) <= 12
+    assert ranges[0]["from_hex"] is None and ranges[-1]["until_hex"] is None
+    for before, after in zip(ranges, ranges[1:]):
+        assert before["until_hex"] == after["from_hex"]
+    surveys = [folding.survey(src, r, limit=256, threshold="64KiB") for r in ranges]
+    assert sum(s["entries"] for s in surveys) == len(expected) + 9  # the files and 9 dirs
+    options = dict(partitions=4, threshold="64KiB", container_size="128KiB")
+    listed = folding.plan(src, tmp_path / "listed", **options)
+    surveyed = folding.plan(src, tmp_path / "surveyed", surveys=surveys, **options)
+    assert (surveyed["entries"], surveyed["bytes"]) == (listed["entries"], listed["bytes"])
+    assert len(surveyed["parts"]) == 4
+    assert max(weight_shares(surveyed)) < 0.35
+    fold_planned(surveyed)
+    read_all(str(tmp_path / "surveyed"), expected)
+    # Out of path order, the surveys are refused.
+    with pytest.raises(sheaf.Error, match="not in path order"):
+        folding.plan(src, tmp_path / "refused", surveys=surveys[::-1], **options)
+
+
+def ls_r_dump(root: Path, shown_as: str) -> str:
+    """`hdfs dfs -ls -R` output for the tree at `root`, its paths under `shown_as`."""
+    lines = []
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        kind, size = ("d", 0) if path.is_dir() else ("-", path.stat().st_size)
+        lines.append(f"{kind}rw-r--r--   {'-' if kind == 'd' else 3} hdfs supergroup "
+                     f"{size:>10} 2026-12-07 10:00 {shown_as}/{rel}")
+    return "\n".join(lines) + "\n"
+
+
+def test_a_manifest_replaces_the_listing_in_each_format(sheaf_bin, tmp_path):
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+    import pyarrow.parquet as pq
+
+    from sheaf import manifest
+
+    src = tmp_path / "src"
+    expected = small_tree(src, 8, files=400)
+    files = sorted(p for p in src.rglob("*") if p.is_file())
+    sizes = [p.stat().st_size for p in files]
+    # An S3 inventory names bucket keys; a CSV here names absolute paths; a dump, URIs.
+    inventory = pa.table({"bucket": ["raw"] * len(files),
+                          "key": [f"trees/src/{p.relative_to(src).as_posix()}" for p in files],
+                          "size": sizes})
+    pq.write_table(inventory, tmp_path / "inventory.parquet")
+    pcsv.write_csv(pa.table({"path": [str(p) for p in files], "size": sizes}),
+                   tmp_path / "listing.csv")
+    (tmp_path / "dump.txt").write_text(ls_r_dump(src, "hdfs://nn:9000/trees/src"))
+    for name, shown_as in [("inventory.parquet", "s3://raw/trees/src"),
+                           ("listing.csv", str(src)),
+                           ("dump.txt", "hdfs://nn:9000/trees/src")]:
+        sample = manifest.sample(tmp_path / name, shown_as, limit=100_000, seed=1)
+        assert sample["rows"] == len(files) and sample["bytes"] == sum(sizes), name
+        relative = sorted(bytes.fromhex(h).decode() for h, _ in sample["sample"])
+        assert relative == sorted(expected), name
+        # A small sample still gives cuts of about equal weight.
+        small = manifest.sample(tmp_path / name, shown_as, limit=60, seed=2)
+        assert 60 <= len(small["sample"]) <= 120, name
+        dst = tmp_path / f"ds-{name}"
+        plan = folding.plan(src, dst, partitions=4, threshold="64KiB", container_size="128KiB",
+                            sample=small)
+        assert len(plan["parts"]) == 4 and max(weight_shares(plan)) < 0.45, name
+        fold_planned(plan)
+        read_all(str(dst), expected)
+
+
 def test_spark_folds_local_to_hdfs_into_what_one_machine_folds(spark, sheaf_bin, tmp_path):
     base = remote("SHEAF_TEST_HDFS")
     src = tmp_path / "src"
@@ -145,6 +227,20 @@ def test_spark_folds_hdfs_to_hdfs_and_s3_to_s3(spark, sheaf_bin, tmp_path):
         read_all(dst, expected)
 
 
+def test_spark_folds_hdfs_planned_from_a_listing_dump_without_listing(spark, tmp_path):
+    hdfs = remote("SHEAF_TEST_HDFS")
+    local = tmp_path / "local"
+    expected = small_tree(local, 9, files=200)
+    raw = f"{hdfs}/dumped-{uuid.uuid4().hex[:10]}"
+    hdfs_put(spark, raw, expected)
+    dump = tmp_path / "ls-R.txt"
+    dump.write_text(ls_r_dump(local, raw))
+    result = sheaf.spark.fold(spark, raw, f"{raw}-folded", partitions=3, threshold="64KiB",
+                              container_size="128KiB", manifest=dump)
+    assert result.parts == 3 and result.files == len(expected)
+    read_all(f"{raw}-folded", expected)
+
+
 def test_a_task_failing_on_its_first_attempt_is_retried_without_duplicates(spark, tmp_path):
     # Nested, so Spark ships it by value: the executors cannot import this test module.
     failed = tmp_path / "first-attempt-failed"
@@ -160,7 +256,8 @@ def test_a_task_failing_on_its_first_attempt_is_retried_without_duplicates(spark
     expected = small_tree(src, 4)
     dst = tmp_path / "ds"
     result = sheaf.spark.fold(spark, src, dst, partitions=4, threshold="64KiB",
-                              container_size="128KiB", task_hook=fail_first_attempt)
+                              container_size="128KiB", task_hook=fail_first_attempt,
+                              listing="driver")
     assert failed.exists(), "part 1's first attempt failed and was retried"
     read_all(str(dst), expected)
     # Only the containers the catalog lists: the retry rewrote the same names.

@@ -345,6 +345,7 @@ fn in_cli_words(error: &sheaf::Error) -> String {
                 sheaf::Setting::Jobs => "--jobs",
                 sheaf::Setting::Compression => "--compress",
                 sheaf::Setting::Partitions => "--partitions/--part",
+                sheaf::Setting::Listing => "the plan's listing",
             };
             format!("{flag}: {reason}")
         }
@@ -509,7 +510,8 @@ fn planned_fold(args: FoldArgs) -> Result<ExitCode> {
     let partitions = args
         .partitions
         .expect("clap requires --partitions with --plan");
-    let planned = fold::parts::plan(&args.src, dst, kind, &options, partitions, &bars)
+    let listing = fold::parts::Listing::Walk;
+    let planned = fold::parts::plan(&args.src, dst, kind, &options, partitions, listing, &bars)
         .context("planning failed")?;
     bars.finish();
     if args.json {

@@ -12,8 +12,8 @@ mod write;
 pub use change::{append, remove, RemoveSummary};
 pub use compact::{compact, gc, CompactSummary, GcSummary};
 pub use plan::ContainerLimits;
-pub use walk::SourceEntry;
 use walk::Walked;
+pub use walk::{PathRange, SourceEntry};
 
 use crate::error::{Error, Result, Setting};
 use crate::format::{CatalogRow, EntryKind, MAX_ENTRY_LEN};

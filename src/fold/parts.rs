@@ -16,7 +16,7 @@ use super::{
 use crate::error::{Error, IoContext, Result, Setting};
 use crate::format::catalog::{Catalog, RootMeta};
 use crate::format::generation::{self, Commit};
-use crate::format::path::{display, normalize};
+use crate::format::path::{cmp_paths, display, normalize};
 use crate::format::{CatalogRow, EntryKind};
 use crate::layout::{container_key, PLANS_KEY, STAGING_KEY};
 use crate::progress::Progress;
@@ -24,6 +24,7 @@ use crate::read::Dataset;
 use crate::store::Store;
 use arrow_buffer::Buffer;
 use serde::{Deserialize, Serialize};
+use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -100,10 +101,7 @@ pub struct PlannedPart {
 
 impl PlannedPart {
     fn range(&self) -> Result<PathRange> {
-        Ok(PathRange {
-            from: self.from_hex.as_deref().map(unhex).transpose()?,
-            until: self.until_hex.as_deref().map(unhex).transpose()?,
-        })
+        range_of_hex(self.from_hex.as_deref(), self.until_hex.as_deref())
     }
 }
 
@@ -183,6 +181,161 @@ pub enum PlanKind<'a> {
     InPlace,
 }
 
+/// Where the planner learns the tree's paths and sizes from, to cut it into parts of about
+/// equal weight. The cuts decide only how evenly the work is shared: each part lists its own
+/// range when it runs, so a plan is right (every entry folded once) whichever is used.
+#[derive(Clone, Debug, Default)]
+pub enum Listing {
+    /// The planner lists the whole tree itself, one listing after another.
+    #[default]
+    Walk,
+    /// Surveys of consecutive ranges of the tree, in path order, made apart (a Spark task
+    /// each: see [`branch_points`] and [`survey`]), so the planner lists nothing.
+    Surveys(Vec<Survey>),
+    /// A uniform sample of a manifest's rows (an S3 inventory, a `hdfs dfs -ls -R` dump),
+    /// with its totals: the planner lists nothing and estimates the weights.
+    Sample(RowSample),
+}
+
+/// What a listing of one range of the tree found: its counts, and a bounded sample of its
+/// paths in path order, each with the weight (see `ENTRY_WEIGHT`) of the range before it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Survey {
+    /// The range surveyed (hex paths; none: from the start, to the end).
+    pub from_hex: Option<String>,
+    pub until_hex: Option<String>,
+    pub entries: u64,
+    pub bytes: u64,
+    pub weight: u64,
+    /// `(path in hex, weight before it in the range)`, in path order.
+    pub samples: Vec<(String, u64)>,
+}
+
+/// A uniform random sample of the files a manifest lists (paths relative to the source, as
+/// hex, and sizes), with the manifest's totals: what a caller that reads the manifest (the
+/// Python package reads Parquet and CSV) gives the planner.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RowSample {
+    /// Files the manifest lists, and their bytes.
+    pub rows: u64,
+    pub bytes: u64,
+    /// `(path in hex, size)` of the sampled rows, in any order.
+    pub sample: Vec<(String, u64)>,
+}
+
+/// How deep below the source's root [`branch_points`] lists at most.
+const BRANCH_DEPTH: usize = 3;
+
+/// Paths that cut the tree, in path order, into at most `wanted` ranges that can be surveyed
+/// apart ([`survey`]): the names of the top level, and of the levels under it while they are
+/// fewer than `wanted` (three levels at most), evenly thinned. Lists a few directories,
+/// never the tree.
+pub fn branch_points(src: &Path, wanted: usize) -> Result<Vec<Vec<u8>>> {
+    let (store, dir) = open_source(src)?;
+    let list = |path: &[u8]| walk::list_level(store.as_ref(), dir.as_deref(), path);
+    // Each point, and whether its directory may still be listed.
+    let mut points: Vec<(Vec<u8>, bool)> = list(b"")?;
+    for _ in 1..BRANCH_DEPTH {
+        if points.len() >= wanted || !points.iter().any(|(_, open)| *open) {
+            break;
+        }
+        let mut deeper = Vec::with_capacity(points.len());
+        for (path, open) in points {
+            let children = match open {
+                true => list(&path)?,
+                false => Vec::new(),
+            };
+            deeper.push((path, false));
+            deeper.extend(children);
+        }
+        points = deeper;
+    }
+    let wanted = wanted.max(1);
+    let cuts = points.len().min(wanted - 1);
+    Ok((1..=cuts)
+        .map(|k| points[k * points.len() / (cuts + 1)].0.clone())
+        .collect())
+}
+
+/// The ranges between `points` (from [`branch_points`]): the first from the start of the tree,
+/// the last to its end.
+pub fn ranges_between(points: &[Vec<u8>]) -> Vec<PathRange> {
+    let bounds: Vec<Option<Vec<u8>>> = std::iter::once(None)
+        .chain(points.iter().cloned().map(Some))
+        .chain(std::iter::once(None))
+        .collect();
+    bounds
+        .windows(2)
+        .map(|pair| PathRange {
+            from: pair[0].clone(),
+            until: pair[1].clone(),
+        })
+        .collect()
+}
+
+/// A range's bounds as hex (none: from the start, to the end), as plans and surveys give them.
+pub fn range_hex(range: &PathRange) -> (Option<String>, Option<String>) {
+    (
+        range.from.as_deref().map(hex),
+        range.until.as_deref().map(hex),
+    )
+}
+
+/// The range between two hex bounds (see [`range_hex`]).
+pub fn range_of_hex(from: Option<&str>, until: Option<&str>) -> Result<PathRange> {
+    Ok(PathRange {
+        from: from.map(unhex).transpose()?,
+        until: until.map(unhex).transpose()?,
+    })
+}
+
+/// Lists the range `range` of `src` (a task's share of a plan's listing) and returns what it
+/// found, with at most `limit` sampled paths. `in_place`: the source's own top-level `.sheaf`
+/// is skipped (an in-place fold's staging area) rather than refused.
+pub fn survey(
+    src: &Path,
+    range: PathRange,
+    threshold: u64,
+    in_place: bool,
+    limit: usize,
+    progress: &dyn Progress,
+) -> Result<Survey> {
+    let (store, dir) = open_source(src)?;
+    let sources = (store.as_ref(), dir.as_deref());
+    let cuts = walk_cuts(sources, range.clone(), threshold, in_place, limit, progress)?;
+    Ok(cuts.survey(&range))
+}
+
+/// The cut candidates of a walk of `range`.
+fn walk_cuts(
+    (store, dir): (&dyn Store, Option<&Path>),
+    range: PathRange,
+    threshold: u64,
+    in_place: bool,
+    limit: usize,
+    progress: &dyn Progress,
+) -> Result<Cuts> {
+    progress.phase("plan", 0, 0);
+    let mut cuts = Cuts::new(limit);
+    let mut tally = |walked: Result<Walked>| -> Result<()> {
+        if let Walked::Entry(entry) = walked? {
+            let weight = entry_weight(&entry);
+            progress.advance(1, weight);
+            cuts.offer(&entry.path, weight, file_bytes(&entry));
+        }
+        Ok(())
+    };
+    match dir {
+        Some(dir) => {
+            walk::SortedWalk::within(dir, threshold, in_place, range)?.try_for_each(&mut tally)?
+        }
+        None => {
+            walk::StoreWalk::within(store, threshold, in_place, range)?.try_for_each(&mut tally)?
+        }
+    }
+    Ok(cuts)
+}
+
 /// Plans a fold of `src` into `dst` (see [`PlanKind`]) in at most `partitions` parts of about equal weight, writes the
 /// plan into `dst`'s staging area and returns it with its location (what `fold_part` and
 /// `commit` take). The planner lists the whole tree once, keeping a bounded sample of cut
@@ -195,6 +348,7 @@ pub fn plan(
     kind: PlanKind,
     options: &FoldOptions,
     partitions: u32,
+    listing: Listing,
     progress: &dyn Progress,
 ) -> Result<Planned> {
     check_options(options)?;
@@ -271,23 +425,16 @@ pub fn plan(
             resumed: true,
         });
     }
-    progress.phase("plan", 0, 0);
-    let mut cuts = Cuts::new(partitions as usize * CANDIDATES_PER_PART);
-    let mut tally = |walked: Result<Walked>| -> Result<()> {
-        if let Walked::Entry(entry) = walked? {
-            let weight = entry_weight(&entry);
-            progress.advance(1, weight);
-            cuts.offer(&entry, weight);
+    let limit = partitions as usize * CANDIDATES_PER_PART;
+    let cuts = match listing {
+        Listing::Walk => {
+            let range = PathRange::ALL;
+            let sources = (src_store.as_ref(), src_dir.as_deref());
+            walk_cuts(sources, range, options.threshold, in_place, limit, progress)?
         }
-        Ok(())
+        Listing::Surveys(surveys) => Cuts::merged(&surveys, limit)?,
+        Listing::Sample(sample) => Cuts::estimated(sample, limit)?,
     };
-    match &src_dir {
-        Some(dir) => {
-            walk::SortedWalk::new(dir, options.threshold, false)?.try_for_each(&mut tally)?
-        }
-        None => walk::StoreWalk::new(src_store.as_ref(), options.threshold, false)?
-            .try_for_each(&mut tally)?,
-    }
     let plan = Plan {
         entries: cuts.entries,
         bytes: cuts.bytes,
@@ -734,6 +881,14 @@ fn list_numbers(numbers: &[u32]) -> String {
     text.join(", ")
 }
 
+/// The bytes of data an entry brings (files only).
+fn file_bytes(entry: &SourceEntry) -> u64 {
+    match entry.kind {
+        EntryKind::File | EntryKind::External => entry.len,
+        _ => 0,
+    }
+}
+
 fn entry_weight(entry: &SourceEntry) -> u64 {
     match entry.kind {
         EntryKind::File | EntryKind::External => entry.len + ENTRY_WEIGHT,
@@ -765,23 +920,112 @@ impl Cuts {
         }
     }
 
-    fn offer(&mut self, entry: &SourceEntry, weight: u64) {
+    fn offer(&mut self, path: &[u8], weight: u64, bytes: u64) {
         if self.entries % self.stride == 0 {
-            self.samples.push((entry.path.clone(), self.weight));
+            self.samples.push((path.to_vec(), self.weight));
             if self.samples.len() > self.limit {
-                let mut i = 0;
-                self.samples.retain(|_| {
-                    i += 1;
-                    i % 2 == 1
-                });
-                self.stride *= 2;
+                self.halve();
             }
         }
         self.entries += 1;
         self.weight += weight;
-        if matches!(entry.kind, EntryKind::File | EntryKind::External) {
-            self.bytes += entry.len;
+        self.bytes += bytes;
+    }
+
+    /// Drops every other sample (the first is kept).
+    fn halve(&mut self) {
+        let mut i = 0;
+        self.samples.retain(|_| {
+            i += 1;
+            i % 2 == 1
+        });
+        self.stride *= 2;
+    }
+
+    /// What a task returns of its range: the counts and the samples.
+    fn survey(self, range: &PathRange) -> Survey {
+        let (from_hex, until_hex) = range_hex(range);
+        Survey {
+            from_hex,
+            until_hex,
+            entries: self.entries,
+            bytes: self.bytes,
+            weight: self.weight,
+            samples: self
+                .samples
+                .into_iter()
+                .map(|(path, before)| (hex(&path), before))
+                .collect(),
         }
+    }
+
+    /// The surveys of consecutive ranges, in path order, as one: each one's weights moved by
+    /// the weight of the ranges before it, thinned to `limit` samples. Refuses surveys out of
+    /// order (their cuts would not be in path order).
+    fn merged(surveys: &[Survey], limit: usize) -> Result<Cuts> {
+        let mut cuts = Cuts::new(limit);
+        for survey in surveys {
+            for (path, before) in &survey.samples {
+                let path = unhex(path)?;
+                if cuts
+                    .samples
+                    .last()
+                    .is_some_and(|(last, _)| cmp_paths(last, &path) != Ordering::Less)
+                {
+                    return Err(Error::InvalidSetting {
+                        setting: Setting::Listing,
+                        reason: format!(
+                            "the surveys are not in path order ({:?} after {:?})",
+                            display(&path),
+                            display(&cuts.samples.last().expect("checked").0)
+                        ),
+                    });
+                }
+                cuts.samples
+                    .push((path, cuts.weight.saturating_add(*before)));
+            }
+            cuts.entries = cuts.entries.saturating_add(survey.entries);
+            cuts.bytes = cuts.bytes.saturating_add(survey.bytes);
+            cuts.weight = cuts.weight.saturating_add(survey.weight);
+        }
+        while cuts.samples.len() > cuts.limit {
+            cuts.halve();
+        }
+        Ok(cuts)
+    }
+
+    /// Cut candidates estimated from a uniform sample of a manifest's rows: the sample in path
+    /// order, each row's weight before it scaled from the sample's weight to the manifest's.
+    fn estimated(sample: RowSample, limit: usize) -> Result<Cuts> {
+        let mut rows = sample
+            .sample
+            .iter()
+            .map(|(path, len)| Ok((unhex(path)?, *len)))
+            .collect::<Result<Vec<_>>>()?;
+        rows.sort_unstable_by(|a, b| cmp_paths(&a.0, &b.0));
+        rows.dedup_by(|a, b| a.0 == b.0);
+        let weight_of = |len: u64| len.saturating_add(ENTRY_WEIGHT);
+        let total = sample
+            .bytes
+            .saturating_add(sample.rows.saturating_mul(ENTRY_WEIGHT));
+        let sampled: u128 = rows
+            .iter()
+            .map(|(_, len)| u128::from(weight_of(*len)))
+            .sum();
+        let mut cuts = Cuts::new(limit);
+        let mut before: u128 = 0;
+        for (path, len) in rows {
+            let scaled = before * u128::from(total) / sampled.max(1);
+            cuts.samples.push((path, scaled as u64));
+            before += u128::from(weight_of(len));
+        }
+        while cuts.samples.len() > cuts.limit {
+            cuts.halve();
+        }
+        cuts.entries = sample.rows;
+        cuts.bytes = sample.bytes;
+        cuts.weight = total;
+        Ok(cuts)
     }
 
     /// At most `wanted` parts: part k starts at the first sampled path with at least k/wanted
@@ -848,7 +1092,7 @@ mod tests {
         let mut cuts = Cuts::new(4 * CANDIDATES_PER_PART);
         for i in 0..10_000 {
             let e = entry(&format!("f{i:05}"), 10_000);
-            cuts.offer(&e, entry_weight(&e));
+            cuts.offer(&e.path, entry_weight(&e), file_bytes(&e));
         }
         let parts = cuts.parts(4);
         assert_eq!(parts.len(), 4);
@@ -870,12 +1114,90 @@ mod tests {
         let mut cuts = Cuts::new(100);
         for name in ["a", "b"] {
             let e = entry(name, 1);
-            cuts.offer(&e, entry_weight(&e));
+            cuts.offer(&e.path, entry_weight(&e), file_bytes(&e));
         }
         let parts = cuts.parts(10);
         assert_eq!(parts.len(), 2);
         assert_eq!(parts[1].from.as_deref(), Some("b"));
         assert_eq!(Cuts::new(10).parts(3).len(), 1);
+    }
+
+    /// Cuts of `names` (files of `len` bytes each) in path order.
+    fn cuts_of(names: impl Iterator<Item = String>, len: u64, limit: usize) -> Cuts {
+        let mut cuts = Cuts::new(limit);
+        for name in names {
+            let e = entry(&name, len);
+            cuts.offer(&e.path, entry_weight(&e), file_bytes(&e));
+        }
+        cuts
+    }
+
+    fn shares(parts: &[PlannedPart]) -> Vec<f64> {
+        let total: u64 = parts.iter().map(|p| p.weight).sum();
+        parts
+            .iter()
+            .map(|p| p.weight as f64 / total as f64)
+            .collect()
+    }
+
+    #[test]
+    fn surveys_of_consecutive_ranges_cut_as_one_walk_does() {
+        let names = |range: std::ops::Range<u32>| range.map(|i| format!("d{i:05}"));
+        let whole = cuts_of(names(0..10_000), 10_000, 4 * CANDIDATES_PER_PART);
+        // Three unequal ranges, each surveyed apart with the same sample bound.
+        let surveys: Vec<Survey> = [0..1_000, 1_000..7_000, 7_000..10_000]
+            .into_iter()
+            .map(|r| cuts_of(names(r), 10_000, 4 * CANDIDATES_PER_PART))
+            .map(|c| c.survey(&PathRange::ALL))
+            .collect();
+        let merged = Cuts::merged(&surveys, 4 * CANDIDATES_PER_PART).unwrap();
+        assert_eq!(
+            (merged.entries, merged.bytes, merged.weight),
+            (whole.entries, whole.bytes, whole.weight)
+        );
+        assert!(merged.samples.len() <= 4 * CANDIDATES_PER_PART);
+        for share in shares(&merged.parts(4)) {
+            assert!((0.22..0.28).contains(&share), "{share}");
+        }
+        // Out of order, the cuts would be too: refused.
+        let reversed: Vec<Survey> = surveys.into_iter().rev().collect();
+        assert!(Cuts::merged(&reversed, 100).is_err());
+    }
+
+    #[test]
+    fn a_manifest_sample_estimates_cuts_of_about_equal_weight() {
+        // 100,000 files: the first half small, the second half ten times larger, so equal
+        // weights are not equal counts. A 1-in-50 sample, shuffled (manifests are in any order).
+        let len = |i: u64| if i < 50_000 { 1_000 } else { 100_000 };
+        let bytes: u64 = (0..100_000).map(len).sum();
+        let mut sample: Vec<(String, u64)> = (0..100_000)
+            .step_by(50)
+            .map(|i| (hex(format!("f{i:06}").as_bytes()), len(i)))
+            .collect();
+        sample.reverse();
+        let rows = RowSample {
+            rows: 100_000,
+            bytes,
+            sample,
+        };
+        let cuts = Cuts::estimated(rows, 10 * CANDIDATES_PER_PART).unwrap();
+        assert_eq!(cuts.entries, 100_000);
+        let parts = cuts.parts(10);
+        assert_eq!(parts.len(), 10);
+        // Each part's true weight, from the rows it covers: about a tenth of the whole.
+        for part in &parts {
+            let from: u64 = part
+                .from
+                .as_deref()
+                .map_or(0, |f| f.trim_start_matches('f').parse().unwrap());
+            let until: u64 = part
+                .until
+                .as_deref()
+                .map_or(100_000, |f| f.trim_start_matches('f').parse().unwrap());
+            let weight: u64 = (from..until).map(|i| len(i) + ENTRY_WEIGHT).sum();
+            let share = weight as f64 / (bytes + 100_000 * ENTRY_WEIGHT) as f64;
+            assert!((0.08..0.12).contains(&share), "{from}..{until}: {share}");
+        }
     }
 
     #[test]

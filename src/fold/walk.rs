@@ -8,7 +8,7 @@ use crate::format::EntryKind;
 use crate::layout::SHEAF_DIR;
 use crate::store::{ObjectInfo, Store};
 use crate::time::mtime_ns;
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fs::{self, Metadata};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -231,6 +231,52 @@ impl Iterator for SortedWalk {
             }
         }
     }
+}
+
+/// The children of directory `dir` (a path relative to the source's root, empty for the root)
+/// in path order, each with whether it is a directory: one listing, nothing below it. The
+/// top-level `.sheaf` is left out. What a planner lists to cut a tree it does not walk whole.
+pub fn list_level(
+    store: &dyn Store,
+    local_root: Option<&Path>,
+    dir: &[u8],
+) -> Result<Vec<(Vec<u8>, bool)>> {
+    let mut children = match local_root {
+        Some(root) => {
+            let abs = match dir.is_empty() {
+                true => root.to_path_buf(),
+                false => root.join(OsStr::from_bytes(dir)),
+            };
+            let mut listed = Vec::new();
+            for child in fs::read_dir(&abs).ctx("read directory", &abs)? {
+                let child = child.ctx("read directory", &abs)?;
+                let is_dir = child.file_type().ctx("stat", child.path())?.is_dir();
+                let mut path = dir.to_vec();
+                if !path.is_empty() {
+                    path.push(SEPARATOR);
+                }
+                path.extend_from_slice(child.file_name().as_bytes());
+                listed.push((path, is_dir));
+            }
+            listed
+        }
+        None => {
+            let key = std::str::from_utf8(dir).map_err(|_| Error::Refused {
+                path: store.uri("").into(),
+                reason: "a store's keys are UTF-8".into(),
+            })?;
+            read_store_level(store, key)?
+                .into_iter()
+                .map(|child| {
+                    let is_dir = matches!(child, StoreChild::Dir(_));
+                    (child.key().as_bytes().to_vec(), is_dir)
+                })
+                .collect()
+        }
+    };
+    children.retain(|(path, _)| !is_sheaf_dir_or_below(path));
+    children.sort_unstable_by(|a, b| cmp_paths(&a.0, &b.0));
+    Ok(children)
 }
 
 fn is_sheaf_dir_or_below(path: &[u8]) -> bool {
