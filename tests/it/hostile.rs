@@ -27,6 +27,8 @@ struct Hostile {
     entries: Vec<Entry>,
     body: Vec<u8>,
     faulty: bool,
+    /// An index block other than the one sheaf writes for `entries` (schema abuse).
+    index: Option<Vec<u8>>,
 }
 
 const MTIME: i64 = 1_000_000_000_000_000_000;
@@ -89,6 +91,7 @@ fn case(name: &'static str, faulty: bool, items: &[(&[u8], EntryKind, &[u8])]) -
         entries,
         body,
         faulty,
+        index: None,
     }
 }
 
@@ -180,6 +183,7 @@ fn generate_hostile(victim: &Path) -> Vec<Hostile> {
         entries,
         body: body.to_vec(),
         faulty: true,
+        index: None,
     };
     let sum = |b: &[u8]| xxhash_rust::xxh3::xxh3_64(b);
     out.push(wrong(
@@ -220,7 +224,132 @@ fn generate_hostile(victim: &Path) -> Vec<Hostile> {
         b"",
     ));
     out.extend(decompression_bombs());
+    out.extend(schema_abuse());
     out
+}
+
+/// Index blocks whose Arrow schema is not the one sheaf writes: columns of other types,
+/// missing, added, reordered, nested, dictionary-encoded or null, a hash table out of bounds,
+/// fewer rows than the footer counts. Each is sealed like an honest one.
+fn schema_abuse() -> Vec<Hostile> {
+    use arrow_array::{
+        types::Int32Type, ArrayRef, DictionaryArray, Float64Array, Int32Array, ListArray,
+        RecordBatch, StringArray, UInt32Array, UInt64Array, UInt8Array,
+    };
+    use arrow_schema::{Field, Schema};
+    use std::sync::Arc;
+
+    let (entries, body) = honest(&[
+        (b"d", EntryKind::Dir, b""),
+        (b"d/a", EntryKind::File, b"alpha"),
+        (b"d/b", EntryKind::File, b"bravo"),
+    ]);
+    let honest_index = sheaf::format::entry::encode_index(&entries).unwrap();
+    let reader =
+        arrow_ipc::reader::FileReader::try_new(std::io::Cursor::new(honest_index), None).unwrap();
+    let batch = reader.into_iter().next().unwrap().unwrap();
+    let columns: Vec<(String, ArrayRef)> = batch
+        .schema()
+        .fields()
+        .iter()
+        .zip(batch.columns())
+        .map(|(f, c)| (f.name().clone(), c.clone()))
+        .collect();
+    let encode = |columns: Vec<(String, ArrayRef)>| -> Vec<u8> {
+        let fields: Vec<Field> = columns
+            .iter()
+            .map(|(name, c)| Field::new(name, c.data_type().clone(), c.null_count() > 0))
+            .collect();
+        let schema = Arc::new(Schema::new(fields));
+        let arrays = columns.into_iter().map(|(_, c)| c).collect();
+        let batch = RecordBatch::try_new(schema.clone(), arrays).unwrap();
+        let mut writer = arrow_ipc::writer::FileWriter::try_new(Vec::new(), &schema).unwrap();
+        writer.write(&batch).unwrap();
+        writer.finish().unwrap();
+        writer.into_inner().unwrap()
+    };
+    let replaced = |name: &str, with: ArrayRef| -> Vec<u8> {
+        encode(
+            columns
+                .iter()
+                .map(|(n, c)| (n.clone(), if n == name { with.clone() } else { c.clone() }))
+                .collect(),
+        )
+    };
+    let without = |name: &str| -> Vec<u8> {
+        encode(columns.iter().filter(|(n, _)| n != name).cloned().collect())
+    };
+    let with_extra = |name: &str, extra: ArrayRef| -> Vec<u8> {
+        let mut all = columns.clone();
+        all.push((name.to_owned(), extra));
+        encode(all)
+    };
+    let n = entries.len();
+    let list = ListArray::from_iter_primitive::<Int32Type, _, _>((0..n).map(|_| Some([Some(1)])));
+    let dictionary: DictionaryArray<Int32Type> = ["d", "d/a", "d/b"].into_iter().collect();
+    let mut reordered = columns.clone();
+    reordered.reverse();
+    let first_rows: Vec<(String, ArrayRef)> =
+        columns.iter().map(|(n, c)| (n.clone(), c.slice(0, 1))).collect();
+    let abuse = |name, faulty, index: Vec<u8>| Hostile {
+        name,
+        entries: entries.clone(),
+        body: body.clone(),
+        faulty,
+        index: Some(index),
+    };
+    vec![
+        abuse(
+            "offset column of 32-bit integers",
+            true,
+            replaced("offset", Arc::new(Int32Array::from(vec![0, 0, 5]))),
+        ),
+        abuse(
+            "path column of UTF-8 text",
+            true,
+            replaced("path", Arc::new(StringArray::from(vec!["d", "d/a", "d/b"]))),
+        ),
+        abuse("xxh3 column missing", true, without("xxh3")),
+        abuse("hash table column missing", true, without("hash_rows")),
+        abuse(
+            "kind column as lists",
+            true,
+            replaced("kind", Arc::new(list)),
+        ),
+        abuse(
+            "path column dictionary-encoded",
+            true,
+            replaced("path", Arc::new(dictionary)),
+        ),
+        abuse(
+            "nulls in the len column",
+            true,
+            replaced("len", Arc::new(UInt64Array::from(vec![Some(0), None, Some(5)]))),
+        ),
+        abuse(
+            "kind values no sheaf writes",
+            true,
+            replaced("kind", Arc::new(UInt8Array::from(vec![1, 9, 0]))),
+        ),
+        abuse(
+            "extra column of floats",
+            true,
+            with_extra("weights", Arc::new(Float64Array::from(vec![0.5; 3]))),
+        ),
+        abuse(
+            "hash table naming rows that are not there",
+            true,
+            replaced("hash_buckets", Arc::new(UInt32Array::from(vec![u32::MAX; 3]))),
+        ),
+        abuse("one row where the footer counts three", true, encode(first_rows)),
+        // Columns are found by name, so these are read as the honest index.
+        abuse("columns in reverse order", false, encode(reordered)),
+        abuse(
+            "extra column of a known type",
+            false,
+            with_extra("note", Arc::new(UInt8Array::from(vec![7u8; 3]))),
+        ),
+    ]
 }
 
 /// zstd frames that decode to far more than their entry claims, or to less.
@@ -236,6 +365,7 @@ fn decompression_bombs() -> Vec<Hostile> {
             entries: vec![entry],
             body: body.to_vec(),
             faulty: true,
+            index: None,
         }
     };
     vec![
@@ -257,7 +387,12 @@ fn decompression_bombs() -> Vec<Hostile> {
 
 /// Writes `hostile` as a sealed one-container dataset at `root`.
 fn write(root: &Path, hostile: &Hostile) {
-    write_sealed_dataset(root, &hostile.body, &hostile.entries);
+    match &hostile.index {
+        Some(index) => {
+            write_sealed_dataset_with_index(root, &hostile.body, &hostile.entries, index)
+        }
+        None => write_sealed_dataset(root, &hostile.body, &hostile.entries),
+    }
 }
 
 /// How one command ended.
@@ -433,6 +568,28 @@ fn every_command_ends_cleanly_on_every_hostile_dataset_and_writes_only_its_outpu
         vec![neighbour.join("keep.txt")]
     );
     assert_eq!(fs::read(neighbour.join("keep.txt")).unwrap(), b"untouched");
+}
+
+#[test]
+fn an_index_whose_columns_are_reordered_or_added_to_reads_as_the_honest_one() {
+    let tmp = tempdir();
+    let sound: Vec<Hostile> = schema_abuse()
+        .into_iter()
+        .filter(|h| !h.faulty)
+        .collect();
+    assert!(sound.len() >= 2);
+    for (i, hostile) in sound.iter().enumerate() {
+        let ds = tmp.path().join(format!("ds-{i}"));
+        write(&ds, hostile);
+        run!("verify", "-q", &ds).success();
+        for entry in hostile.entries.iter().filter(|e| e.kind == EntryKind::File) {
+            let start = entry.offset as usize;
+            let expected = &hostile.body[start..start + entry.len as usize];
+            let path = std::ffi::OsStr::from_bytes(&entry.path);
+            let out = run!("cat", &ds, path).success();
+            assert_eq!(out.stdout, expected, "{}", hostile.name);
+        }
+    }
 }
 
 #[test]

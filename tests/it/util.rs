@@ -633,23 +633,33 @@ pub fn running_as_root() -> bool {
 /// Writes a one-container dataset by hand (body bytes, index rows as given and in the order
 /// given, valid footer, checksums and catalog), the way a buggy or hostile writer could.
 pub fn write_sealed_dataset(root: &Path, body: &[u8], entries: &[sheaf::Entry]) {
-    use sheaf::format::entry::encode_index;
+    let index = sheaf::format::entry::encode_index(entries).unwrap();
+    write_sealed_dataset_with_index(root, body, entries, &index);
+}
+
+/// [`write_sealed_dataset`] with the index block given as bytes (which need not be one sheaf
+/// would write): footer and catalog sealed around it, its entry count that of `entries`.
+pub fn write_sealed_dataset_with_index(
+    root: &Path,
+    body: &[u8],
+    entries: &[sheaf::Entry],
+    index: &[u8],
+) {
     use sheaf::format::footer::{FileKind, Footer};
     use sheaf::format::{Catalog, CatalogRow};
     use sheaf::layout::{container_name, Layout};
     let mut file = body.to_vec();
     file.resize(body.len().div_ceil(64) * 64, 0);
-    let index = encode_index(entries).unwrap();
     let footer = Footer {
         index_offset: file.len() as u64,
         index_len: index.len() as u64,
-        index_xxh3: xxhash_rust::xxh3::xxh3_64(&index),
+        index_xxh3: xxhash_rust::xxh3::xxh3_64(index),
         entry_count: entries.len() as u64,
         data_len: body.len() as u64,
         version: sheaf::format::FORMAT_VERSION,
         kind: FileKind::Container,
     };
-    file.extend_from_slice(&index);
+    file.extend_from_slice(index);
     file.extend_from_slice(&footer.encode());
     let layout = Layout::new(root);
     let name = container_name(0, 0);
