@@ -289,8 +289,10 @@ fn schema_abuse() -> Vec<Hostile> {
     let dictionary: DictionaryArray<Int32Type> = ["d", "d/a", "d/b"].into_iter().collect();
     let mut reordered = columns.clone();
     reordered.reverse();
-    let first_rows: Vec<(String, ArrayRef)> =
-        columns.iter().map(|(n, c)| (n.clone(), c.slice(0, 1))).collect();
+    let first_rows: Vec<(String, ArrayRef)> = columns
+        .iter()
+        .map(|(n, c)| (n.clone(), c.slice(0, 1)))
+        .collect();
     let abuse = |name, faulty, index: Vec<u8>| Hostile {
         name,
         entries: entries.clone(),
@@ -324,7 +326,10 @@ fn schema_abuse() -> Vec<Hostile> {
         abuse(
             "nulls in the len column",
             true,
-            replaced("len", Arc::new(UInt64Array::from(vec![Some(0), None, Some(5)]))),
+            replaced(
+                "len",
+                Arc::new(UInt64Array::from(vec![Some(0), None, Some(5)])),
+            ),
         ),
         abuse(
             "kind values no sheaf writes",
@@ -339,9 +344,16 @@ fn schema_abuse() -> Vec<Hostile> {
         abuse(
             "hash table naming rows that are not there",
             true,
-            replaced("hash_buckets", Arc::new(UInt32Array::from(vec![u32::MAX; 3]))),
+            replaced(
+                "hash_buckets",
+                Arc::new(UInt32Array::from(vec![u32::MAX; 3])),
+            ),
         ),
-        abuse("one row where the footer counts three", true, encode(first_rows)),
+        abuse(
+            "one row where the footer counts three",
+            true,
+            encode(first_rows),
+        ),
         // Columns are found by name, so these are read as the honest index.
         abuse("columns in reverse order", false, encode(reordered)),
         abuse(
@@ -573,10 +585,7 @@ fn every_command_ends_cleanly_on_every_hostile_dataset_and_writes_only_its_outpu
 #[test]
 fn an_index_whose_columns_are_reordered_or_added_to_reads_as_the_honest_one() {
     let tmp = tempdir();
-    let sound: Vec<Hostile> = schema_abuse()
-        .into_iter()
-        .filter(|h| !h.faulty)
-        .collect();
+    let sound: Vec<Hostile> = schema_abuse().into_iter().filter(|h| !h.faulty).collect();
     assert!(sound.len() >= 2);
     for (i, hostile) in sound.iter().enumerate() {
         let ds = tmp.path().join(format!("ds-{i}"));
