@@ -360,27 +360,43 @@ fn a_cached_copy_cut_short_between_its_length_checks_reads_right_and_does_not_ki
     };
     let uri = fold_to(&local, &tmp.path().join("src"), tmp.path(), "cut-between");
     let caught = sheaf::store::faults_caught();
-    // A length found whole is trusted for a moment (LENGTH_TRUSTED_FOR): the files whose
-    // containers were checked last, read at once after the cut, read past the new ends. That
-    // killed the reader with SIGBUS; now the fault guard gives zeros, the read notices, and the
-    // origin serves. Whether a read lands inside the moment is up to the clock, so a few tries.
+    // A length found whole is trusted for a moment (LENGTH_TRUSTED_FOR): a file read again at
+    // once after the cut reads past the new end of its container's mapping (the index is at
+    // the end). That killed the reader with SIGBUS; now the fault guard gives zeros, the read
+    // notices, and the origin serves. The length is checked on the read just before the cut,
+    // so the cut and the next read come within that moment unless the test is descheduled in
+    // between: a few tries.
+    let (path, bytes) = files.iter().next_back().unwrap();
     for attempt in 0..20 {
         let cache = tmp.path().join(format!("cut-between-cache-{attempt}"));
         preload(&uri, &cache, &[]);
+        let held = cached_files(&cache);
+        let cuts: Vec<(fs::File, u64)> = held
+            .iter()
+            .map(|file| {
+                let len = fs::metadata(file).unwrap().len();
+                (
+                    fs::OpenOptions::new().write(true).open(file).unwrap(),
+                    len / 2,
+                )
+            })
+            .collect();
         let reader = open_cached(&uri, &cache);
-        read_all(&reader, &files);
-        for file in cached_files(&cache) {
-            let cut = fs::OpenOptions::new().write(true).open(&file).unwrap();
-            cut.set_len(fs::metadata(&file).unwrap().len() / 2).unwrap();
-        }
-        for (path, bytes) in files.iter().rev() {
-            let read = reader
-                .read(path.as_bytes())
-                .unwrap_or_else(|e| panic!("{path}: {e}"));
+        // The first read maps the copy, the second checks its length.
+        for _ in 0..2 {
+            let read = reader.read(path.as_bytes()).unwrap();
             assert!(read.as_slice() == bytes.as_slice(), "{path}: wrong bytes");
         }
+        for (file, half) in &cuts {
+            file.set_len(*half).unwrap();
+        }
+        let again = reader
+            .read(path.as_bytes())
+            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert!(again.as_slice() == bytes.as_slice(), "{path}: wrong bytes");
         if sheaf::store::faults_caught() > caught {
             assert!(reader.stats().get(Counter::Fallbacks) > 0);
+            read_all(&reader, &files);
             return;
         }
     }
