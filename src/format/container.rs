@@ -165,7 +165,7 @@ impl Container {
 
     /// An error when the mapping faulted (see [`Container::faulted`]): what was just read from
     /// it, checksum or not, is not the file's.
-    fn check_not_faulted(&self) -> Result<()> {
+    pub fn check_not_faulted(&self) -> Result<()> {
         match self.faulted() {
             false => Ok(()),
             true => Err(Error::corrupt(

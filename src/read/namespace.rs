@@ -75,12 +75,11 @@ impl Dataset {
         if let Some(found) = look(self.container(i)?.as_ref()) {
             return Ok(found);
         }
-        look(self.container(i)?.as_ref()).ok_or_else(|| {
-            Error::corrupt(
-                PathBuf::from(self.container_uri(i)),
-                "was cut short while it was read (truncated by another program)",
-            )
-        })
+        let container = self.container(i)?;
+        match look(container.as_ref()) {
+            Some(found) => Ok(found),
+            None => container.check_not_faulted().map(|()| None),
+        }
     }
 
     /// The one container of `level` whose path range may hold `path`: the first whose last
