@@ -71,6 +71,11 @@ typedef struct sheaf_dataset sheaf_dataset;
 // `sheaf_listing_free`; independent of the dataset once made.
 typedef struct sheaf_listing sheaf_listing;
 
+// The files below a directory, numbered in path order and grouped by container: what epoch
+// orders are made of. Opaque: from `sheaf_samples_open`, released by `sheaf_samples_free`;
+// independent of the dataset once made.
+typedef struct sheaf_samples sheaf_samples;
+
 // Every entry below a directory, in path order. Opaque: from `sheaf_walk_open`, released by
 // `sheaf_walk_free` before its dataset is closed.
 typedef struct sheaf_walk sheaf_walk;
@@ -102,6 +107,23 @@ typedef struct {
   // The library's handle on the memory; do not touch.
   void *owner;
 } sheaf_bytes;
+
+// How an epoch is shuffled and which slice of it to take (see `sheaf_samples_order`).
+typedef struct {
+  // The run's seed.
+  uint64_t seed;
+  // The epoch.
+  uint64_t epoch;
+  // Containers per shuffling window (at least 1).
+  uint64_t window;
+  // The slice to take, below `parts`.
+  uint64_t part;
+  // Slices the epoch is cut into (at least 1).
+  uint64_t parts;
+  // Non-zero: every slice has `len / parts` samples (the tail is dropped); zero: every slice
+  // has the rounded-up length, padded by wrapping round to the epoch's start.
+  uint32_t drop_last;
+} sheaf_order_settings;
 
 #ifdef __cplusplus
 extern "C" {
@@ -287,6 +309,60 @@ sheaf_status sheaf_walk_next(sheaf_walk *walk,
 
 // Releases a walk. Null is ignored.
 void sheaf_walk_free(sheaf_walk *walk);
+
+// Numbers the regular files below the directory `path` (the whole dataset for the root) in
+// path order, the order `sheaf_walk_open` yields them in, and notes which container holds
+// each.
+sheaf_status sheaf_samples_open(const sheaf_dataset *dataset,
+                                const uint8_t *path,
+                                size_t path_len,
+                                sheaf_samples **out);
+
+// The number of samples (regular files).
+sheaf_status sheaf_samples_len(const sheaf_samples *samples, uint64_t *out);
+
+// The sample numbers slice `settings.part` of `settings.parts` reads in the epoch, from its
+// `start`-th on (to resume mid-epoch): containers shuffled by (seed, epoch), samples shuffled
+// within windows of `window` containers, the same on every machine and in every release.
+// `*out` receives them as native-endian `uint64_t` values (`len` is in bytes). Free it with
+// `sheaf_bytes_free`.
+sheaf_status sheaf_samples_order(const sheaf_samples *samples,
+                                 const sheaf_order_settings *settings,
+                                 uint64_t start,
+                                 sheaf_bytes *out);
+
+// The windows of the slice `sheaf_samples_order` gives for the same settings, in order, as a
+// JSON array of `{"samples": N, "containers": [catalog positions]}`: the first N numbers of
+// the slice come from the first window's containers, and so on. A streaming reader passes
+// the next window's containers to `sheaf_fetch_ahead` while it reads the current one. Free
+// `*out` with `sheaf_bytes_free`.
+sheaf_status sheaf_samples_windows(const sheaf_samples *samples,
+                                   const sheaf_order_settings *settings,
+                                   sheaf_bytes *out);
+
+// Copies the containers at `count` catalog positions into the dataset's cache (it must have
+// been opened with one; otherwise nothing is read), one whole sequential read each, skipping
+// those the cache holds. `*copied` (may be null) receives the bytes copied. Blocks until
+// done: call it from a thread of its own to read ahead.
+sheaf_status sheaf_fetch_ahead(const sheaf_dataset *dataset,
+                               const uint64_t *containers,
+                               size_t count,
+                               uint64_t *copied);
+
+// Releases samples. Null is ignored.
+void sheaf_samples_free(sheaf_samples *samples);
+
+// Copies containers of the dataset at `dataset` (a path or URI, NUL-terminated) into the
+// cache directory `cache_dir`, as `sheaf preload` does. `request` is a NUL-terminated JSON
+// object, all fields optional: `prefixes` (only containers holding paths below these),
+// `pin`, `jobs` (requests in flight, default 8), `generation`, and `shard` (`rank`, `world`,
+// `seed`, `epoch`, `window`, `under`: only the containers that rank reads first in that
+// epoch of the files below `under`). `*out` receives the summary as JSON. Free it with
+// `sheaf_bytes_free`.
+sheaf_status sheaf_preload(const char *dataset,
+                           const char *cache_dir,
+                           const char *request,
+                           sheaf_bytes *out);
 
 // The message of the last failed call on this thread (empty when none failed yet), as a
 // NUL-terminated UTF-8 string owned by the library and valid until this thread's next call.

@@ -5,8 +5,9 @@
 # from target/test-servers.env; SHEAF_TEST_LOCAL_ONLY=1 skips them). Extra arguments go to pytest.
 # PySpark and pyarrow (python/requirements-spark.txt) are installed for the Spark fold's tests,
 # which run PySpark in local mode on the machine's Java.
-# SHEAF_TEST_TORCH=1 also installs torch (python/requirements-torch.txt, about 5 GB with its CUDA
-# wheels, which is why CI does not) so the DataLoader tests run instead of being skipped.
+# torch (python/requirements-torch.txt; PyPI's build, about 5 GB with its CUDA wheels, about a
+# minute and a half to install) is installed too, for the DataLoader, sampler and streaming
+# tests; SHEAF_TEST_TORCH=0 leaves it out and those tests are skipped, saying so.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,7 +17,7 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 pip_install() { "$VENV/bin/python" -m pip install --disable-pip-version-check -q "$@"; }
 pip_install -r python/requirements-test.txt -r python/requirements-spark.txt
-if [ "${SHEAF_TEST_TORCH:-}" = 1 ]; then
+if [ "${SHEAF_TEST_TORCH:-1}" != 0 ]; then
   pip_install -r python/requirements-torch.txt
 fi
 # Always reinstall: the package holds a copy of the library, which must be this checkout's.

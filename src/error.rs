@@ -169,6 +169,8 @@ pub enum Setting {
     Partitions,
     /// What a planned fold is cut from (surveys, a manifest's sample).
     Listing,
+    /// How an epoch order is shuffled and cut (window, parts).
+    Order,
 }
 
 impl std::fmt::Display for Setting {
@@ -181,6 +183,7 @@ impl std::fmt::Display for Setting {
             Setting::Compression => "compression",
             Setting::Partitions => "partitions",
             Setting::Listing => "listing",
+            Setting::Order => "epoch order",
         })
     }
 }

@@ -252,7 +252,7 @@ pub unsafe extern "C" fn sheaf_fold_survey(
 ///
 /// # Safety
 /// `request` is null or a NUL-terminated string.
-unsafe fn json_request<T: serde::de::DeserializeOwned>(
+pub(crate) unsafe fn json_request<T: serde::de::DeserializeOwned>(
     request: *const c_char,
     what: &str,
 ) -> Result<T, Failure> {
@@ -262,7 +262,7 @@ unsafe fn json_request<T: serde::de::DeserializeOwned>(
 }
 
 /// Hands `json` to the caller as library-owned bytes.
-fn give(out: &mut sheaf_bytes, json: Vec<u8>) {
+pub(crate) fn give(out: &mut sheaf_bytes, json: Vec<u8>) {
     let bytes = Box::new(sheaf::read::Buffer::from_vec(json));
     out.data = bytes.as_ptr();
     out.len = bytes.len();

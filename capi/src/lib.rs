@@ -16,10 +16,12 @@
 
 mod fold;
 mod listing;
+mod order;
 mod status;
 
 pub use fold::*;
 pub use listing::*;
+pub use order::*;
 pub use status::*;
 
 use sheaf::cache::{Cache, Counter};

@@ -14,6 +14,7 @@ and pickling, so PyTorch DataLoader workers started either way get a working dat
 from __future__ import annotations
 
 from ._dataset import Dataset, File, Routes, StatResult, open, open_routes
+from ._order import Order, Samples, preload
 from .errors import (
     BufferTooSmall,
     CorruptData,
@@ -45,12 +46,15 @@ __all__ = [
     "NotADataset",
     "NotADirectory",
     "NotFound",
+    "Order",
     "OriginError",
     "Routes",
+    "Samples",
     "StatResult",
     "StorageError",
     "UnsupportedVersion",
     "WrongKind",
     "open",
     "open_routes",
+    "preload",
 ]

@@ -376,6 +376,23 @@ class Dataset:
             if self._walks == 0 and self._closed:
                 self._close_native()
 
+    def samples(self, under: PathArg = "") -> "Samples":
+        """The regular files below `under`, numbered in the order `files(under)` yields them,
+        with the container each is stored in: what epoch orders are made of
+        (`samples.order(seed=, epoch=, window=, part=, parts=)`)."""
+        from ._order import Samples
+
+        return Samples(self._h(), _encode(under))
+
+    def fetch_ahead(self, containers) -> int:
+        """Copies the containers at these catalog positions (as `Samples.windows` names them)
+        into the dataset's cache, one whole read each, skipping those it holds; returns the
+        bytes copied. Blocks (without the GIL): call it from a thread to read ahead. Without a
+        cache it reads nothing."""
+        from ._order import fetch_ahead
+
+        return fetch_ahead(self._h(), containers)
+
     def __len__(self) -> int:
         """Entries (files, directories, symlinks) the dataset's catalog records."""
         count = c_uint64()

@@ -41,6 +41,17 @@ class Bytes(Structure):
     _fields_ = [("data", c_void_p), ("len", c_size_t), ("owner", c_void_p)]
 
 
+class OrderSettings(Structure):
+    _fields_ = [
+        ("seed", c_uint64),
+        ("epoch", c_uint64),
+        ("window", c_uint64),
+        ("part", c_uint64),
+        ("parts", c_uint64),
+        ("drop_last", c_uint32),
+    ]
+
+
 def _library_path() -> str:
     override = os.environ.get("SHEAF_LIBRARY")
     if override:
@@ -92,6 +103,14 @@ SIGNATURES = {
     "sheaf_fold_commit": (_STATUS, [c_char_p, POINTER(Bytes)]),
     "sheaf_fold_branches": (_STATUS, [c_char_p, POINTER(Bytes)]),
     "sheaf_fold_survey": (_STATUS, [c_char_p, POINTER(Bytes)]),
+    "sheaf_samples_open": (_STATUS, [c_void_p, c_char_p, c_size_t, POINTER(c_void_p)]),
+    "sheaf_samples_len": (_STATUS, [c_void_p, POINTER(c_uint64)]),
+    "sheaf_samples_order": (_STATUS, [c_void_p, POINTER(OrderSettings), c_uint64,
+                                     POINTER(Bytes)]),
+    "sheaf_samples_windows": (_STATUS, [c_void_p, POINTER(OrderSettings), POINTER(Bytes)]),
+    "sheaf_samples_free": (None, [c_void_p]),
+    "sheaf_fetch_ahead": (_STATUS, [c_void_p, POINTER(c_uint64), c_size_t, POINTER(c_uint64)]),
+    "sheaf_preload": (_STATUS, [c_char_p, c_char_p, c_char_p, POINTER(Bytes)]),
 }
 
 

@@ -6,6 +6,7 @@ import os
 import random
 import shutil
 import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,21 @@ def fold(sheaf_bin: str, src: Path | str, dst: Path | str, *options: str) -> Non
         [sheaf_bin, "fold", str(src), str(dst), *options], capture_output=True, text=True
     )
     assert run.returncode == 0, f"sheaf fold failed:\n{run.stdout}\n{run.stderr}"
+
+
+def s3_location(name: str) -> str:
+    """A fresh location on the S3 test server, or a skip (SHEAF_TEST_LOCAL_ONLY) or a failure
+    saying how to start the server."""
+    if os.environ.get("SHEAF_TEST_LOCAL_ONLY"):
+        pytest.skip("SHEAF_TEST_LOCAL_ONLY is set: the S3 back-end is not tested")
+    bucket = os.environ.get("SHEAF_TEST_S3_BUCKET")
+    if not bucket or not os.environ.get("AWS_ENDPOINT_URL"):
+        pytest.fail(
+            "the S3 test server is not configured: run `bash scripts/servers.sh start` and "
+            "`set -a; . target/test-servers.env; set +a` (or `bash .ci/run`), or set "
+            "SHEAF_TEST_LOCAL_ONLY=1"
+        )
+    return f"s3://{bucket}/{name}-{uuid.uuid4().hex[:12]}"
 
 
 def make_training_tree(root: Path, seed: int = 7, labels: int = 1200, images: int = 60) -> None:

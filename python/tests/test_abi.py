@@ -58,9 +58,11 @@ C_TO_CTYPES = {
     "const uint8_t **": {POINTER(POINTER(c_uint8))},
     "sheaf_stat *": {POINTER(_native.Stat)},
     "sheaf_bytes *": {POINTER(_native.Bytes)},
+    "const sheaf_order_settings *": {POINTER(_native.OrderSettings)},
+    "const uint64_t *": {POINTER(c_uint64)},
 }
-HANDLE = re.compile(r"^(const )?sheaf_(dataset|listing|walk) \*$")
-HANDLE_OUT = re.compile(r"^sheaf_(dataset|listing|walk) \*\*$")
+HANDLE = re.compile(r"^(const )?sheaf_(dataset|listing|walk|samples) \*$")
+HANDLE_OUT = re.compile(r"^sheaf_(dataset|listing|walk|samples) \*\*$")
 FIELD_TYPES = {"uint64_t": c_uint64, "int64_t": c_int64, "uint32_t": c_uint32,
                "const uint8_t *": c_void_p, "size_t": c_size_t, "void *": c_void_p}
 
@@ -132,7 +134,8 @@ def test_kinds_and_flags_match():
 
 
 @pytest.mark.parametrize("c_name, structure", [("sheaf_stat", _native.Stat),
-                                               ("sheaf_bytes", _native.Bytes)])
+                                               ("sheaf_bytes", _native.Bytes),
+                                               ("sheaf_order_settings", _native.OrderSettings)])
 def test_structures_have_the_header_s_fields_in_order(c_name, structure):
     declared = [(name, FIELD_TYPES[ctype]) for name, ctype in struct_fields(c_name)]
     assert [(name, ctype) for name, ctype in structure._fields_] == declared

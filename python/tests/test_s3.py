@@ -5,26 +5,16 @@ from __future__ import annotations
 
 import os
 import subprocess
-import uuid
 
 import pytest
 
 import sheaf
-from conftest import fold, regular_files
+from conftest import fold, regular_files, s3_location
 
 
 @pytest.fixture(scope="module")
 def s3_dataset(sheaf_bin, source_tree) -> str:
-    if os.environ.get("SHEAF_TEST_LOCAL_ONLY"):
-        pytest.skip("SHEAF_TEST_LOCAL_ONLY is set: the S3 back-end is not tested")
-    bucket = os.environ.get("SHEAF_TEST_S3_BUCKET")
-    if not bucket or not os.environ.get("AWS_ENDPOINT_URL"):
-        pytest.fail(
-            "the S3 test server is not configured: run `bash scripts/servers.sh start` and "
-            "`set -a; . target/test-servers.env; set +a` (or `bash .ci/run`), or set "
-            "SHEAF_TEST_LOCAL_ONLY=1"
-        )
-    uri = f"s3://{bucket}/python-{uuid.uuid4().hex[:12]}"
+    uri = s3_location("python")
     fold(sheaf_bin, source_tree, uri, "--threshold", "512KiB", "--container-size", "1MiB")
     return uri
 

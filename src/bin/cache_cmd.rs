@@ -4,6 +4,7 @@ use crate::{output, progress};
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use sheaf::cache::{self, Cache, Counter, Latency, PreloadOptions};
+use sheaf::read::order::{self, OrderSettings, Shard};
 use std::collections::HashSet;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
@@ -58,15 +59,88 @@ pub struct PreloadArgs {
     /// No progress bars.
     #[arg(short, long)]
     quiet: bool,
+    #[command(flatten)]
+    shard: ShardArgs,
+}
+
+/// A node's share of an epoch (what `sheaf.torch.ShuffledSampler` gives one rank).
+#[derive(Args)]
+#[command(next_help_heading = "Sharding by epoch (training clusters)")]
+struct ShardArgs {
+    /// Copy only the containers rank RANK of WORLD reads first in the epoch, so a cluster
+    /// copies each container once (the files below --prefix, or all, in the sampler's order).
+    #[arg(long, value_name = "RANK/WORLD", value_parser = parse_shard)]
+    shard: Option<(u64, u64)>,
+    /// The sampler's seed.
+    #[arg(long, default_value_t = 0, requires = "shard")]
+    seed: u64,
+    /// The epoch coming next.
+    #[arg(long, default_value_t = 0, requires = "shard")]
+    epoch: u64,
+    /// Containers per shuffling window, as the sampler's `window`.
+    #[arg(long, default_value_t = OrderSettings::default().window, requires = "shard")]
+    window: u64,
+}
+
+/// `RANK/WORLD`, with RANK below WORLD.
+fn parse_shard(text: &str) -> Result<(u64, u64), String> {
+    let (rank, world) = text
+        .split_once('/')
+        .ok_or_else(|| format!("{text:?} is not RANK/WORLD (such as 0/8)"))?;
+    let number = |t: &str| {
+        t.trim()
+            .parse::<u64>()
+            .map_err(|_| format!("{t:?} is not a whole number"))
+    };
+    let (rank, world) = (number(rank)?, number(world)?);
+    if world == 0 || rank >= world {
+        return Err(format!(
+            "rank {rank} of {world}: ranks count from 0 and stay below the world size"
+        ));
+    }
+    Ok((rank, world))
+}
+
+/// The containers `--shard` selects, and the generation they belong to.
+fn shard_selection(args: &PreloadArgs) -> Result<Option<Shard>> {
+    let Some((rank, world)) = args.shard.shard else {
+        return Ok(None);
+    };
+    let under = match args.prefix.as_slice() {
+        [] => Vec::new(),
+        [one] => one.as_bytes().to_vec(),
+        _ => anyhow::bail!("--shard takes at most one --prefix: the directory the sampler reads"),
+    };
+    let settings = OrderSettings {
+        seed: args.shard.seed,
+        epoch: args.shard.epoch,
+        window: args.shard.window,
+        part: rank,
+        parts: world,
+        drop_last: false,
+    };
+    let shard =
+        order::shard(&args.dataset, args.generation, &under, settings).with_context(|| {
+            format!(
+                "ordering epoch {} of {}",
+                settings.epoch,
+                args.dataset.display()
+            )
+        })?;
+    Ok(Some(shard))
 }
 
 pub fn preload(args: PreloadArgs) -> Result<ExitCode> {
     let cache = args.cache.open()?;
+    let shard = shard_selection(&args)?;
     let options = PreloadOptions {
         prefixes: args.prefix.iter().map(|p| p.as_bytes().to_vec()).collect(),
         pin: args.pin,
         jobs: args.jobs,
-        generation: args.generation,
+        generation: shard
+            .as_ref()
+            .map_or(args.generation, |s| Some(s.generation)),
+        containers: shard.map(|s| s.containers),
     };
     let bars = progress::Bars::new(args.quiet);
     let summary = cache::preload(&args.dataset, &cache, &options, &bars).with_context(|| {

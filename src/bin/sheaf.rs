@@ -346,6 +346,7 @@ fn in_cli_words(error: &sheaf::Error) -> String {
                 sheaf::Setting::Compression => "--compress",
                 sheaf::Setting::Partitions => "--partitions/--part",
                 sheaf::Setting::Listing => "the plan's listing",
+                sheaf::Setting::Order => "--shard/--window",
             };
             format!("{flag}: {reason}")
         }

@@ -27,6 +27,9 @@ pub struct PreloadOptions {
     pub jobs: usize,
     /// Preload this generation instead of the newest; readers through the cache then open it.
     pub generation: Option<u64>,
+    /// Only these containers (by content id), of those the prefixes select: a node's share
+    /// of an epoch, as `read::order::shard` names it. All when `None`.
+    pub containers: Option<HashSet<u128>>,
 }
 
 /// What a preload did.
@@ -75,7 +78,7 @@ pub fn preload(
         catalog,
         number,
     } = generation::read(origin.as_ref(), which)?;
-    let selection = select(&catalog, &options.prefixes, cache)?;
+    let selection = select(&catalog, options, cache)?;
     cache.record_dataset(&key, &catalog_bytes, options.pin.then_some(true))?;
     cache.make_room(selection.missing_bytes(), &selection.protect)?;
     progress.phase(
@@ -130,8 +133,13 @@ impl Selection<'_> {
     }
 }
 
-fn select<'a>(catalog: &'a Catalog, prefixes: &[Vec<u8>], cache: &Cache) -> Result<Selection<'a>> {
-    let prefixes = prefixes
+fn select<'a>(
+    catalog: &'a Catalog,
+    options: &PreloadOptions,
+    cache: &Cache,
+) -> Result<Selection<'a>> {
+    let prefixes = options
+        .prefixes
         .iter()
         .map(|p| crate::format::path::normalize(p))
         .collect::<Result<Vec<_>>>()?;
@@ -139,6 +147,12 @@ fn select<'a>(catalog: &'a Catalog, prefixes: &[Vec<u8>], cache: &Cache) -> Resu
         .rows()
         .iter()
         .filter(|row| prefixes.is_empty() || prefixes.iter().any(|p| may_hold(row, p)))
+        .filter(|row| {
+            options
+                .containers
+                .as_ref()
+                .is_none_or(|ids| ids.contains(&row.content_id))
+        })
         .collect();
     let protect = selected.iter().map(|r| r.content_id).collect();
     let missing = selected

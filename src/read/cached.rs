@@ -2,7 +2,7 @@
 //! (mapped, zero-copy), the origin otherwise, and on any cache fault the origin at the same
 //! offset while the faulty file is quarantined and the event counted.
 
-use crate::cache::{Cache, Counter, Counters, Latency, MappedContainer, RECHECK_AFTER};
+use crate::cache::{Cache, Counter, Counters, Fetched, Latency, MappedContainer, RECHECK_AFTER};
 use crate::format::CatalogRow;
 use crate::layout::container_key;
 use crate::store::{ReadPolicy, Store, CHUNK};
@@ -281,6 +281,41 @@ impl Tier {
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&id);
         });
+    }
+}
+
+impl Tier {
+    /// Copies container `i` into the cache now (one whole-container read) unless it is there,
+    /// so the reads that follow find it: the look-ahead of a streaming reader. The next read
+    /// of the container looks in the cache again.
+    pub(super) fn prefetch(
+        &self,
+        i: usize,
+        row: &CatalogRow,
+        origin: &Arc<dyn Store>,
+    ) -> crate::error::Result<Fetched> {
+        let key = container_key(&row.name);
+        let fetched = self.cache.fetch(
+            row.content_id,
+            row.file_len,
+            &HashSet::from([row.content_id]),
+            |place, sink| {
+                crate::store::read_chunks_placed(
+                    origin.as_ref(),
+                    &key,
+                    row.file_len,
+                    CHUNK,
+                    1,
+                    place,
+                    sink,
+                )
+            },
+        )?;
+        let mut slot = self.slots[i].lock().unwrap_or_else(|p| p.into_inner());
+        if matches!(&*slot, Slot::Absent { .. }) {
+            *slot = Slot::Unknown;
+        }
+        Ok(fetched)
     }
 }
 

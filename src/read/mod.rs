@@ -6,12 +6,14 @@
 //! The reader's parts: `containers` (from the cache tier or the origin, checked against the
 //! catalog; reads by location), `namespace` (lookup, stat, reads by path, symlinks, listings,
 //! walks), `external` (large files kept where they live), `cached` (the cache tier's read
-//! path), `routes` (many datasets as one tree, through a routes table), `verify` and `unfold`.
+//! path), `routes` (many datasets as one tree, through a routes table), `order` (shuffled
+//! epoch orders for training), `verify` and `unfold`.
 
 mod cached;
 mod containers;
 mod external;
 mod namespace;
+pub mod order;
 pub mod routes;
 pub mod unfold;
 pub mod verify;

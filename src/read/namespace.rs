@@ -340,6 +340,23 @@ impl Dataset {
         }
     }
 
+    /// The path of the directory `user_dir` names, following symlinks (a symlink to a
+    /// directory stands for the directory, as `ls link/` lists it); the root is empty.
+    pub fn directory(&self, user_dir: &[u8]) -> Result<Vec<u8>> {
+        let dir = normalize(user_dir)?;
+        if dir.is_empty() {
+            return Ok(dir);
+        }
+        let (_, target) = self.resolve(&dir)?;
+        if target.kind != EntryKind::Dir {
+            return Err(Error::WrongKind {
+                path: display(&dir),
+                problem: KindProblem::NotADirectory,
+            });
+        }
+        Ok(target.path)
+    }
+
     /// The direct children of a directory, in path order.
     pub fn list(&self, user_dir: &[u8]) -> Result<Vec<Entry>> {
         Ok(self
@@ -354,18 +371,7 @@ impl Dataset {
     /// name. A directory the index implies but does not hold (a foreign index may omit them)
     /// has no location, and never hides an entry an older generation holds.
     pub fn list_located(&self, user_dir: &[u8]) -> Result<Vec<(Option<Location>, Entry)>> {
-        let mut dir = normalize(user_dir)?;
-        if !dir.is_empty() {
-            // Listing a symlink to a directory lists the directory, as `ls link/` does.
-            let (_, target) = self.resolve(&dir)?;
-            if target.kind != EntryKind::Dir {
-                return Err(Error::WrongKind {
-                    path: display(&dir),
-                    problem: KindProblem::NotADirectory,
-                });
-            }
-            dir = target.path;
-        }
+        let dir = self.directory(user_dir)?;
         if let [level] = self.levels.as_slice() {
             return self.list_level(level, &dir);
         }

@@ -6,7 +6,8 @@
 //! `gc --keep 0` nothing is left that the newest generation does not use.
 //!
 //! Each command gets `SHEAF_CRASH_TRIALS` trials per store (default 4; RELIABILITY.md has the
-//! long run).
+//! long run); `SHEAF_CRASH_STORES` (a comma-separated list such as `s3,hdfs`) limits the
+//! stores, so a long run can spend its time where the earlier ones did not.
 
 use crate::conformance::{backends, fresh_location, Backend};
 use crate::util::*;
@@ -30,9 +31,15 @@ fn trials() -> u64 {
 /// The back-ends the harness runs on: local, S3 and HDFS (Azure shares S3's object-store
 /// code path and is covered by the conformance tests).
 fn stores() -> Vec<Backend> {
+    let chosen = std::env::var("SHEAF_CRASH_STORES").ok();
+    let wanted = |name: &str| {
+        chosen
+            .as_deref()
+            .is_none_or(|list| list.split(',').any(|s| s.trim() == name))
+    };
     backends()
         .into_iter()
-        .filter(|b| b.name != "azure")
+        .filter(|b| b.name != "azure" && wanted(b.name))
         .collect()
 }
 
