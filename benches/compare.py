@@ -39,6 +39,9 @@ Steps (each runs a benchmark of benches/ and reads its CSV; --only/--skip pick t
             random epochs each: the plain files, squashfuse_ll, sheaf mount, the Python
             reader and the Python reader through a preloaded cache; files/s, disk bytes read,
             page cache, the mount daemon's memory
+  loaders   benches/loaders.py: sheaf against MosaicML Streaming, LitData, WebDataset, the
+            plain files through a DataLoader, s3fs-fuse and rclone mount: conversion, random
+            access from local disk (DataLoader, 0 and 2 workers) and the first epoch from S3
 
 Every step checks that each system returned the same bytes (checksums over everything read)
 and fails otherwise. Results: the scorecard on stdout, bench-out/compare.csv (one row per
@@ -66,7 +69,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "bench-out"
-STEPS = ("fold", "reader", "mount", "python", "scale", "remote", "memory")
+STEPS = ("fold", "reader", "mount", "python", "scale", "remote", "memory", "loaders")
 
 
 def log(message: str) -> None:
@@ -508,6 +511,49 @@ def step_memory(args, card: Scorecard) -> None:
                    note=f"file-backed {int(mount['daemon_file_bytes']) / mib:.1f} MiB")
 
 
+def step_loaders(args, card: Scorecard) -> None:
+    run(sys.executable, ROOT / "benches/loaders.py", "--files", args.loader_files, "--tiny",
+        args.loader_tiny, "--runs", args.runs)
+    rows = read_csv(WORK / "loaders.csv")
+
+    def rate(part, corpus, system, workers="", state=""):
+        return next((float(r["per_s"]) for r in rows if r["part"] == part
+                     and r["corpus"] == corpus and r["system"] == system
+                     and r["workers"] == str(workers) and r["state"] == state), None)
+
+    peers = {"mds": "MDS", "litdata": "LitData", "wds": "WebDataset"}
+    corpora = sorted({r["corpus"] for r in rows if r["part"] == "convert"})
+    for corpus in corpora:
+        fastest = max(peers, key=lambda p: rate("convert", corpus, p) or 0)
+        card.ratio(f"conversion, {corpus} corpus (files/s)", rate("convert", corpus, "sheaf"),
+                   peers[fastest], rate("convert", corpus, fastest), "files/s", 2.0)
+        for workers in (0, 2):
+            for state in ("cold", "warm"):
+                ours = rate("local", corpus, "sheaf", workers, state)
+                random_peers = ("mds", "litdata")
+                best = max(random_peers, key=lambda p: rate("local", corpus, p, workers, state))
+                where = f"{corpus}, DataLoader {workers} workers, {state}"
+                card.ratio(f"random access, {where} (samples/s)", ours, peers[best],
+                           rate("local", corpus, best, workers, state), "samples/s", 1.5,
+                           note=f"WebDataset in order "
+                                f"{rate('local', corpus, 'wds', workers, state):,.0f}/s")
+                card.ratio(f"random access vs plain files, {where} (samples/s)", ours,
+                           "plain files", rate("local", corpus, "plain", workers, state),
+                           "samples/s", 1.0)
+    s3 = [r for r in rows if r["part"] == "s3"]
+    if s3:
+        corpus = s3[0]["corpus"]
+        card.ratio(f"first epoch from S3, sheaf mount vs s3fs-fuse, {corpus} (files/s)",
+                   rate("s3", corpus, "sheaf-mount", 8), "s3fs", rate("s3", corpus, "s3fs", 8),
+                   "files/s", 5.0,
+                   note=f"with --cache --fill {rate('s3', corpus, 'sheaf-mount-fill', 8):,.0f}/s; "
+                        f"rclone {rate('s3', corpus, 'rclone', 8):,.0f}/s")
+        card.info(f"first epoch from S3, sheaf StreamingDataset, {corpus} (files/s)",
+                  rate("s3", corpus, "sheaf-stream", 2), "files/s", "MDS",
+                  rate("s3", corpus, "mds", 2),
+                  note=f"LitData {rate('s3', corpus, 'litdata', 2):,.0f}/s")
+
+
 def machine() -> str:
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
                 if l.startswith("model name")), platform.processor())
@@ -536,6 +582,10 @@ def main() -> None:
                         help="random entries read without a cache from each store")
     parser.add_argument("--memory-files", type=int, default=12_000,
                         help="files in the larger-than-memory corpus (default 12000, 1.1 GiB)")
+    parser.add_argument("--loader-files", type=int, default=20_000,
+                        help="files in the loaders step's training corpus (default 20000)")
+    parser.add_argument("--loader-tiny", type=int, default=1_000_000,
+                        help="files in the loaders step's tiny-file corpus (default 1000000)")
     parser.add_argument("--only", default=",".join(STEPS), help="steps to run")
     parser.add_argument("--skip", default="", help="steps to leave out")
     args = parser.parse_args()
@@ -567,6 +617,8 @@ def main() -> None:
             step_remote(args, card)
         elif step == "memory":
             step_memory(args, card)
+        elif step == "loaders":
+            step_loaders(args, card)
         card.write(machine())
 
 

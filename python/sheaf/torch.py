@@ -19,9 +19,9 @@ the n samples already trained on. `sheaf preload --shard RANK/WORLD --seed S --e
 copies exactly the containers a rank reads first, so a cluster preloads each byte once.
 
 `StreamingDataset` yields the same order as an `IterableDataset`: DataLoader workers take
-turns batch by batch (the loader's output is the rank's order), and with a cache directory the
-containers of the next window are fetched whole, one sequential read each, while the current
-window is read.
+turns batch by batch (the loader's output is the rank's order), and with a cache directory each
+window's containers are fetched whole (one sequential read each, shared among the workers)
+before its samples are read, the next window's while the current one is read.
 
 Works with DataLoader workers started by fork or spawn: the sheaf dataset reopens itself in
 each worker.
@@ -152,9 +152,10 @@ class StreamingDataset(_TorchIterableDataset):
 
     DataLoader workers take turns by `batch_size` samples (give the loader's batch size), so
     the loader yields exactly the rank's order, and `set_epoch(epoch, start=n)` resumes after
-    n samples. With a `cache` directory, the containers of the window after the current one
-    are fetched whole in the background (the workers share the fetching), so a dataset on an
-    object store is read one large sequential request per container."""
+    n samples. With a `cache` directory, each window's containers are fetched whole before its
+    samples are read, and the next window's in the background (the workers share the
+    fetching), so a dataset on an object store is read one large sequential request per
+    container."""
 
     def __init__(
         self,
@@ -222,24 +223,25 @@ class StreamingDataset(_TorchIterableDataset):
         return self.fetch_ahead and self.dataset._cache is not None
 
     def _stream(self, order, windows, worker, workers, paths, ahead) -> Iterator[Any]:
-        """This worker's turns of the rank's order from `start`; on entering a window, its
-        containers and the next window's are asked for (each window once)."""
+        """This worker's turns of the rank's order from `start`. On entering a window, its
+        containers are made sure of (a whole fetch beats a ranged read per sample, and a
+        container another worker is fetching is waited for, not fetched twice) and the next
+        window's are fetched in the background."""
         ends, at = [], 0
         for window in windows:
             at += window["samples"]
             ends.append(at)
-        current, asked = None, -1
+        current = None
         for position in range(self.start, len(order)):
             window = current if current is not None else 0
             while window < len(ends) and position >= ends[window]:
                 window += 1
             if window != current:
-                if current is None:
-                    asked = window - 1
                 current = window
-                while ahead is not None and asked < min(current + 1, len(windows) - 1):
-                    asked += 1
-                    ahead.fetch(windows[asked]["containers"])
+                if ahead is not None and current < len(windows):
+                    ahead.wait_for(windows[current]["containers"])
+                    if current + 1 < len(windows):
+                        ahead.fetch(windows[current + 1]["containers"])
             if (position - self.start) // self.batch_size % workers != worker:
                 continue
             path = paths[order[position]]
@@ -259,12 +261,26 @@ class _FetchAhead:
         self.thread = threading.Thread(target=self._run, name="sheaf-fetch-ahead", daemon=True)
         self.thread.start()
 
+    def _mine_first(self, containers: list) -> list:
+        mine = [c for j, c in enumerate(containers) if j % self.workers == self.worker]
+        return mine + [c for c in containers if c not in mine]
+
     def fetch(self, containers: list) -> None:
+        """Fetches this worker's turn of `containers` in the background."""
         mine = [c for j, c in enumerate(containers) if j % self.workers == self.worker]
         if mine:
             with self.ready:
                 self.pending.append(mine)
                 self.ready.notify()
+
+    def wait_for(self, containers: list) -> None:
+        """Returns once every container is in the cache (fetching this worker's turn first,
+        then waiting out the others' fetches), or failed to get there: reads then go to the
+        origin."""
+        try:
+            self.dataset.fetch_ahead(self._mine_first(containers))
+        except Exception:  # noqa: BLE001 - a failed fetch only means reads go to the origin
+            pass
 
     def stop(self) -> None:
         with self.ready:
