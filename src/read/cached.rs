@@ -16,6 +16,9 @@ const TOUCH_EVERY: Duration = Duration::from_secs(60);
 /// Misses of one container after which read-through fill fetches it whole.
 const FILL_AFTER_MISSES: u32 = 2;
 
+/// Ranged requests in flight for one container fetched ahead from a remote store.
+const PREFETCH_WAYS: usize = 4;
+
 /// Containers fetched by read-through fill at once, per dataset.
 const MAX_FILLS: usize = 2;
 
@@ -295,6 +298,13 @@ impl Tier {
         origin: &Arc<dyn Store>,
     ) -> crate::error::Result<Fetched> {
         let key = container_key(&row.name);
+        // A remote store answers several ranges of one object side by side faster than one
+        // after another; a local disk streams a file in order best.
+        let ways = if origin.ranges_in_parallel() {
+            PREFETCH_WAYS
+        } else {
+            1
+        };
         let fetched = self.cache.fetch(
             row.content_id,
             row.file_len,
@@ -305,7 +315,7 @@ impl Tier {
                     &key,
                     row.file_len,
                     CHUNK,
-                    1,
+                    ways,
                     place,
                     sink,
                 )
