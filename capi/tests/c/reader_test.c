@@ -141,6 +141,25 @@ static void check_listing(const sheaf_dataset *ds) {
   CHECK(status == SHEAF_END && seen == 3);
   sheaf_walk_free(walk);
 
+  /* An epoch order over the two regular files below dir (the symlink is not a sample). */
+  sheaf_samples *samples = NULL;
+  CHECK(sheaf_samples_open(ds, P("dir"), &samples) == SHEAF_OK);
+  uint64_t sample_count = 0;
+  CHECK(sheaf_samples_len(samples, &sample_count) == SHEAF_OK && sample_count == 2);
+  sheaf_order_settings settings = {.seed = 7, .epoch = 1, .window = 1, .part = 0, .parts = 1};
+  sheaf_bytes order = {0};
+  CHECK(sheaf_samples_order(samples, &settings, 0, &order) == SHEAF_OK);
+  CHECK(order.len == 2 * sizeof(uint64_t));
+  uint64_t numbers[2];
+  memcpy(numbers, order.data, sizeof numbers);
+  CHECK((numbers[0] == 0 && numbers[1] == 1) || (numbers[0] == 1 && numbers[1] == 0));
+  sheaf_bytes_free(&order);
+  settings.part = 1;
+  CHECK(sheaf_samples_order(samples, &settings, 0, &order) != SHEAF_OK);
+  CHECK(sheaf_samples_order(samples, NULL, 0, &order) == SHEAF_INVALID_ARGUMENT);
+  sheaf_samples_free(samples);
+  CHECK(sheaf_samples_open(ds, P("hello.txt"), &samples) == SHEAF_NOT_A_DIRECTORY);
+
   uint64_t count = 0;
   /* Six entries and the external big.bin. */
   CHECK(sheaf_entry_count(ds, &count) == SHEAF_OK && count == 7);
