@@ -67,20 +67,13 @@ MOUNTS = ("sheaf-mount", "sheaf-mount-fill", "s3fs", "rclone")
 THREADED = MOUNTS + ("sheaf-reader", "sheaf-reader-fill")
 SEED = 0
 
+sys.path.insert(0, str(ROOT / "benches"))
+import larger_than_memory as ltm  # noqa: E402  (logging, commands, cache drops, the corpus)
+from mount_from_origin import wait_mounted  # noqa: E402
 
-def log(message: str) -> None:
-    print(f"==> {message}", file=sys.stderr, flush=True)
-
-
-def run(*command, **kwargs) -> subprocess.CompletedProcess:
-    argv = [str(c) for c in command]
-    log(" ".join(argv))
-    return subprocess.run(argv, check=True, **kwargs)
+log, run, drop_caches = ltm.log, ltm.run, ltm.drop_caches
 
 
-def drop_caches() -> None:
-    subprocess.run(["sync"], check=True)
-    Path("/proc/sys/vm/drop_caches").write_text("3\n")
 
 
 # =============================================================================================
@@ -344,9 +337,7 @@ def manifest_of(corpus: Path) -> Path:
 
 
 def corpora(args) -> dict[str, tuple[Path, Path]]:
-    sys.path.insert(0, str(ROOT / "benches"))
     import compare
-    import larger_than_memory as ltm
     out = {"training": ltm.make_corpus(args.files, SEED)}
     if args.tiny:
         tiny = compare.scale_corpus(args.tiny)
@@ -407,19 +398,10 @@ def read_locally(name: str, corpus: Path, manifest: Path, outputs: dict, args,
 
 
 def s3_env() -> dict:
-    sys.path.insert(0, str(ROOT / "benches"))
     import compare
     env = compare.servers_env()
     env["S3_ENDPOINT_URL"] = env["AWS_ENDPOINT_URL"]  # MosaicML Streaming's name for it
     return env
-
-
-def wait_mounted(mnt: Path) -> None:
-    deadline = time.monotonic() + 60
-    while not os.path.ismount(mnt):
-        if time.monotonic() > deadline:
-            raise SystemExit(f"loaders: nothing mounted on {mnt} after 60 s")
-        time.sleep(0.1)
 
 
 def mount(system: str, base: str, mnt: Path, env: dict, cache: Path) -> list[str]:

@@ -341,10 +341,7 @@ impl<'a> EpochOrder<'a> {
 
     /// The containers holding the samples at positions of the sequence (within one lap).
     fn units_at(&self, positions: Range<u64>) -> Vec<usize> {
-        let count = self.samples.count;
-        let offset = positions.start / count * count;
-        let (from, to) = (positions.start - offset, positions.end - offset);
-        let first = self.starts.partition_point(|&s| s <= from) - 1;
+        let (from, to, first) = self.within_lap(positions);
         (first..self.units.len())
             .take_while(|&u| self.starts[u] < to)
             .filter_map(|u| match self.samples.units[self.units[u]] {
@@ -392,13 +389,18 @@ impl<'a> EpochOrder<'a> {
         out
     }
 
+    /// Positions within one lap of the sequence brought back to the first lap, and the index
+    /// (in `units`) of the unit the first of them falls in.
+    fn within_lap(&self, positions: Range<u64>) -> (u64, u64, usize) {
+        let offset = positions.start / self.samples.count * self.samples.count;
+        let (from, to) = (positions.start - offset, positions.end - offset);
+        (from, to, self.starts.partition_point(|&s| s <= from) - 1)
+    }
+
     /// The sample numbers at positions of the sequence (all within one lap of it).
     fn numbers_at(&self, positions: Range<u64>) -> Vec<u64> {
-        let count = self.samples.count;
-        let offset = positions.start / count * count;
-        let (from, to) = (positions.start - offset, positions.end - offset);
+        let (from, to, mut unit) = self.within_lap(positions);
         let mut out = Vec::with_capacity((to - from) as usize);
-        let mut unit = self.starts.partition_point(|&s| s <= from) - 1;
         while unit < self.units.len() && self.starts[unit] < to {
             let mut at = self.starts[unit];
             for run in &self.samples.runs[self.units[unit]] {
