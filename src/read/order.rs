@@ -341,7 +341,7 @@ impl<'a> EpochOrder<'a> {
 
     /// The containers holding the samples at positions of the sequence (within one lap).
     fn units_at(&self, positions: Range<u64>) -> Vec<usize> {
-        let (from, to, first) = self.within_lap(positions);
+        let (_, to, first) = self.within_lap(positions);
         (first..self.units.len())
             .take_while(|&u| self.starts[u] < to)
             .filter_map(|u| match self.samples.units[self.units[u]] {
